@@ -1,0 +1,3 @@
+"""mlops-tasks: incremental, audited builds of notebook ML pipelines on doit."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""The one place that starts processes: logged argv, never a shell, typed failures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import CommandFailed
+
+TAIL_LINES = 25
+
+
+def _display(argv: Sequence[str]) -> str:
+    return " ".join(f'"{a}"' if (" " in a or not a) else a for a in argv)
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: bool = True,
+    timeout: float | None = None,
+) -> str:
+    """Run argv to completion; return stdout. Raise CommandFailed with stderr's tail."""
+    args = [os.fspath(a) for a in argv]
+    if echo:
+        print(f"$ {_display(args)}", flush=True)
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise CommandFailed(args, 127, f"{args[0]}: no such file or command") from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(args, -1, f"timed out after {timeout} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-TAIL_LINES:])
+        raise CommandFailed(args, proc.returncode, tail)
+    if echo and proc.stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
+        sys.stderr.write(proc.stderr)
+    return proc.stdout
+
+
+def output(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
+           timeout: float | None = 60) -> str:
+    """Run a quick query command silently and return its stripped stdout."""
+    return run(argv, cwd=cwd, echo=False, timeout=timeout).strip()

@@ -1,0 +1,88 @@
+"""Project settings from pyproject.toml's [tool.mlops_tasks] table."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+INSTALLERS = ("uv", "pip")
+INDEX_POLICIES = ("offline-first", "offline", "online")
+KEYS = ("tracking_uri", "experiment", "installer", "index_policy", "wheels_cache",
+        "specs_dir", "artifact_max_mb")
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    tracking_uri: str = ""
+    experiment: str = ""
+    installer: str = "uv"
+    index_policy: str = "offline-first"
+    wheels_cache: str = "wheels_cache"
+    specs_dir: str = "env_specs"
+    artifact_max_mb: float = 50.0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".mlops"
+
+    def resolved_tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
+        if uri:
+            return uri
+        return "sqlite:///" + (self.state_dir / "mlflow.db").as_posix()
+
+    def experiment_name(self) -> str:
+        return self.experiment or self.root.name
+
+
+def load_config(root: Path) -> Config:
+    path = root / "pyproject.toml"
+    table: dict[str, object] = {}
+    project_name = ""
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from None
+        table = data.get("tool", {}).get("mlops_tasks", {}) or {}
+        project_name = str(data.get("project", {}).get("name", ""))
+    for key in table:
+        if key not in KEYS:
+            match = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            raise ConfigError(f"{path}: [tool.mlops_tasks] unknown key '{key}'{hint}; valid "
+                              f"keys: {', '.join(KEYS)}")
+    installer = str(table.get("installer", "uv"))
+    if installer not in INSTALLERS:
+        raise ConfigError(f"{path}: [tool.mlops_tasks] installer must be one of "
+                          f"{', '.join(INSTALLERS)}; got {installer!r}")
+    policy = str(table.get("index_policy", "offline-first"))
+    if policy not in INDEX_POLICIES:
+        raise ConfigError(f"{path}: [tool.mlops_tasks] index_policy must be one of "
+                          f"{', '.join(INDEX_POLICIES)}; got {policy!r}")
+    max_mb = table.get("artifact_max_mb", 50.0)
+    if isinstance(max_mb, bool) or not isinstance(max_mb, int | float) or max_mb < 0:
+        raise ConfigError(f"{path}: [tool.mlops_tasks] artifact_max_mb must be a number of "
+                          f"megabytes; got {max_mb!r}")
+    return Config(
+        root=root,
+        tracking_uri=str(table.get("tracking_uri", "") or ""),
+        experiment=str(table.get("experiment", "") or project_name),
+        installer=installer,
+        index_policy=policy,
+        wheels_cache=str(table.get("wheels_cache", "wheels_cache")),
+        specs_dir=str(table.get("specs_dir", "env_specs")),
+        artifact_max_mb=float(max_mb),
+    )

@@ -1,0 +1,37 @@
+"""The doit entry point: `from mlops_tasks.dodo import *` in a project's dodo.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import InvalidDodoFile
+
+from .errors import MlopsError
+from .project import load_project, print_warnings
+from .tasks import all_tasks
+
+__all__ = ["DOIT_CONFIG", "task_mlops"]
+
+# Defaults for projects whose pyproject.toml has no [tool.doit] table.
+DOIT_CONFIG = {
+    "dep_file": ".mlops/doit.db",
+    "backend": "sqlite3",
+    "verbosity": 2,
+    "par_type": "thread",
+}
+
+# doit opens its dep DB (.mlops/doit.db) right after importing the dodo file.
+Path(".mlops").mkdir(exist_ok=True)
+
+
+def task_mlops() -> Iterator[dict[str, Any]]:
+    """Stage tasks generated from env_specs/."""
+    root = Path.cwd()
+    try:
+        project = load_project(root)
+    except MlopsError as err:
+        raise InvalidDodoFile(str(err)) from None
+    print_warnings(project)
+    yield from all_tasks(project.config, list(project.stages), project.graph)

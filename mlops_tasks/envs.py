@@ -1,0 +1,200 @@
+"""Stage virtualenvs: decide whether one is valid (pure), and build one (uv or pip)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import command, layout
+from .config import Config
+from .errors import CommandFailed, EnvBuildError
+from .files import atomic_write
+from .fingerprint import env_fingerprint, install_requirements, sha256_text
+from .interpreters import Interpreter
+from .spec import Stage, normalise_req_name, requirement_name
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """What a stage's env is built from; its fingerprint is the env's build identity."""
+
+    stage: str
+    interpreter: Interpreter
+    requirements: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return env_fingerprint(self.interpreter.version, self.interpreter.implementation,
+                               self.requirements, self.options)
+
+
+def plan_env(stage: Stage, interpreter: Interpreter, installer: str) -> EnvPlan:
+    return EnvPlan(stage.name, interpreter, tuple(install_requirements(stage)),
+                   {"installer": installer})
+
+
+def read_marker(env_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((env_dir / layout.MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _req_names(reqs: Any) -> dict[str, str]:
+    return {normalise_req_name(requirement_name(r) or r): r for r in reqs or []}
+
+
+def describe_change(marker: Mapping[str, Any], plan: EnvPlan) -> str:
+    """Say what changed between a built env and the plan: 'packages: +pandas, -dask'."""
+    parts: list[str] = []
+    old_version = marker.get("python_version")
+    if old_version != plan.interpreter.version:
+        parts.append(f"python {old_version} → {plan.interpreter.version}")
+    old, new = _req_names(marker.get("requirements")), _req_names(plan.requirements)
+    changes = [f"+{new[n]}" for n in new if n not in old]
+    changes += [f"-{old[n]}" for n in old if n not in new]
+    changes += [f"{old[n]} → {new[n]}" for n in new if n in old and old[n] != new[n]]
+    if changes:
+        parts.append("packages: " + ", ".join(changes))
+    if dict(marker.get("options") or {}) != dict(plan.options):
+        parts.append(f"options: {marker.get('options')} → {dict(plan.options)}")
+    return "; ".join(parts) or "build inputs changed"
+
+
+def env_problem(env_dir: Path, plan: EnvPlan, freeze: Path) -> str | None:
+    """Why the env at env_dir cannot be reused for plan, or None when it can."""
+    if not env_dir.exists():
+        return "not built yet"
+    marker = read_marker(env_dir)
+    if marker is None:
+        return (f"{env_dir.name} has no valid marker (a build was interrupted or the folder "
+                "was made by hand)")
+    if marker.get("fingerprint") != plan.fingerprint:
+        return describe_change(marker, plan)
+    python = env_dir / marker["python"] if marker.get("python") else None
+    if python is None or not python.exists():
+        return "the venv's interpreter is missing"
+    if not freeze.is_file():
+        return "pip-freeze.txt is missing"
+    if sha256_text(freeze.read_text(encoding="utf-8")) != marker.get("freeze_sha256"):
+        return "pip-freeze.txt was changed by hand"
+    return None
+
+
+def find_uv() -> str | None:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def _wheel_sources(config: Config) -> tuple[list[str], bool]:
+    """Index options by policy, and whether the install is offline."""
+    cache = config.root / config.wheels_cache
+    filled = cache.is_dir() and any(cache.glob("*.whl"))
+    if config.index_policy == "online":
+        return (["--find-links", str(cache)] if filled else []), False
+    if config.index_policy == "offline" or filled:
+        return ["--no-index", "--find-links", str(cache)], True
+    return [], False
+
+
+def _installer_env() -> dict[str, str]:
+    """The installer sees the user's settings, minus what would leak the orchestrator in."""
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
+    """(Re)build the stage's venv; write pip-freeze.txt, then the marker, last. Returns why."""
+    env_dir = root / stage.env_dir
+    freeze = root / layout.freeze_file(stage)
+    why = env_problem(env_dir, plan, freeze)
+    if why is None:
+        return ""
+    print(f"venv:{stage.name}: building {stage.env_dir} with Python "
+          f"{plan.interpreter.version}: {why}", flush=True)
+    if env_dir.exists():
+        shutil.rmtree(env_dir)
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
+    requirements.write_text("\n".join(plan.requirements) + "\n", encoding="utf-8")
+    venv_py = root / layout.venv_python(stage.env_dir)
+    uv = find_uv() if plan.options.get("installer") == "uv" else None
+    if plan.options.get("installer") == "uv" and uv is None:
+        print(f"venv:{stage.name}: uv not found; falling back to pip", flush=True)
+    env = _installer_env()
+    try:
+        if uv:
+            command.run([uv, "venv", "--quiet", "--python", plan.interpreter.path,
+                         str(env_dir)], env=env)
+        else:
+            command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
+        _install(stage, uv, venv_py, requirements, config, env)
+        text = _freeze(uv, venv_py, env)
+    except CommandFailed as err:
+        raise EnvBuildError(f"venv:{stage.name}: could not build {stage.env_dir}: "
+                            f"{err}") from None
+    finally:
+        requirements.unlink(missing_ok=True)
+    if not freeze.is_file() or freeze.read_text(encoding="utf-8") != text:
+        atomic_write(freeze, text)
+    marker = {
+        "fingerprint": plan.fingerprint,
+        "python": os.path.relpath(venv_py, env_dir).replace(os.sep, "/"),
+        "base_python": plan.interpreter.path,
+        "python_version": plan.interpreter.version,
+        "implementation": plan.interpreter.implementation,
+        "requirements": list(plan.requirements),
+        "options": dict(plan.options),
+        "freeze_sha256": sha256_text(text),
+        "built_by": f"mlops-tasks on Python {sys.version.split()[0]}",
+    }
+    atomic_write(env_dir / layout.MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    return why
+
+
+def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
+             env: dict[str, str]) -> None:
+    sources, offline = _wheel_sources(config)
+    if uv:
+        argv = [uv, "pip", "install", "--quiet", "--python", str(venv_py), "-r",
+                str(requirements)]
+    else:
+        argv = [str(venv_py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "-r", str(requirements)]
+    try:
+        command.run(argv + sources, env=env)
+    except CommandFailed as err:
+        if offline and config.index_policy == "offline-first":
+            print(f"venv:{stage.name}: the wheel cache does not cover every requirement; "
+                  "trying the package index", flush=True)
+            command.run(argv + ["--find-links", sources[-1]], env=env)
+        elif offline:
+            raise EnvBuildError(
+                f"venv:{stage.name}: a requirement is not in {config.wheels_cache}/ and the "
+                f"index policy is offline. Fill the cache with `doit wheels` on a machine "
+                f"with network access.\n{err.stderr_tail}") from None
+        else:
+            raise
+
+
+def _freeze(uv: str | None, venv_py: Path, env: dict[str, str]) -> str:
+    if uv:
+        text = command.run([uv, "pip", "freeze", "--python", str(venv_py)], env=env, echo=False)
+    else:
+        text = command.run([str(venv_py), "-m", "pip", "freeze"], env=env, echo=False)
+    lines = sorted(line.strip() for line in text.splitlines() if line.strip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,111 @@
+"""Run a stage notebook with papermill on the stage's kernel (the only papermill import)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import papermill
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
+
+from .errors import StageFailed
+
+_logging_ready = False
+
+
+def _setup_logging() -> None:
+    """Papermill logs cell output through `logging`; show it in doit's output."""
+    global _logging_ready
+    if _logging_ready:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("    %(message)s"))
+    log = logging.getLogger("papermill")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _logging_ready = True
+
+
+class StageKernelManager(AsyncKernelManager):
+    """A kernel manager that adds per-stage variables to the kernel's environment."""
+
+    extra_env: dict[str, str] = {}
+    drop_env: tuple[str, ...] = ()
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> Any:  # type: ignore[override]
+        env = dict(kw.pop("env", None) or os.environ)
+        for name in self.drop_env:
+            env.pop(name, None)
+        env.update(self.extra_env)
+        kw["env"] = env
+        return await super()._async_pre_start_kernel(**kw)
+
+
+def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:
+    text = "\n".join(err.traceback or [])
+    # tracebacks carry ANSI colours for the notebook UI; strip them for logs
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_notebook(
+    *,
+    stage: str,
+    notebook: Path,
+    output: Path,
+    kernel_name: str,
+    kernel_dir: Path,
+    parameters: Mapping[str, Any],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None,
+) -> None:
+    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
+    _setup_logging()
+    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
+    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
+    km.extra_env = dict(env)
+    # Let the stage kernel write bytecode into its own venv: later starts import fast.
+    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            language="python",
+            progress_bar=False,
+            log_output=True,
+            cwd=str(cwd),
+            execution_timeout=timeout,
+            km=km,
+        )
+    except PapermillExecutionError as err:
+        raise StageFailed(
+            f"execute:{stage}: cell {err.exec_count or err.cell_index} failed with "
+            f"{err.ename}: {err.evalue}\n{_traceback_tail(err)}\n"
+            f"The executed notebook with the error: {output}"
+        ) from None
+    except DeadKernelError as err:
+        raise StageFailed(f"execute:{stage}: the kernel died ({err}); executed notebook so "
+                          f"far: {output}") from None
+    except CellTimeoutError as err:
+        raise StageFailed(f"execute:{stage}: a cell ran over the spec's timeout of {timeout} s "
+                          f"({str(err).splitlines()[0]}); executed notebook so far: "
+                          f"{output}") from None
+    except Exception as err:
+        # kernelspec problems (interpreter gone) surface as assorted errors at start
+        if type(err).__name__ in {"NoSuchKernel", "FileNotFoundError", "RuntimeError"}:
+            raise StageFailed(f"execute:{stage}: could not start kernel '{kernel_name}': "
+                              f"{err}. Rebuild the env with `doit run venv:{stage}`") from None
+        raise

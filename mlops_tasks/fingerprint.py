@@ -1,0 +1,102 @@
+"""Content hashes that decide staleness. Pure and machine-independent: no paths, hosts
+or timestamps go into what is hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .spec import Stage, normalise_req_name, requirement_name
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str,
+                      ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def normalise_requirement(req: str) -> str:
+    """'Scikit_Learn >= 1.3' -> 'scikit-learn>=1.3': same requirement, same hash."""
+    name = requirement_name(req) or req
+    rest = req[len(name):] if req.startswith(name) else req
+    rest = "".join(rest.split(";")[0].split())
+    marker = req.split(";", 1)[1].strip() if ";" in req else ""
+    out = normalise_req_name(name) + rest
+    return f"{out}; {marker}" if marker else out
+
+
+def install_requirements(stage: Stage) -> list[str]:
+    """What goes into the venv: the stage's packages plus ipykernel for the kernel."""
+    reqs = [normalise_requirement(r) for r in stage.packages]
+    names = {normalise_req_name(requirement_name(r) or "") for r in reqs}
+    if "ipykernel" not in names:
+        reqs.append("ipykernel")
+    return reqs
+
+
+def env_fingerprint(version: str, implementation: str, requirements: Iterable[str],
+                    options: Mapping[str, Any]) -> str:
+    """The identity of what an env is built from (not of how it resolved: that is the freeze)."""
+    payload = {
+        "python": {"version": version, "implementation": implementation.lower()},
+        "requirements": sorted(requirements),
+        "options": dict(options),
+    }
+    return sha256_text(canonical_json(payload))
+
+
+def notebook_code(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a notebook affects its results: code cells' source and tags, the language."""
+    cells = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        tags = sorted(cell.get("metadata", {}).get("tags", []))
+        cells.append({"source": source, "tags": tags})
+    language = (nb.get("metadata", {}).get("kernelspec", {}).get("language")
+                or nb.get("metadata", {}).get("language_info", {}).get("name") or "python")
+    return {"language": language, "cells": cells}
+
+
+def notebook_code_hash(path: Path) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return sha256_text(canonical_json(notebook_code(json.load(handle))))
+
+
+def spec_hash(stage: Stage) -> str:
+    """Hash of what the spec says about results; `notes` and formatting are left out."""
+    payload = {
+        "name": stage.name,
+        "notebook": stage.notebook,
+        "python": stage.python,
+        "python_exe": stage.python_exe,
+        "packages": [normalise_requirement(r) for r in stage.packages],
+        "parameters": stage.parameters,
+        "inputs": list(stage.inputs),
+        "outputs": list(stage.outputs),
+        "metrics": list(stage.metrics),
+        "depends_on": list(stage.depends_on),
+        "timeout": stage.timeout,
+    }
+    return sha256_text(canonical_json(payload))
+
+
+def parameters_digest(parameters: Mapping[str, Any]) -> str:
+    return sha256_text(canonical_json(parameters))

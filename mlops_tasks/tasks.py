@@ -1,0 +1,97 @@
+"""Stage -> doit task dictionaries. Pure: no files touched, nothing started."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from doit.tools import config_changed
+
+from . import actions, layout
+from .config import Config
+from .fingerprint import canonical_json
+from .graph import Graph
+from .spec import Stage
+
+PREFIX_DOCS = {
+    "venv": "build stage venvs (uv or pip, offline from wheels_cache/ when filled)",
+    "kernel": "register stage kernels in .mlops/jupyter",
+    "execute": "execute stage notebooks with papermill",
+    "log": "record stage runs in MLflow",
+}
+
+
+def _python_label(stage: Stage) -> str:
+    if stage.python:
+        return f"Python {stage.python}"
+    if stage.python_exe:
+        return stage.python_exe
+    return "the orchestrator's Python"
+
+
+def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, Any]]:
+    """The four tasks of one stage plus its group task."""
+    freeze = layout.freeze_file(stage)
+    kernel_json = layout.kernel_json(stage)
+    executed = layout.executed_notebook(stage)
+    record = layout.execute_record(stage)
+    venv_python = str((config.root / layout.venv_python(stage.env_dir)).resolve())
+    upstream = graph.upstream[stage.name]
+    return [
+        {
+            "basename": "venv",
+            "name": stage.name,
+            "doc": f"build {stage.env_dir} ({_python_label(stage)}, "
+                   f"{len(stage.packages)} packages + ipykernel)",
+            "actions": [(actions.build_venv, [config, stage])],
+            "targets": [freeze],
+            "uptodate": [actions.EnvUpToDate(config, stage)],
+            "clean": True,
+        },
+        {
+            "basename": "kernel",
+            "name": stage.name,
+            "doc": f"register kernel '{stage.kernel_name}' for {stage.env_dir}",
+            "actions": [(actions.write_kernel, [config, stage])],
+            "file_dep": [freeze],
+            "targets": [kernel_json],
+            "uptodate": [config_changed(canonical_json({"python": venv_python}))],
+            "clean": True,
+        },
+        {
+            "basename": "execute",
+            "name": stage.name,
+            "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
+            "actions": [(actions.execute_stage, [config, stage])],
+            "file_dep": [stage.notebook, *stage.inputs, freeze],
+            "task_dep": [f"kernel:{stage.name}"]
+            + [f"execute:{up}" for up in upstream if up in stage.depends_on],
+            "targets": [executed, record, *stage.outputs, *stage.metrics],
+            "uptodate": [config_changed(canonical_json({"parameters": stage.parameters}))],
+            "clean": True,
+        },
+        {
+            "basename": "log",
+            "name": stage.name,
+            "doc": f"record the run of {stage.name} in MLflow",
+            "actions": [(actions.log_stage, [config, stage])],
+            "file_dep": [executed, record, freeze, *stage.metrics],
+            "targets": [layout.log_record(stage)],
+            "clean": True,
+        },
+        {
+            "basename": stage.name,
+            "doc": f"bring stage '{stage.name}' and its upstream up to date, logged"
+                   + (f" (after {', '.join(upstream)})" if upstream else ""),
+            "actions": None,
+            "task_dep": [*upstream, f"log:{stage.name}"],
+        },
+    ]
+
+
+def all_tasks(config: Config, stages: list[Stage], graph: Graph) -> Iterator[dict[str, Any]]:
+    for prefix, doc in PREFIX_DOCS.items():
+        yield {"basename": prefix, "name": None, "doc": doc}
+    by_name = {s.name: s for s in stages}
+    for name in graph.order:
+        yield from stage_tasks(config, by_name[name], graph)

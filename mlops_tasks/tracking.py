@@ -1,0 +1,126 @@
+"""MLflow runs for stages (the only mlflow import). mlflow is imported once per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .errors import TrackingError
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+_experiments: dict[tuple[str, str], str] = {}
+
+MAX_PARAM = 6000
+
+
+def _client(uri: str) -> Any:
+    with _lock:
+        if uri not in _clients:
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            from mlflow.tracking import MlflowClient
+
+            _clients[uri] = MlflowClient(tracking_uri=uri)
+        return _clients[uri]
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None, lock_file: Path) -> str:
+    """Create (once, under a lock) the store and the experiment; return its id.
+
+    A fresh sqlite store is migrated here, before any stage logs, so stages logging in
+    parallel never race on schema creation.
+    """
+    key = (uri, name)
+    if key in _experiments:
+        return _experiments[key]
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(lock_file), timeout=600):
+            client = _client(uri)
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                exp_id = found.experiment_id
+            else:
+                location = artifact_root.as_uri() if artifact_root else None
+                exp_id = client.create_experiment(name, artifact_location=location)
+    except TrackingError:
+        raise
+    except Exception as err:
+        raise TrackingError(f"cannot reach the MLflow tracking store at {redact_uri(uri)}: "
+                            f"{type(err).__name__}: {err}") from None
+    _experiments[key] = exp_id
+    return exp_id
+
+
+def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    try:
+        run = _client(uri).create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    except Exception as err:
+        raise TrackingError(f"cannot create a run at {redact_uri(uri)}: {err}") from None
+    return str(run.info.run_id)
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    _client(uri).set_terminated(run_id, status=status)
+
+
+def log_run(
+    uri: str,
+    run_id: str,
+    *,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: Iterable[tuple[Path, str | None]],
+    status: str = "FINISHED",
+) -> None:
+    """Add params, metrics, tags and artifacts to a run, then close it with status."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(uri)
+    try:
+        existing = client.get_run(run_id).data.params
+        param_list = [Param(k, _param_text(v)) for k, v in params.items()
+                      if k not in existing]
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+            params=param_list,
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        for path, dest in artifacts:
+            client.log_artifact(run_id, str(path), dest)
+        client.set_terminated(run_id, status=status)
+    except Exception as err:
+        raise TrackingError(f"cannot log run {run_id} to {redact_uri(uri)}: "
+                            f"{type(err).__name__}: {err}") from None
+
+
+def run_summary(uri: str, run_id: str) -> dict[str, Any]:
+    run = _client(uri).get_run(run_id)
+    return {"status": run.info.status, "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
+            "artifact_uri": run.info.artifact_uri}
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text[:MAX_PARAM]
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def redact_uri(uri: str) -> str:
+    """Hide user:password@ in a URI."""
+    import re
+
+    return re.sub(r"//[^/@\s]+@", "//***@", uri)
