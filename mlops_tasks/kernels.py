@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def kernelspec(stage: Stage, venv_python: str, python_version: str) -> dict[str,
 
 
 def write_kernelspec(root: Path, stage: Stage, python_version: str) -> Path:
-    venv_python = str((root / layout.venv_python(stage.env_dir)).resolve())
+    venv_python = os.path.abspath(root / layout.venv_python(stage.env_dir))
     spec = kernelspec(stage, venv_python, python_version)
     target = root / layout.kernel_json(stage)
     lock = root / layout.lock_file("kernel", stage.kernel_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
     kernel_json = layout.kernel_json(stage)
     executed = layout.executed_notebook(stage)
     record = layout.execute_record(stage)
-    venv_python = str((config.root / layout.venv_python(stage.env_dir)).resolve())
+    venv_python = os.path.abspath(config.root / layout.venv_python(stage.env_dir))
     upstream = graph.upstream[stage.name]
     return [
         {
