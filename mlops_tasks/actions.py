@@ -72,6 +72,28 @@ class EnvUpToDate:
         return f"<env of {self.stage.env_dir} matches its spec>"
 
 
+class NotebookCodeUnchanged:
+    """doit uptodate check for execute:S: the notebook's code cells, their tags and the
+    kernel language decide, not the file's bytes (outputs and metadata do not count)."""
+
+    key = "_notebook_code"
+
+    def __init__(self, root: Path, notebook: str):
+        self.root = root
+        self.notebook = notebook
+        self.digest: str | None = None
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(lambda: {self.key: self.digest})
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        self.digest = notebook_code_hash(self.root / self.notebook)
+        return values.get(self.key) == self.digest
+
+    def __repr__(self) -> str:
+        return f"<code cells and tags of {self.notebook}>"
+
+
 @user_errors
 def build_venv(config: Config, stage: Stage) -> None:
     plan = _plan(config, stage)

@@ -64,11 +64,14 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
             "name": stage.name,
             "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
             "actions": [(actions.execute_stage, [config, stage])],
-            "file_dep": [stage.notebook, *stage.inputs, freeze],
+            "file_dep": [*stage.inputs, freeze],
             "task_dep": [f"kernel:{stage.name}"]
             + [f"execute:{up}" for up in upstream if up in stage.depends_on],
             "targets": [executed, record, *stage.outputs, *stage.metrics],
-            "uptodate": [config_changed(canonical_json({"parameters": stage.parameters}))],
+            "uptodate": [
+                actions.NotebookCodeUnchanged(config.root, stage.notebook),
+                config_changed(canonical_json({"parameters": stage.parameters})),
+            ],
             "clean": True,
         },
         {

@@ -1,0 +1,154 @@
+"""Shared fixtures: one wheelhouse per session, tiny real projects, a leak guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+PYTHON = sys.executable
+# A notebook that logs to the local sqlite store needs mlflow's SQL store at the
+# orchestrator's version.
+MLFLOW_IN_KERNEL = [f"mlflow-skinny=={metadata.version('mlflow')}", "sqlalchemy", "alembic"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment a user's machine has: no pip config, no tracking server."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "UV_", "MLFLOW_", "JUPYTER_", "VIRTUAL_ENV"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["UV_NO_CONFIG"] = "1"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def no_env_leaks():
+    """Fail a test that leaves environment variables changed."""
+    def snapshot() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+    before = snapshot()
+    yield
+    after = snapshot()
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert not changed, f"test leaked environment changes: {sorted(changed)}"
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(request: pytest.FixtureRequest) -> Path:
+    """A local wheel cache with ipykernel and its dependencies, filled once (pip download)."""
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    folder = Path(request.config.cache.mkdir(f"wheelhouse-{tag}"))
+    if not any(folder.glob("mlflow_skinny-*.whl")) or not any(folder.glob("ipykernel-*")):
+        subprocess.run(
+            [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+             "--dest", str(folder), "ipykernel", *MLFLOW_IN_KERNEL],
+            check=True, env=clean_env(),
+        )
+    return folder
+
+
+NOTEBOOK_CELLS = {
+    "make": [
+        ("parameters", 'greeting = "hello"\nrepeat = 1'),
+        (None, 'from pathlib import Path\ntext = " ".join([greeting] * repeat)\n'
+               'Path("out/greeting.txt").write_text(text)\nprint(text)'),
+    ],
+    "use": [
+        ("parameters", "scale = 1"),
+        (None, 'import json\nfrom pathlib import Path\n'
+               'text = Path("out/greeting.txt").read_text()\n'
+               'Path("out/metrics.json").write_text(json.dumps({"length": len(text) * scale}))'),
+        (None, 'import mlflow\nmlflow.log_metric("logged_by_notebook", 42)'),
+    ],
+}
+
+
+def notebook_json(cells: list[tuple[str | None, str]]) -> dict:
+    out = []
+    for i, (tag, source) in enumerate(cells):
+        out.append({
+            "cell_type": "code", "id": f"c{i}", "execution_count": None, "outputs": [],
+            "metadata": {"tags": [tag]} if tag else {}, "source": source,
+        })
+    return {
+        "cells": out, "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"},
+                     "language_info": {"name": "python"}},
+    }
+
+
+def write_notebook(path: Path, cells: list[tuple[str | None, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notebook_json(cells), indent=1), encoding="utf-8")
+
+
+def make_project(root: Path, wheelhouse: Path) -> Path:
+    """A two-stage project (make -> use) that installs offline from the wheelhouse."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [tool.doit]
+        dep_file = ".mlops/doit.db"
+        backend = "sqlite3"
+        verbosity = 2
+        par_type = "thread"
+
+        [tool.mlops_tasks]
+        experiment = "test-pipeline"
+        index_policy = "offline"
+        wheels_cache = {json.dumps(str(wheelhouse))}
+    """), encoding="utf-8")
+    (root / "dodo.py").write_text(
+        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    specs = root / "env_specs"
+    specs.mkdir(exist_ok=True)
+    (specs / "make.yaml").write_text(textwrap.dedent("""
+        name: make
+        notebook: notebooks/make.ipynb
+        env_dir: .venvs/shared-make
+        parameters:
+          greeting: hi
+          repeat: 2
+        outputs:
+          - out/greeting.txt
+    """), encoding="utf-8")
+    (specs / "use.yaml").write_text(textwrap.dedent(f"""
+        name: use
+        notebook: notebooks/use.ipynb
+        packages: {json.dumps(MLFLOW_IN_KERNEL)}
+        parameters:
+          scale: 3
+        inputs:
+          - out/greeting.txt
+        metrics:
+          - out/metrics.json
+    """), encoding="utf-8")
+    for name, cells in NOTEBOOK_CELLS.items():
+        write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                    "-qm", "init"], cwd=root, check=True)
+    return root
+
+
+def doit(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([PYTHON, "-m", "doit", *args], cwd=root, env=clean_env(),
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def ran(output: str) -> set[str]:
+    """Task names doit executed ('.  name'), from its own output."""
+    return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}

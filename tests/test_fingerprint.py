@@ -1,0 +1,59 @@
+"""Hashes that decide staleness: content only, machine-independent."""
+
+from __future__ import annotations
+
+import copy
+
+from mlops_tasks.fingerprint import (
+    env_fingerprint,
+    install_requirements,
+    normalise_requirement,
+    notebook_code,
+    spec_hash,
+)
+from mlops_tasks.spec import Stage
+
+from .conftest import notebook_json
+
+
+def test_requirement_normalisation():
+    assert normalise_requirement("Scikit_Learn >= 1.3") == "scikit-learn>=1.3"
+    assert normalise_requirement("pandas ; python_version<'3.12'") == \
+        "pandas; python_version<'3.12'"
+
+
+def test_env_fingerprint_ignores_order_and_depends_on_version():
+    a = env_fingerprint("3.11.7", "cpython", ["pandas", "numpy"], {"installer": "uv"})
+    b = env_fingerprint("3.11.7", "CPython", ["numpy", "pandas"], {"installer": "uv"})
+    c = env_fingerprint("3.11.8", "cpython", ["numpy", "pandas"], {"installer": "uv"})
+    assert a == b != c
+
+
+def test_ipykernel_added_once():
+    stage = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", packages=("pandas",))
+    assert install_requirements(stage) == ["pandas", "ipykernel"]
+    stage = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", packages=("IPyKernel>=6",))
+    assert install_requirements(stage) == ["ipykernel>=6"]
+
+
+def test_notebook_code_ignores_outputs_and_metadata():
+    nb = notebook_json([("parameters", "a = 1"), (None, "print(a)")])
+    saved = copy.deepcopy(nb)
+    saved["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1"}]
+    saved["cells"][1]["execution_count"] = 7
+    saved["metadata"]["kernelspec"]["name"] = "some-other-kernel"
+    saved["metadata"]["widgets"] = {"state": {}}
+    assert notebook_code(nb) == notebook_code(saved)
+    edited = copy.deepcopy(nb)
+    edited["cells"][1]["source"] = "print(a + 1)"
+    assert notebook_code(nb) != notebook_code(edited)
+    retagged = copy.deepcopy(nb)
+    retagged["cells"][0]["metadata"]["tags"] = []
+    assert notebook_code(nb) != notebook_code(retagged)
+
+
+def test_spec_hash_ignores_notes():
+    base = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 1})
+    noted = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 1}, notes="x")
+    changed = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 2})
+    assert spec_hash(base) == spec_hash(noted) != spec_hash(changed)

@@ -1,0 +1,62 @@
+"""Interpreter resolution: version matching, search layouts (POSIX and Windows), errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from mlops_tasks.errors import InterpreterNotFound
+from mlops_tasks.interpreters import Resolver, candidate_paths, version_matches
+
+
+def test_version_matching():
+    assert version_matches("3.10.13", "3.10")
+    assert version_matches("3.11.7", "3.11.7")
+    assert not version_matches("3.11.8", "3.11.7")
+    assert not version_matches("3.1.0", "3.10")
+
+
+def test_posix_layout():
+    env = {"PATH": "/usr/bin:/home/u/.pyenv/shims:/opt/py/bin"}
+    pats = candidate_paths("3.10", env, windows=False, home="/home/u")
+    assert "/usr/bin/python3.10" in pats and "/opt/py/bin/python3.10" in pats
+    assert not any("shims" in p for p in pats)
+    assert "/home/u/.pyenv/versions/3.10*/bin/python3.10" in pats
+    assert "/home/u/.local/share/uv/python/cpython-3.10*/bin/python3.10" in pats
+
+
+def test_windows_layout():
+    env = {"PATH": r"C:\Windows;C:\Python310", "LOCALAPPDATA": r"C:\Users\u\AppData\Local",
+           "APPDATA": r"C:\Users\u\AppData\Roaming"}
+    pats = candidate_paths("3.10", env, windows=True, home=r"C:\Users\u")
+    assert r"C:\Python310\python.exe" in pats
+    assert r"C:\Users\u\AppData\Local\Programs\Python\Python310\python.exe" in pats
+    assert r"C:\Users\u\AppData\Roaming\uv\python\cpython-3.10*\python.exe" in pats
+    assert r"C:\Users\u\.pyenv\pyenv-win\versions\3.10*\python.exe" in pats
+
+
+def test_current_interpreter_is_the_default(tmp_path):
+    found = Resolver(tmp_path / "cache.json").resolve("s", None, None)
+    assert found.version.startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
+    # second resolver answers from the cache file without probing
+    again = Resolver(tmp_path / "cache.json")
+    assert again._cache
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX message")
+def test_windows_python_exe_on_posix_is_clear(tmp_path):
+    with pytest.raises(InterpreterNotFound, match="Windows path"):
+        Resolver(tmp_path / "c.json").resolve("train", None, r"C:\Python310\python.exe")
+
+
+def test_missing_python_exe(tmp_path):
+    with pytest.raises(InterpreterNotFound, match="does not exist"):
+        Resolver(tmp_path / "c.json").resolve("train", None, str(tmp_path / "nope"))
+
+
+def test_unknown_version_lists_what_was_found(tmp_path):
+    with pytest.raises(InterpreterNotFound) as info:
+        Resolver(tmp_path / "c.json").resolve("train", "2.1", None)
+    assert "stage 'train': no Python 2.1" in str(info.value)
+    assert "Found:" in str(info.value)

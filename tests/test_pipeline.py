@@ -1,0 +1,119 @@
+"""End to end with real parts: venvs from a local wheelhouse, kernels, papermill, git, and
+the local MLflow store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .conftest import doit, make_project, ran, write_notebook
+
+pytestmark = pytest.mark.integration
+
+STAGE_TASKS = {f"{p}:{s}" for p in ("venv", "kernel", "execute", "log") for s in ("make", "use")}
+
+
+def mlflow_runs(root):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{(root / '.mlops' / 'mlflow.db').as_posix()}")
+    exp = client.get_experiment_by_name("test-pipeline")
+    runs = client.search_runs([exp.experiment_id])
+    return client, {r.data.tags["mlops.stage"]: r for r in runs if r.info.status == "FINISHED"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, wheelhouse):
+    root = make_project(tmp_path_factory.mktemp("pipeline") / "proj", wheelhouse)
+    first = doit(root)
+    return root, first
+
+
+def test_first_run_builds_executes_and_logs_everything(built):
+    root, first = built
+    assert ran(first.stdout) >= STAGE_TASKS
+    assert (root / "out" / "greeting.txt").read_text() == "hi hi"
+    assert json.loads((root / "out" / "metrics.json").read_text()) == {"length": 15}
+    freeze = (root / ".venvs" / "shared-make" / "pip-freeze.txt").read_text()
+    assert "ipykernel==" in freeze
+    kernel = json.loads((root / ".mlops/jupyter/kernels/mlops-make/kernel.json").read_text())
+    assert kernel["argv"][0].endswith(("shared-make/bin/python", "python.exe"))
+
+    client, runs = mlflow_runs(root)
+    assert set(runs) == {"make", "use"}
+    use = runs["use"]
+    assert use.data.metrics["length"] == 15.0
+    assert use.data.metrics["logged_by_notebook"] == 42.0  # the notebook's own mlflow call
+    assert use.data.params["scale"] == "3"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert use.data.tags["mlops.git_sha"] == head
+    artifacts = {a.path for a in client.list_artifacts(use.info.run_id)}
+    assert {"audit.json", "notebook", "env", "spec"} <= artifacts
+    audit = json.loads((root / ".mlops/runs/use" / use.info.run_id / "audit.json").read_text())
+    assert audit["git"]["sha"] == head
+    assert audit["python"]["version"]
+    assert audit["inputs"]["out/greeting.txt"]
+    assert audit["notebook_code_sha256"] and audit["spec_sha256"]
+    executed = json.loads((root / ".mlops/executed/use.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in
+                c["metadata"].get("tags", [])]
+    assert "scale = 3" in "".join(injected[0]["source"])
+
+
+def test_second_run_executes_nothing(built):
+    root, _ = built
+    assert ran(doit(root).stdout) == set()
+
+
+def test_code_edit_reruns_stage_and_downstream_only(built):
+    root, _ = built
+    from .conftest import NOTEBOOK_CELLS
+
+    cells = list(NOTEBOOK_CELLS["make"])
+    cells[1] = (None, cells[1][1].replace("text = ", "text = '!' + "))
+    write_notebook(root / "notebooks" / "make.ipynb", cells)
+    assert ran(doit(root).stdout) == {"execute:make", "log:make", "execute:use", "log:use"}
+    assert (root / "out" / "greeting.txt").read_text() == "!hi hi"
+
+
+def test_resaved_notebook_outputs_rerun_nothing(built):
+    root, _ = built
+    path = root / "notebooks" / "make.ipynb"
+    nb = json.loads(path.read_text())
+    nb["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x"}]
+    nb["cells"][1]["execution_count"] = 3
+    nb["metadata"]["kernelspec"]["name"] = "mlops-make"
+    path.write_text(json.dumps(nb))
+    assert ran(doit(root).stdout) == set()
+
+
+def test_failing_cell_fails_the_stage_and_keeps_it_stale(built):
+    root, _ = built
+    from .conftest import NOTEBOOK_CELLS
+
+    good = list(NOTEBOOK_CELLS["make"])
+    write_notebook(root / "notebooks" / "make.ipynb",
+                   [*good, (None, "raise ValueError('bad data in row 7')")])
+    proc = doit(root, check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "execute:make" in output and "ValueError: bad data in row 7" in output
+    assert "cell" in output
+    assert (root / ".mlops/executed/make.failed.ipynb").exists()
+    assert ran(doit(root, check=False).stdout) >= {"execute:make"}  # still stale
+    write_notebook(root / "notebooks" / "make.ipynb", good)
+    assert "execute:make" in ran(doit(root).stdout)
+    assert not (root / ".mlops/executed/make.failed.ipynb").exists()
+    assert ran(doit(root).stdout) == set()
+
+
+def test_run_one_stage_runs_only_its_upstream(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse)
+    tasks = ran(doit(root, "run", "make").stdout)
+    assert {"venv:make", "execute:make", "log:make"} <= tasks
+    assert not {t for t in tasks if t.endswith(":use")}
+    listing = doit(root, "list").stdout
+    assert "make" in listing and "use" in listing

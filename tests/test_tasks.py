@@ -1,0 +1,86 @@
+"""Task dictionaries as data: names, dependencies, targets, docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops_tasks import actions
+from mlops_tasks.config import Config
+from mlops_tasks.graph import build_graph
+from mlops_tasks.spec import Stage
+from mlops_tasks.tasks import all_tasks
+
+
+def stages():
+    return [
+        Stage("prep", "env_specs/prep.yaml", "nb/prep.ipynb", ".venvs/prep", "mlops-prep",
+              outputs=("data/raw.csv",)),
+        Stage("train", "env_specs/train.yaml", "nb/train.ipynb", ".venvs/train", "k-train",
+              inputs=("data/raw.csv",), outputs=("models/m.pkl",), metrics=("r/m.json",),
+              parameters={"n": 3}),
+        Stage("report", "env_specs/report.yaml", "nb/report.ipynb", ".venvs/report", "k-rep",
+              depends_on=("train",)),
+    ]
+
+
+def by_name(tasks):
+    out = {}
+    for task in tasks:
+        name = task["basename"] + (f":{task['name']}" if task.get("name") else "")
+        out[name] = task
+    return out
+
+
+def make():
+    items = stages()
+    return by_name(all_tasks(Config(root=Path("/proj")), items, build_graph(items)))
+
+
+def test_every_task_is_named_and_documented():
+    tasks = make()
+    expected = {"venv", "kernel", "execute", "log", "prep", "train", "report"}
+    expected |= {f"{p}:{s}" for p in ("venv", "kernel", "execute", "log")
+                 for s in ("prep", "train", "report")}
+    assert set(tasks) == expected
+    for name, task in tasks.items():
+        assert task.get("doc"), f"{name} has no doc"
+        assert "\n" not in task["doc"]
+
+
+def test_chain_of_one_stage():
+    tasks = make()
+    venv, kernel = tasks["venv:train"], tasks["kernel:train"]
+    execute, log = tasks["execute:train"], tasks["log:train"]
+    assert venv["targets"] == [".venvs/train/pip-freeze.txt"]
+    assert isinstance(venv["uptodate"][0], actions.EnvUpToDate)
+    assert venv["actions"][0][0] is actions.build_venv
+    assert kernel["file_dep"] == [".venvs/train/pip-freeze.txt"]
+    assert kernel["targets"] == [".mlops/jupyter/kernels/k-train/kernel.json"]
+    assert execute["file_dep"] == ["data/raw.csv", ".venvs/train/pip-freeze.txt"]
+    code_check = execute["uptodate"][0]
+    assert isinstance(code_check, actions.NotebookCodeUnchanged)
+    assert code_check.notebook == "nb/train.ipynb"
+    assert execute["task_dep"] == ["kernel:train"]
+    assert execute["targets"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
+                                  "models/m.pkl", "r/m.json"]
+    assert log["file_dep"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
+                               ".venvs/train/pip-freeze.txt", "r/m.json"]
+    assert log["targets"] == [".mlops/runs/train/last-run.json"]
+
+
+def test_group_tasks_pull_upstream():
+    tasks = make()
+    assert tasks["prep"]["task_dep"] == ["log:prep"]
+    assert tasks["train"]["task_dep"] == ["prep", "log:train"]
+    assert tasks["report"]["task_dep"] == ["train", "log:report"]
+    assert tasks["report"]["actions"] is None
+    # an explicit depends_on orders execution too (no file links the two)
+    assert "execute:train" in tasks["execute:report"]["task_dep"]
+
+
+def test_parameters_take_part_in_uptodate():
+    first = make()["execute:train"]["uptodate"][1]
+    items = stages()
+    items[1] = Stage(**{**items[1].__dict__, "parameters": {"n": 4}})
+    second = by_name(all_tasks(Config(root=Path("/proj")), items, build_graph(items)))
+    assert first.config != second["execute:train"]["uptodate"][1].config
