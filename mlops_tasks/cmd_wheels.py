@@ -85,5 +85,5 @@ class Wheels(Command):
                         raise MlopsError(f"wheels: stage '{stage.name}' could not be "
                                          f"downloaded: {err.stderr_tail}") from None
         count = len(list(dest.glob("*.whl")))
-        print(f"wheels: {dest.relative_to(root)} holds {count} wheels")
+        print(f"wheels: {config.wheels_cache} holds {count} wheels")
         return 0

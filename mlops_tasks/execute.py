@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,8 +53,6 @@ class StageKernelManager(AsyncKernelManager):
 def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:
     text = "\n".join(err.traceback or [])
     # tracebacks carry ANSI colours for the notebook UI; strip them for logs
-    import re
-
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     return "\n".join(text.strip().splitlines()[-lines:])
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import command
 from .errors import CommandFailed, InterpreterNotFound
+from .files import atomic_write
 
 PROBE = ("import sys,platform;print(platform.python_version());print(sys.implementation.name);"
          "print(sys.executable)")
@@ -122,10 +123,7 @@ class Resolver:
     def _save(self) -> None:
         if not self.cache_file:
             return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._cache, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.cache_file)
+        atomic_write(self.cache_file, json.dumps(self._cache, indent=1, sort_keys=True))
 
     def find(self, request: str, patterns: Iterable[str]) -> tuple[Interpreter | None,
                                                                   list[Interpreter]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
+from .audit import redact
 from .errors import TrackingError
 
 _lock = threading.Lock()
@@ -51,7 +53,7 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, lock_file
     except TrackingError:
         raise
     except Exception as err:
-        raise TrackingError(f"cannot reach the MLflow tracking store at {redact_uri(uri)}: "
+        raise TrackingError(f"cannot reach the MLflow tracking store at {redact(uri)}: "
                             f"{type(err).__name__}: {err}") from None
     _experiments[key] = exp_id
     return exp_id
@@ -61,7 +63,7 @@ def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, st
     try:
         run = _client(uri).create_run(experiment_id, run_name=run_name, tags=dict(tags))
     except Exception as err:
-        raise TrackingError(f"cannot create a run at {redact_uri(uri)}: {err}") from None
+        raise TrackingError(f"cannot create a run at {redact(uri)}: {err}") from None
     return str(run.info.run_id)
 
 
@@ -97,7 +99,7 @@ def log_run(
             client.log_artifact(run_id, str(path), dest)
         client.set_terminated(run_id, status=status)
     except Exception as err:
-        raise TrackingError(f"cannot log run {run_id} to {redact_uri(uri)}: "
+        raise TrackingError(f"cannot log run {run_id} to {redact(uri)}: "
                             f"{type(err).__name__}: {err}") from None
 
 
@@ -114,13 +116,4 @@ def _param_text(value: Any) -> str:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
-
-
-def redact_uri(uri: str) -> str:
-    """Hide user:password@ in a URI."""
-    import re
-
-    return re.sub(r"//[^/@\s]+@", "//***@", uri)

@@ -140,8 +140,9 @@ def make_project(root: Path, wheelhouse: Path) -> Path:
     return root
 
 
-def doit(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([PYTHON, "-m", "doit", *args], cwd=root, env=clean_env(),
+def doit(root: Path, *args: str, check: bool = True,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([PYTHON, "-m", "doit", *args], cwd=root, env=env or clean_env(),
                           capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n"

@@ -57,3 +57,4 @@ def test_spec_hash_ignores_notes():
     noted = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 1}, notes="x")
     changed = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 2})
     assert spec_hash(base) == spec_hash(noted) != spec_hash(changed)
+
