@@ -45,7 +45,9 @@ def _resolver(config: Config) -> Resolver:
 
 def _plan(config: Config, stage: Stage) -> Any:
     interp = _resolver(config).resolve(stage.name, stage.python, stage.python_exe)
-    return plan_env(stage, interp, config.installer)
+    lock = config.root / layout.lock_path(stage)
+    lock_text = lock.read_text(encoding="utf-8") if lock.is_file() else None
+    return plan_env(stage, interp, config.installer, lock_text)
 
 
 class EnvUpToDate:
@@ -114,6 +116,13 @@ def write_kernel(config: Config, stage: Stage) -> None:
 
     marker = read_marker(config.root / stage.env_dir) or {}
     write_kernelspec(config.root, stage, str(marker.get("python_version", "")))
+
+
+def remove_tree(path: Path) -> None:
+    """doit clean for venvs and kernelspecs: the whole folder goes."""
+    if path.exists():
+        shutil.rmtree(path)
+        print(f"removed {path}")
 
 
 def _now() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ class EnvPlan:
     interpreter: Interpreter
     requirements: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    lock_file: str | None = None  # pinned requirements (env_specs/<spec>.lock), if any
 
     @property
     def fingerprint(self) -> str:
@@ -35,9 +37,14 @@ class EnvPlan:
                                self.requirements, self.options)
 
 
-def plan_env(stage: Stage, interpreter: Interpreter, installer: str) -> EnvPlan:
-    return EnvPlan(stage.name, interpreter, tuple(install_requirements(stage)),
-                   {"installer": installer})
+def plan_env(stage: Stage, interpreter: Interpreter, installer: str,
+             lock_text: str | None = None) -> EnvPlan:
+    """The build plan. With a lock file, its content is part of the env's identity."""
+    options: dict[str, Any] = {"installer": installer}
+    if lock_text is not None:
+        options["lock_sha256"] = sha256_text(lock_text.replace("\r\n", "\n"))
+    return EnvPlan(stage.name, interpreter, tuple(install_requirements(stage)), options,
+                   layout.lock_path(stage) if lock_text is not None else None)
 
 
 def read_marker(env_dir: Path) -> dict[str, Any] | None:
@@ -64,8 +71,14 @@ def describe_change(marker: Mapping[str, Any], plan: EnvPlan) -> str:
     changes += [f"{old[n]} → {new[n]}" for n in new if n in old and old[n] != new[n]]
     if changes:
         parts.append("packages: " + ", ".join(changes))
-    if dict(marker.get("options") or {}) != dict(plan.options):
-        parts.append(f"options: {marker.get('options')} → {dict(plan.options)}")
+    old_opts, new_opts = dict(marker.get("options") or {}), dict(plan.options)
+    if old_opts.get("lock_sha256") != new_opts.get("lock_sha256"):
+        parts.append("lock file " + ("added" if "lock_sha256" not in old_opts else
+                                     "removed" if "lock_sha256" not in new_opts else "changed"))
+    old_opts.pop("lock_sha256", None)
+    new_opts.pop("lock_sha256", None)
+    if old_opts != new_opts:
+        parts.append(f"options: {old_opts} → {new_opts}")
     return "; ".join(parts) or "build inputs changed"
 
 
@@ -130,7 +143,11 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
         shutil.rmtree(env_dir)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
-    requirements.write_text("\n".join(plan.requirements) + "\n", encoding="utf-8")
+    if plan.lock_file:
+        shutil.copyfile(root / plan.lock_file, requirements)
+        print(f"venv:{stage.name}: installing exactly the pins of {plan.lock_file}", flush=True)
+    else:
+        requirements.write_text("\n".join(plan.requirements) + "\n", encoding="utf-8")
     venv_py = root / layout.venv_python(stage.env_dir)
     uv = find_uv() if plan.options.get("installer") == "uv" else None
     if plan.options.get("installer") == "uv" and uv is None:
@@ -142,7 +159,7 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
                          str(env_dir)], env=env)
         else:
             command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
-        _install(stage, uv, venv_py, requirements, config, env)
+        _install(stage, uv, venv_py, requirements, config, env, plan.lock_file is not None)
         text = _freeze(uv, venv_py, env)
     except CommandFailed as err:
         raise EnvBuildError(f"venv:{stage.name}: could not build {stage.env_dir}: "
@@ -166,29 +183,58 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
     return why
 
 
-def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
-             env: dict[str, str]) -> None:
-    sources, offline = _wheel_sources(config)
+MISSING_PATTERNS = (
+    re.compile(r"[Bb]ecause (?:there is no version of )?([A-Za-z0-9][A-Za-z0-9._-]*)\S*"
+               r" (?:was not found|and you require)"),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+    re.compile(r"satisfies the requirement ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+)
+
+
+def missing_requirements(stderr: str) -> list[str]:
+    """Requirement names an installer could not find, from uv's or pip's message. Pure."""
+    found: list[str] = []
+    for pattern in MISSING_PATTERNS:
+        for name in pattern.findall(stderr):
+            if name not in found:
+                found.append(name)
+    return found
+
+
+def install_argv(uv: str | None, venv_py: Path, requirements: Path, locked: bool) -> list[str]:
+    """The install command: exact from a lock file (sync / --no-deps), else resolved. Pure."""
+    if uv and locked:
+        return [uv, "pip", "sync", "--quiet", "--python", str(venv_py), str(requirements)]
     if uv:
-        argv = [uv, "pip", "install", "--quiet", "--python", str(venv_py), "-r",
+        return [uv, "pip", "install", "--quiet", "--python", str(venv_py), "-r",
                 str(requirements)]
-    else:
-        argv = [str(venv_py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                "-r", str(requirements)]
+    argv = [str(venv_py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-compile", "-r", str(requirements)]
+    return argv + (["--no-deps"] if locked else [])
+
+
+def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
+             env: dict[str, str], locked: bool) -> None:
+    sources, offline = _wheel_sources(config)
+    argv = install_argv(uv, venv_py, requirements, locked)
     try:
         command.run(argv + sources, env=env)
+        return
     except CommandFailed as err:
-        if offline and config.index_policy == "offline-first":
-            print(f"venv:{stage.name}: the wheel cache does not cover every requirement; "
-                  "trying the package index", flush=True)
-            command.run(argv + ["--find-links", sources[-1]], env=env)
-        elif offline:
-            raise EnvBuildError(
-                f"venv:{stage.name}: a requirement is not in {config.wheels_cache}/ and the "
-                f"index policy is offline. Fill the cache with `doit wheels` on a machine "
-                f"with network access.\n{err.stderr_tail}") from None
-        else:
-            raise
+        missing = missing_requirements(err.stderr_tail)
+        if not offline or config.index_policy != "offline-first":
+            what = ", ".join(missing) if missing else "a requirement"
+            where = (f"not in {config.wheels_cache}/ and the index policy is offline"
+                     if offline else "not available from the package index")
+            fix = ("fill the cache with `doit wheels` (or `doit wheels " + stage.name +
+                   "`) on a machine with network access" if offline else
+                   "check the requirement's name and version in " + stage.spec_path)
+            raise EnvBuildError(f"venv:{stage.name}: {what} {'is' if len(missing) < 2 else 'are'}"
+                                f" {where}; {fix}.\n{err.stderr_tail}") from None
+        print(f"venv:{stage.name}: {', '.join(missing) or 'a requirement'} not in "
+              f"{config.wheels_cache}/; trying the package index (index_policy = "
+              "offline-first)", flush=True)
+    command.run(argv + ["--find-links", sources[-1]], env=env)
 
 
 def _freeze(uv: str | None, venv_py: Path, env: dict[str, str]) -> str:

@@ -18,6 +18,11 @@ def venv_python(env_dir: str, windows: bool | None = None) -> str:
     return f"{env_dir}/Scripts/python.exe" if windows else f"{env_dir}/bin/python"
 
 
+def lock_path(stage: Stage) -> str:
+    """Pinned requirements for a stage: its spec file with the .lock suffix."""
+    return os.path.splitext(stage.spec_path)[0] + ".lock"
+
+
 def freeze_file(stage: Stage) -> str:
     return f"{stage.env_dir}/{FREEZE}"
 

@@ -47,7 +47,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
             "actions": [(actions.build_venv, [config, stage])],
             "targets": [freeze],
             "uptodate": [actions.EnvUpToDate(config, stage)],
-            "clean": True,
+            "clean": [(actions.remove_tree, [config.root / stage.env_dir])],
         },
         {
             "basename": "kernel",
@@ -57,7 +57,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
             "file_dep": [freeze],
             "targets": [kernel_json],
             "uptodate": [config_changed(canonical_json({"python": venv_python}))],
-            "clean": True,
+            "clean": [(actions.remove_tree, [(config.root / kernel_json).parent])],
         },
         {
             "basename": "execute",

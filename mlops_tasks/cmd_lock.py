@@ -1,0 +1,89 @@
+"""`doit lock`: pin each stage's requirements into env_specs/<spec>.lock (uv pip compile)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import Command
+
+from . import command, layout
+from .config import Config
+from .envs import find_uv
+from .errors import CommandFailed, MlopsError
+from .files import atomic_write
+from .fingerprint import install_requirements
+from .interpreters import Resolver
+from .project import load_project
+
+
+def compile_argv(uv: str, requirements: str, python_version: str, sources: list[str],
+                 universal: bool) -> list[str]:
+    """uv pip compile with output that is stable across machines and runs. Pure."""
+    argv = [uv, "pip", "compile", "--quiet", "--no-header", "--python-version", python_version,
+            requirements, *sources]
+    return argv + (["--universal"] if universal else [])
+
+
+def lock_header(spec_path: str, python_version: str, universal: bool) -> str:
+    scope = "any platform" if universal else "this platform"
+    return (f"# Pinned requirements for {spec_path} (Python {python_version}, {scope}).\n"
+            "# Written by `doit lock`; the stage's venv is built from exactly these pins.\n"
+            "# Delete this file to go back to resolving the spec's packages.\n")
+
+
+class Lock(Command):
+    name = "lock"
+    doc_purpose = "pin each stage's requirements into env_specs/<spec>.lock (uses uv)"
+    doc_usage = "[STAGE ...]"
+    doc_description = (
+        "Resolves each stage's packages (and ipykernel) for the stage's Python version and "
+        "writes the pins next to its spec, e.g. env_specs/stage_train.lock. While that file "
+        "exists, venv:<stage> installs exactly those pins. Offline from wheels_cache/ when it "
+        "is filled and index_policy is not 'online'."
+    )
+    cmd_options = (
+        {"name": "universal", "long": "universal", "type": bool, "default": False,
+         "help": "resolve for every platform (Windows and Linux agents share one lock)"},
+    )
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        try:
+            return self._lock(Path.cwd(), bool(params["universal"]), args)
+        except MlopsError as err:
+            sys.stderr.write(f"ERROR: {err}\n")
+            return 3
+
+    def _lock(self, root: Path, universal: bool, args: list[str]) -> int:
+        project = load_project(root)
+        config: Config = project.config
+        names = {s.name for s in project.stages}
+        if set(args) - names:
+            raise MlopsError(f"unknown stage(s): {', '.join(sorted(set(args) - names))}; "
+                             f"stages: {', '.join(sorted(names))}")
+        uv = find_uv()
+        if uv is None:
+            raise MlopsError("`doit lock` needs uv: pip install uv")
+        cache = root / config.wheels_cache
+        offline = config.index_policy != "online" and any(cache.glob("*.whl"))
+        sources = ["--no-index", "--find-links", str(cache)] if offline else []
+        resolver = Resolver(config.state_dir / "interpreters.json")
+        for stage in project.stages:
+            if args and stage.name not in args:
+                continue
+            version = resolver.resolve(stage.name, stage.python, stage.python_exe).short
+            req = f"{layout.STATE}/lock/{stage.name}.in"
+            atomic_write(root / req, "\n".join(install_requirements(stage)) + "\n")
+            try:
+                pins = command.run(compile_argv(uv, req, version, sources, universal),
+                                   cwd=root)
+            except CommandFailed as err:
+                raise MlopsError(f"lock: stage '{stage.name}' could not be resolved: "
+                                 f"{err.stderr_tail}") from None
+            target = root / layout.lock_path(stage)
+            atomic_write(target, lock_header(stage.spec_path, version, universal) + pins)
+            count = sum(1 for line in pins.splitlines() if line and not line.startswith(" ")
+                        and not line.startswith("#"))
+            print(f"lock: {layout.lock_path(stage)} pins {count} packages")
+        return 0
