@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -80,6 +81,44 @@ def candidate_paths(request: str, env: Mapping[str, str], windows: bool,
         patterns.append(f"{data}/cpython-{major_minor}*/bin/python{major_minor}")
         patterns += [f"/usr/local/bin/python{major_minor}", f"/usr/bin/python{major_minor}"]
     return patterns
+
+
+PY_LAUNCHER_LINE = re.compile(r"^\s*-(?:V:)?(\d+\.\d+)[^\s]*\s+(?:\*\s+)?(\S.*?)\s*$")
+
+
+def parse_py_launcher(output: str) -> list[str]:
+    """Interpreter paths from `py -0p` (Windows launcher), old and new formats. Pure."""
+    paths = []
+    for line in output.splitlines():
+        match = PY_LAUNCHER_LINE.match(line)
+        if match and match.group(2).lower().endswith(".exe"):
+            paths.append(match.group(2))
+    return paths
+
+
+def windows_registered() -> list[str]:
+    """Interpreters registered by the Windows `py` launcher and in the registry (PEP 514)."""
+    paths: list[str] = []
+    with contextlib.suppress(CommandFailed):
+        paths += parse_py_launcher(command.output(["py", "-0p"], timeout=20))
+    try:
+        import winreg  # type: ignore[import-not-found]
+    except ImportError:
+        return paths
+    for hive in (winreg.HKEY_CURRENT_USER, winreg.HKEY_LOCAL_MACHINE):
+        try:
+            core = winreg.OpenKey(hive, r"Software\Python\PythonCore")
+        except OSError:
+            continue
+        for index in range(winreg.QueryInfoKey(core)[0]):
+            tag = winreg.EnumKey(core, index)
+            try:
+                with winreg.OpenKey(core, tag + r"\InstallPath") as key:
+                    exe = winreg.QueryValueEx(key, "ExecutablePath")[0]
+            except OSError:
+                continue
+            paths.append(exe)
+    return paths
 
 
 class Resolver:
@@ -162,7 +201,10 @@ class Resolver:
             assert current is not None
             return current
         home = str(Path.home())
-        best, seen = self.find(python, candidate_paths(python, env, windows, home))
+        patterns = candidate_paths(python, env, windows, home)
+        if windows:
+            patterns += [glob.escape(p) for p in windows_registered()]
+        best, seen = self.find(python, patterns)
         if best is None:
             # Widen the search to list what exists, so the message can help.
             _, others = self.find("3", candidate_paths("3.*", env, windows, home))

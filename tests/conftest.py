@@ -91,8 +91,9 @@ def write_notebook(path: Path, cells: list[tuple[str | None, str]]) -> None:
     path.write_text(json.dumps(notebook_json(cells), indent=1), encoding="utf-8")
 
 
-def make_project(root: Path, wheelhouse: Path) -> Path:
-    """A two-stage project (make -> use) that installs offline from the wheelhouse."""
+def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
+    """A two-stage project (make -> use) that installs offline from the wheelhouse;
+    `with_use=False` leaves only `make`, whose venv holds just ipykernel."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(textwrap.dedent(f"""
         [tool.doit]
@@ -120,7 +121,8 @@ def make_project(root: Path, wheelhouse: Path) -> Path:
         outputs:
           - out/greeting.txt
     """), encoding="utf-8")
-    (specs / "use.yaml").write_text(textwrap.dedent(f"""
+    if with_use:
+        write_spec(root, "use", f"""
         name: use
         notebook: notebooks/use.ipynb
         packages: {json.dumps(MLFLOW_IN_KERNEL)}
@@ -130,7 +132,7 @@ def make_project(root: Path, wheelhouse: Path) -> Path:
           - out/greeting.txt
         metrics:
           - out/metrics.json
-    """), encoding="utf-8")
+        """)
     for name, cells in NOTEBOOK_CELLS.items():
         write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
@@ -153,3 +155,44 @@ def doit(root: Path, *args: str, check: bool = True,
 def ran(output: str) -> set[str]:
     """Task names doit executed ('.  name'), from its own output."""
     return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}
+
+
+@pytest.fixture(scope="session")
+def other_python(wheelhouse: Path) -> str:
+    """An installed Python version other than the orchestrator's, with ipykernel wheels for it
+    in the wheelhouse; the test is skipped where the machine has none."""
+    from mlops_tasks.errors import InterpreterNotFound
+    from mlops_tasks.interpreters import Resolver
+
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for version in ("3.12", "3.10", "3.13", "3.11"):
+        if version == current:
+            continue
+        try:
+            Resolver().resolve("probe", version, None)
+        except InterpreterNotFound:
+            continue
+        marker = wheelhouse / f".filled-{version}"
+        if not marker.exists():
+            subprocess.run(
+                [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+                 "--python-version", version, "--dest", str(wheelhouse), "ipykernel"],
+                check=True, env=clean_env(),
+            )
+            marker.write_text("ok")
+        return version
+    pytest.skip("no second Python version installed")
+
+
+def write_spec(root: Path, name: str, text: str) -> None:
+    (root / "env_specs" / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def set_config(root: Path, **values: str) -> None:
+    """Replace keys of [tool.mlops_tasks] in the project's pyproject.toml."""
+    lines = (root / "pyproject.toml").read_text(encoding="utf-8").splitlines()
+    for key, value in values.items():
+        lines = [line for line in lines if not line.startswith(f"{key} =")]
+        index = lines.index("[tool.mlops_tasks]") + 1
+        lines.insert(index, f"{key} = {json.dumps(value)}")
+    (root / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")

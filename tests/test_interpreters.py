@@ -7,7 +7,12 @@ import sys
 import pytest
 
 from mlops_tasks.errors import InterpreterNotFound
-from mlops_tasks.interpreters import Resolver, candidate_paths, version_matches
+from mlops_tasks.interpreters import (
+    Resolver,
+    candidate_paths,
+    parse_py_launcher,
+    version_matches,
+)
 
 
 def test_version_matching():
@@ -60,3 +65,14 @@ def test_unknown_version_lists_what_was_found(tmp_path):
         Resolver(tmp_path / "c.json").resolve("train", "2.1", None)
     assert "stage 'train': no Python 2.1" in str(info.value)
     assert "Found:" in str(info.value)
+
+
+def test_py_launcher_output_both_formats():
+    new = (" -V:3.12 *  C:\\Users\\u\\AppData\\Local\\Programs\\Python\\Python312\\python.exe\n"
+           " -V:3.10          C:\\Python310\\python.exe\n"
+           " -V:ContinuumAnalytics/Anaconda39-64 C:\\Anaconda\\python.exe\n")
+    old = " -3.9-64        C:\\Python39\\python.exe\n -2.7-32 *      C:\\Python27\\python.exe\n"
+    assert parse_py_launcher(new) == [
+        "C:\\Users\\u\\AppData\\Local\\Programs\\Python\\Python312\\python.exe",
+        "C:\\Python310\\python.exe"]
+    assert parse_py_launcher(old) == ["C:\\Python39\\python.exe", "C:\\Python27\\python.exe"]

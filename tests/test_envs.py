@@ -1,0 +1,247 @@
+"""Stage environments with real venvs from the local wheelhouse: versions, no-cause cases,
+kills, offline installs, concurrency, lock files, clean and gc."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops_tasks.envs import describe_change, env_problem, missing_requirements, plan_env
+from mlops_tasks.interpreters import Interpreter
+from mlops_tasks.spec import Stage
+
+from .conftest import PYTHON, clean_env, doit, make_project, ran, set_config, write_spec
+
+ENV = ".venvs/shared-make"
+
+
+# -- decisions, without processes -------------------------------------------------------
+
+
+def test_describe_change_names_what_changed():
+    stage = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", packages=("pandas", "numpy"))
+    plan = plan_env(stage, Interpreter("/py", "3.11.7", "cpython"), "uv")
+    marker = {"python_version": "3.10.13", "requirements": ["dask", "numpy<2", "ipykernel"],
+              "options": {"installer": "uv"}}
+    text = describe_change(marker, plan)
+    assert "python 3.10.13 → 3.11.7" in text
+    assert "+pandas" in text and "-dask" in text and "numpy<2 → numpy" in text
+    locked = plan_env(stage, Interpreter("/py", "3.11.7", "cpython"), "uv", "x==1\n")
+    assert describe_change({**marker, "python_version": "3.11.7",
+                            "requirements": list(plan.requirements)}, locked) == \
+        "lock file added"
+
+
+def test_env_problem_without_marker(tmp_path):
+    stage = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k")
+    plan = plan_env(stage, Interpreter("/py", "3.11.7", "cpython"), "uv")
+    assert env_problem(tmp_path / "none", plan, tmp_path / "f.txt") == "not built yet"
+    (tmp_path / "half").mkdir()
+    assert "no valid marker" in env_problem(tmp_path / "half", plan, tmp_path / "f.txt")
+
+
+def test_missing_requirement_names_from_installer_messages():
+    uv = ("  × No solution found when resolving dependencies:\n  ╰─▶ Because tabulate was not "
+          "found in the provided package locations and you require tabulate, we can conclude")
+    pip = "ERROR: No matching distribution found for tabulate==0.9"
+    assert missing_requirements(uv) == ["tabulate"]
+    assert missing_requirements(pip) == ["tabulate"]
+
+
+# -- real venvs --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, wheelhouse):
+    root = make_project(tmp_path_factory.mktemp("envs") / "proj", wheelhouse, with_use=False)
+    doit(root)
+    return root
+
+
+def marker(root: Path) -> dict:
+    return json.loads((root / ENV / ".mlops-env.json").read_text())
+
+
+pytestmark = pytest.mark.integration
+
+
+def test_spec_edits_that_do_not_touch_the_env_rebuild_nothing(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text("# a comment\nparameters:\n  repeat: 2\n  greeting: hi\nnotes: owner x\n"
+                    "outputs: [out/greeting.txt]\nenv_dir: .venvs/shared-make\n"
+                    "notebook: notebooks/make.ipynb\nname: make\n")
+    try:
+        assert ran(doit(project).stdout) == set()
+        spec.write_text(original.replace("repeat: 2", "repeat: 3"))
+        assert ran(doit(project).stdout) == {"execute:make", "log:make"}
+    finally:
+        spec.write_text(original)
+    assert ran(doit(project).stdout) == {"execute:make", "log:make"}
+
+
+def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project):
+    import shutil
+
+    freeze = (project / ENV / "pip-freeze.txt").read_bytes()
+    shutil.rmtree(project / ENV)
+    out = doit(project).stdout
+    assert ran(out) == {"venv:make"}
+    assert "not built yet" in out
+    assert (project / ENV / "pip-freeze.txt").read_bytes() == freeze
+
+
+def test_half_built_or_edited_venv_is_discarded(project):
+    (project / ENV / ".mlops-env.json").unlink()
+    out = doit(project).stdout
+    assert "no valid marker" in out and ran(out) == {"venv:make"}
+    freeze = project / ENV / "pip-freeze.txt"
+    freeze.write_text(freeze.read_text() + "hand-edit==1.0\n")
+    out = doit(project).stdout
+    assert "changed by hand" in out and "venv:make" in ran(out)
+    assert "hand-edit" not in freeze.read_text()
+
+
+def test_package_change_rebuilds_with_a_reason_and_reruns_downstream(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("name: make", "name: make\npackages: [idna]"))
+    try:
+        out = doit(project).stdout
+        assert "packages: +idna" in out
+        assert ran(out) == {"venv:make", "kernel:make", "execute:make", "log:make"}
+        assert "idna==" in (project / ENV / "pip-freeze.txt").read_text()
+    finally:
+        spec.write_text(original)
+    assert "packages: -idna" in doit(project).stdout
+
+
+def test_lock_file_pins_the_env(project):
+    out = doit(project, "lock", "make").stdout
+    lock = project / "env_specs" / "make.lock"
+    assert "pins" in out and "ipykernel==" in lock.read_text()
+    out = doit(project).stdout
+    assert "lock file added" in out and "venv:make" in ran(out)
+    pins = {line.split("==")[0].lower() for line in lock.read_text().splitlines()
+            if "==" in line and not line.startswith(("#", " "))}
+    frozen = {line.split("==")[0].lower().replace("_", "-")
+              for line in (project / ENV / "pip-freeze.txt").read_text().splitlines()}
+    assert {p.replace("_", "-") for p in pins} == frozen
+    lock.unlink()
+    assert "lock file removed" in doit(project).stdout
+
+
+def test_clean_and_gc(project):
+    write_spec(project, "make", (project / "env_specs" / "make.yaml").read_text()
+               .replace(".venvs/shared-make", ".venvs/make2"))
+    try:
+        doit(project)
+        assert "would remove .venvs/shared-make" in doit(project, "gc", "-n").stdout
+        assert (project / ENV).exists()
+        assert "removed .venvs/shared-make" in doit(project, "gc").stdout
+        assert not (project / ENV).exists()
+        doit(project, "clean", "venv:make", "kernel:make")
+        assert not (project / ".venvs" / "make2").exists()
+        assert not (project / ".mlops/jupyter/kernels/mlops-make").exists()
+    finally:
+        write_spec(project, "make", (project / "env_specs" / "make.yaml").read_text()
+                   .replace(".venvs/make2", ".venvs/shared-make"))
+
+
+def test_two_stages_on_two_python_versions(tmp_path, wheelhouse, other_python):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    write_spec(root, "other", f"""
+        name: other
+        python: "{other_python}"
+        notebook: notebooks/other.ipynb
+        outputs: [out/version.txt]
+    """)
+    from .conftest import write_notebook
+
+    write_notebook(root / "notebooks" / "other.ipynb", [
+        (None, "import platform, pathlib\npathlib.Path('out').mkdir(exist_ok=True)\n"
+               "pathlib.Path('out/version.txt').write_text(platform.python_version())")])
+    doit(root)
+    assert (root / "out" / "version.txt").read_text().startswith(other_python + ".")
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}."
+    assert marker(root)["python_version"].startswith(mine)
+    other = json.loads((root / ".venvs/other/.mlops-env.json").read_text())
+    assert other["python_version"].startswith(other_python + ".")
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/simple"
+
+
+def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    set_config(root, index_policy="offline-first")
+    url = closed_port_url()
+    env = clean_env(UV_INDEX_URL=url, UV_DEFAULT_INDEX=url, PIP_INDEX_URL=url)
+    assert "venv:make" in ran(doit(root, "run", "venv:make", env=env).stdout)
+    write_spec(root, "make", (root / "env_specs" / "make.yaml").read_text()
+               .replace("name: make", "name: make\npackages: [tabulate]"))
+    set_config(root, index_policy="offline")
+    proc = doit(root, "run", "venv:make", env=env, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "venv:make: tabulate is not in" in text and "doit wheels" in text
+    set_config(root, index_policy="offline-first")
+    proc = doit(root, "run", "venv:make", env=env, check=False)
+    assert proc.returncode != 0
+    assert "trying the package index" in proc.stdout + proc.stderr
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    set_config(root, installer="pip")  # pip is slow enough to be killed mid-install
+    proc = subprocess.Popen([PYTHON, "-m", "doit", "run", "venv:make"], cwd=root,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    site = root / ENV / "lib"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(site.glob("python*/site-packages/tornado")):
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the pip install never started")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (root / ENV / ".mlops-env.json").exists()
+    out = doit(root, "run", "venv:make").stdout
+    assert "no valid marker" in out
+    assert marker(root)["options"] == {"installer": "pip"}
+    time.sleep(0.2)
+    assert not _alive(proc.pid)
+
+
+def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    procs = [subprocess.Popen([PYTHON, "-m", "doit", "run", "venv:make"], cwd=root,
+                              env=clean_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum(o.count("building .venvs/shared-make") for o in outputs) == 1, outputs
+    assert marker(root)["freeze_sha256"]
