@@ -28,6 +28,9 @@ def _setup_logging() -> None:
         return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("    %(message)s"))
+    # The runner warns about undeclared spec parameters itself; papermill's own warning
+    # would also fire for the context it injects (stage_name, mlflow_run_id, ...).
+    handler.addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
     log = logging.getLogger("papermill")
     log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -59,27 +59,6 @@ def env_fingerprint(version: str, implementation: str, requirements: Iterable[st
     return sha256_text(canonical_json(payload))
 
 
-def notebook_code(nb: Mapping[str, Any]) -> dict[str, Any]:
-    """What of a notebook affects its results: code cells' source and tags, the language."""
-    cells = []
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        tags = sorted(cell.get("metadata", {}).get("tags", []))
-        cells.append({"source": source, "tags": tags})
-    language = (nb.get("metadata", {}).get("kernelspec", {}).get("language")
-                or nb.get("metadata", {}).get("language_info", {}).get("name") or "python")
-    return {"language": language, "cells": cells}
-
-
-def notebook_code_hash(path: Path) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return sha256_text(canonical_json(notebook_code(json.load(handle))))
-
-
 def spec_hash(stage: Stage) -> str:
     """Hash of what the spec says about results; `notes` and formatting are left out."""
     payload = {

@@ -8,7 +8,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from . import actions, layout
+from . import actions, checks, layout
 from .config import Config
 from .fingerprint import canonical_json
 from .graph import Graph
@@ -46,7 +46,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
                    f"{len(stage.packages)} packages + ipykernel)",
             "actions": [(actions.build_venv, [config, stage])],
             "targets": [freeze],
-            "uptodate": [actions.EnvUpToDate(config, stage)],
+            "uptodate": [checks.EnvUpToDate(config, stage)],
             "clean": [(actions.remove_tree, [config.root / stage.env_dir])],
         },
         {
@@ -69,9 +69,12 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
             + [f"execute:{up}" for up in upstream if up in stage.depends_on],
             "targets": [executed, record, *stage.outputs, *stage.metrics],
             "uptodate": [
-                actions.NotebookCodeUnchanged(config.root, stage.notebook),
-                config_changed(canonical_json({"parameters": stage.parameters})),
+                checks.NotebookCodeUnchanged(config.root, stage.notebook),
+                checks.ParametersUnchanged(config.root, stage),
+                checks.OutputsUnchanged(config.root, stage),
             ],
+            "params": [{"name": "param", "long": "param", "type": list, "default": [],
+                        "help": "override a parameter for this run: --param name=value"}],
             "clean": True,
         },
         {

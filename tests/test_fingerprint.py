@@ -8,9 +8,9 @@ from mlops_tasks.fingerprint import (
     env_fingerprint,
     install_requirements,
     normalise_requirement,
-    notebook_code,
     spec_hash,
 )
+from mlops_tasks.notebooks import notebook_code
 from mlops_tasks.spec import Stage
 
 from .conftest import notebook_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops_tasks import actions
+from mlops_tasks import actions, checks
 from mlops_tasks.config import Config
 from mlops_tasks.graph import build_graph
 from mlops_tasks.spec import Stage
@@ -52,13 +52,13 @@ def test_chain_of_one_stage():
     venv, kernel = tasks["venv:train"], tasks["kernel:train"]
     execute, log = tasks["execute:train"], tasks["log:train"]
     assert venv["targets"] == [".venvs/train/pip-freeze.txt"]
-    assert isinstance(venv["uptodate"][0], actions.EnvUpToDate)
+    assert isinstance(venv["uptodate"][0], checks.EnvUpToDate)
     assert venv["actions"][0][0] is actions.build_venv
     assert kernel["file_dep"] == [".venvs/train/pip-freeze.txt"]
     assert kernel["targets"] == [".mlops/jupyter/kernels/k-train/kernel.json"]
     assert execute["file_dep"] == ["data/raw.csv", ".venvs/train/pip-freeze.txt"]
     code_check = execute["uptodate"][0]
-    assert isinstance(code_check, actions.NotebookCodeUnchanged)
+    assert isinstance(code_check, checks.NotebookCodeUnchanged)
     assert code_check.notebook == "nb/train.ipynb"
     assert execute["task_dep"] == ["kernel:train"]
     assert execute["targets"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
@@ -79,8 +79,21 @@ def test_group_tasks_pull_upstream():
 
 
 def test_parameters_take_part_in_uptodate():
-    first = make()["execute:train"]["uptodate"][1]
+    from mlops_tasks.fingerprint import canonical_json, parameters_digest
+
+    saved = {"_parameters": parameters_digest({"n": 3}),
+             "_parameters_json": canonical_json({"n": 3})}
+    check = make()["execute:train"]["uptodate"][1]
+    assert isinstance(check, checks.ParametersUnchanged)
+    assert check(None, saved) is True
     items = stages()
-    items[1] = Stage(**{**items[1].__dict__, "parameters": {"n": 4}})
-    second = by_name(all_tasks(Config(root=Path("/proj")), items, build_graph(items)))
-    assert first.config != second["execute:train"]["uptodate"][1].config
+    items[1] = Stage(**{**items[1].__dict__, "parameters": {"n": 4, "seed": 1}})
+    tasks = by_name(all_tasks(Config(root=Path("/proj")), items, build_graph(items)))
+    changed = tasks["execute:train"]["uptodate"][1]
+    assert changed(None, saved) is False
+    assert "n: 3 → 4" in repr(changed) and "+seed" in repr(changed)
+
+
+def test_execute_accepts_parameter_overrides():
+    params = make()["execute:train"]["params"]
+    assert params[0]["long"] == "param" and params[0]["type"] is list

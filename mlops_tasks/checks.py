@@ -1,0 +1,162 @@
+"""doit `uptodate` checks that decide on content and say why, in words, in `doit info`.
+
+Each check stores what it compared in the task's saved values, so the next check can name
+what changed (which code cell, which parameter, which output). Cheap: file reads and stats;
+an output is re-hashed only when its size or mtime moved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .config import Config
+from .envs import env_problem, plan_env
+from .errors import MlopsError
+from .files import read_json
+from .fingerprint import canonical_json, parameters_digest, sha256_file
+from .interpreters import Resolver
+from .notebooks import (
+    cell_digests,
+    code_digest,
+    describe_code_change,
+    notebook_code,
+    read_notebook,
+)
+from .spec import Stage
+
+
+def plan_for(config: Config, stage: Stage) -> Any:
+    interp = Resolver(config.state_dir / "interpreters.json").resolve(
+        stage.name, stage.python, stage.python_exe)
+    lock = config.root / layout.lock_path(stage)
+    lock_text = lock.read_text(encoding="utf-8") if lock.is_file() else None
+    return plan_env(stage, interp, config.installer, lock_text)
+
+
+class Check:
+    """Base: a reason (set when the check fails) makes the repr readable in `doit info`."""
+
+    label = ""
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def __repr__(self) -> str:
+        return f"<{self.label}: {self.reason}>" if self.reason else f"<{self.label}>"
+
+
+class EnvUpToDate(Check):
+    """venv:S is up to date when the env's marker matches what the spec asks for now."""
+
+    def __init__(self, config: Config, stage: Stage):
+        super().__init__()
+        self.config, self.stage = config, stage
+        self.label = f"env {stage.env_dir}"
+
+    def __call__(self) -> bool:
+        try:
+            plan = plan_for(self.config, self.stage)
+        except MlopsError as err:
+            self.reason = str(err)
+            return False
+        root = self.config.root
+        self.reason = env_problem(root / self.stage.env_dir, plan,
+                                  root / layout.freeze_file(self.stage)) or ""
+        return not self.reason
+
+
+class NotebookCodeUnchanged(Check):
+    """execute:S reruns when code cells, their tags or the kernel language change; outputs,
+    execution counts and metadata saved by Jupyter do not count."""
+
+    def __init__(self, root: Path, notebook: str):
+        super().__init__()
+        self.root, self.notebook = root, notebook
+        self.label = f"code of {notebook}"
+        self.current: dict[str, Any] = {}
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(lambda: self.current)
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        code = notebook_code(read_notebook(self.root / self.notebook))
+        self.current = {"_notebook_code": code_digest(code),
+                        "_notebook_cells": cell_digests(code)}
+        if values.get("_notebook_code") == self.current["_notebook_code"]:
+            return True
+        old = values.get("_notebook_cells")
+        if old is None:
+            self.reason = "never executed"
+        else:
+            self.reason = (describe_code_change(old, self.current["_notebook_cells"])
+                           or "kernel language changed")
+        return False
+
+
+def describe_parameter_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    parts = [f"+{k}" for k in new if k not in old]
+    parts += [f"-{k}" for k in old if k not in new]
+    parts += [f"{k}: {canonical_json(old[k])} → {canonical_json(new[k])}"
+              for k in new if k in old and canonical_json(old[k]) != canonical_json(new[k])]
+    return "parameters " + ", ".join(parts)
+
+
+class ParametersUnchanged(Check):
+    """execute:S reruns when the spec's parameters differ from those of the last run; a run
+    with --param overrides records the overridden values, so the spec's run follows."""
+
+    def __init__(self, root: Path, stage: Stage):
+        super().__init__()
+        self.root, self.stage = root, stage
+        self.label = "parameters"
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(self._saved)
+
+    def _saved(self) -> dict[str, Any]:
+        try:
+            used = read_json(self.root / layout.execute_record(self.stage))["stage_parameters"]
+        except (OSError, ValueError, KeyError):
+            used = dict(self.stage.parameters)
+        return {"_parameters": parameters_digest(used), "_parameters_json": canonical_json(used)}
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        if values.get("_parameters") == parameters_digest(self.stage.parameters):
+            return True
+        old = json.loads(values.get("_parameters_json") or "null")
+        self.reason = ("never executed" if old is None else
+                       describe_parameter_change(old, dict(self.stage.parameters)))
+        return False
+
+
+class OutputsUnchanged(Check):
+    """execute:S reruns when a declared output was deleted or edited after the run."""
+
+    def __init__(self, root: Path, stage: Stage):
+        super().__init__()
+        self.root, self.stage = root, stage
+        self.label = "outputs as the last run wrote them"
+
+    def __call__(self) -> bool:
+        try:
+            record = read_json(self.root / layout.execute_record(self.stage))
+        except (OSError, ValueError):
+            self.reason = "no record of a finished run"
+            return False
+        hashes, stats = record.get("outputs", {}), record.get("outputs_stat", {})
+        for rel in (*self.stage.outputs, *self.stage.metrics):
+            path = self.root / rel
+            if not path.is_file():
+                self.reason = f"{rel} is missing"
+                return False
+            st = path.stat()
+            if stats.get(rel) == [st.st_size, st.st_mtime_ns]:
+                continue
+            if sha256_file(path) != hashes.get(rel):
+                self.reason = f"{rel} was changed after the run"
+                return False
+        return True

@@ -1,0 +1,78 @@
+"""What of a notebook matters for its results, and what its parameters cell declares. Pure."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .fingerprint import canonical_json, sha256_text
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return data if isinstance(data, dict) else {}
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def notebook_code(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """Code cells' source and tags, and the kernel language: outputs, execution counts,
+    widget state and the selected kernel do not count."""
+    cells = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        tags = sorted(cell.get("metadata", {}).get("tags", []))
+        cells.append({"source": _source(cell), "tags": tags})
+    meta = nb.get("metadata", {})
+    language = (meta.get("kernelspec", {}).get("language")
+                or meta.get("language_info", {}).get("name") or "python")
+    return {"language": language, "cells": cells}
+
+
+def code_digest(code: Mapping[str, Any]) -> str:
+    return sha256_text(canonical_json(code))
+
+
+def cell_digests(code: Mapping[str, Any]) -> list[str]:
+    return [sha256_text(canonical_json(cell))[:16] for cell in code["cells"]]
+
+
+def describe_code_change(old: list[str], new: list[str]) -> str:
+    """'code cell 3 changed', 'code cell 5 added', ... from per-cell digests."""
+    changes: list[str] = []
+    for index in range(max(len(old), len(new))):
+        if index >= len(old):
+            changes.append(f"code cell {index + 1} added")
+        elif index >= len(new):
+            changes.append(f"code cell {index + 1} removed")
+        elif old[index] != new[index]:
+            changes.append(f"code cell {index + 1} changed")
+    return ", ".join(changes[:5]) + (" …" if len(changes) > 5 else "")
+
+
+def declared_parameters(nb: Mapping[str, Any]) -> set[str] | None:
+    """Names assigned in the cell tagged `parameters`; None when there is no such cell."""
+    for cell in nb.get("cells", []):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            try:
+                tree = ast.parse(_source(cell))
+            except SyntaxError:
+                return set()
+            names: set[str] = set()
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else (
+                    [node.target] if isinstance(node, ast.AnnAssign) else [])
+                for target in targets:
+                    for sub in ast.walk(target):
+                        if isinstance(sub, ast.Name):
+                            names.add(sub.id)
+            return names
+    return None

@@ -1,0 +1,226 @@
+"""Execute one stage: its MLflow run, parameters, the notebook on its kernel, and outputs
+that are replaced only when the stage succeeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import audit, layout
+from .config import Config
+from .envs import read_marker
+from .errors import MlopsError, StageFailed
+from .files import write_json
+from .fingerprint import parameters_digest, sha256_file, spec_hash
+from .notebooks import code_digest, declared_parameters, notebook_code, read_notebook
+from .spec import Stage
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_overrides(stage: Stage, items: list[str]) -> dict[str, Any]:
+    """`--param name=value` pairs; values are read as YAML (200 -> int, [1, 2] -> list)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise MlopsError(f"execute:{stage.name}: --param {item!r} must look like "
+                             "name=value, e.g. --param n_estimators=200")
+        try:
+            out[name] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            out[name] = text
+    return out
+
+
+def warn_undeclared(stage: Stage, root: Path, parameters: Mapping[str, Any]) -> None:
+    declared = declared_parameters(read_notebook(root / stage.notebook))
+    if declared is None:
+        if parameters:
+            print(f"execute:{stage.name}: warning: {stage.notebook} has no cell tagged "
+                  "'parameters'; papermill injects the values at the top", flush=True)
+        return
+    for name in parameters:
+        if name not in declared:
+            print(f"execute:{stage.name}: warning: parameter '{name}' is not declared in the "
+                  f"parameters cell of {stage.notebook}; it is injected anyway", flush=True)
+
+
+class OutputSet:
+    """Declared outputs move aside before a run and come back if it fails, so a failed or
+    interrupted run never leaves half-written outputs that look finished."""
+
+    def __init__(self, root: Path, stage: Stage):
+        self.root = root
+        self.paths = [*stage.outputs, *stage.metrics]
+        self.backup = root / layout.STATE / "previous" / stage.name
+
+    def begin(self) -> None:
+        if self.backup.exists():  # an earlier run was killed: put its outputs back first
+            self.rollback()
+        for rel in self.paths:
+            target = self.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                saved = self.backup / rel
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(target, saved)
+        self.backup.mkdir(parents=True, exist_ok=True)
+
+    def rollback(self) -> None:
+        for rel in self.paths:
+            target, saved = self.root / rel, self.backup / rel
+            if saved.exists():
+                os.replace(saved, target)
+            elif target.exists():
+                target.unlink()
+        shutil.rmtree(self.backup, ignore_errors=True)
+
+    def commit(self) -> None:
+        shutil.rmtree(self.backup, ignore_errors=True)
+
+    def stats(self) -> dict[str, list[int]]:
+        out = {}
+        for rel in self.paths:
+            st = (self.root / rel).stat()
+            out[rel] = [st.st_size, st.st_mtime_ns]
+        return out
+
+
+def _experiment(config: Config) -> tuple[str, str]:
+    from . import tracking
+
+    uri = config.resolved_tracking_uri()
+    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+    exp_id = tracking.ensure_experiment(
+        uri, config.experiment_name(),
+        config.state_dir / "mlartifacts" if local else None,
+        config.root / layout.lock_file("tracking", "store"),
+    )
+    return uri, exp_id
+
+
+def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> None:
+    """Run the notebook in its own MLflow run; outputs are replaced only on success."""
+    from . import tracking
+    from .execute import run_notebook
+
+    root = config.root
+    marker = read_marker(root / stage.env_dir) or {}
+    git = audit.git_info(root)
+    uri, exp_id = _experiment(config)
+    tags = {
+        "mlops.stage": stage.name,
+        "mlops.git_sha": git["sha"],
+        "mlops.git_branch": git["branch"],
+        "mlops.git_dirty": str(git["dirty"]).lower(),
+        "mlops.env_fingerprint": str(marker.get("fingerprint", "")),
+        "mlflow.source.name": stage.notebook,
+        "mlflow.source.type": "NOTEBOOK",
+    }
+    run_name = f"{stage.name}@{git['sha'][:7]}"
+    run_id = tracking.start_run(uri, exp_id, run_name, tags)
+    print(f"execute:{stage.name}: MLflow run {run_id} ({run_name})", flush=True)
+
+    executed = root / layout.executed_notebook(stage)
+    partial = executed.with_name(f"{stage.name}.partial.ipynb")
+    failed = root / layout.failed_notebook(stage)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    outputs = OutputSet(root, stage)
+    outputs.begin()
+
+    stage_parameters = {**stage.parameters, **overrides}
+    if overrides:
+        print(f"execute:{stage.name}: overriding parameters for this run: "
+              + ", ".join(f"{k}={v!r}" for k, v in overrides.items()), flush=True)
+    warn_undeclared(stage, root, stage_parameters)
+    parameters = {
+        **stage_parameters,
+        "stage_name": stage.name,
+        "git_commit": git["sha"],
+        "mlflow_tracking_uri": audit.redact(uri),
+        "mlflow_run_id": run_id,
+    }
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": run_id,
+           "MLFLOW_EXPERIMENT_ID": exp_id, "MLOPS_STAGE": stage.name}
+    started, t0 = now(), time.perf_counter()
+    try:
+        run_notebook(
+            stage=stage.name,
+            notebook=root / stage.notebook,
+            output=partial,
+            kernel_name=stage.kernel_name,
+            kernel_dir=root / layout.kernels_dir(),
+            parameters=parameters,
+            cwd=root,
+            env=env,
+            timeout=stage.timeout,
+        )
+        missing = [p for p in (*stage.outputs, *stage.metrics) if not (root / p).is_file()]
+        if missing:
+            raise StageFailed(f"execute:{stage.name}: the notebook finished but did not write "
+                              f"the declared output(s) {', '.join(missing)}; write them in "
+                              f"{stage.notebook} or remove them from {stage.spec_path}")
+    except BaseException:
+        outputs.rollback()
+        if partial.exists():
+            os.replace(partial, failed)
+        try:
+            artifacts = [(failed, "notebook")] if failed.exists() else []
+            tracking.log_run(uri, run_id, params={}, metrics={}, tags={"mlops.failed": "true"},
+                             artifacts=artifacts, status="FAILED")
+        except MlopsError as err:
+            print(f"execute:{stage.name}: could not mark the run failed: {err}", flush=True)
+        raise
+    outputs.commit()
+    os.replace(partial, executed)
+    if failed.exists():
+        failed.unlink()
+    record = {
+        "stage": stage.name,
+        "run_id": run_id,
+        "run_name": run_name,
+        "experiment_id": exp_id,
+        "tracking_uri": audit.redact(uri),
+        "start": started,
+        "end": now(),
+        "duration_s": round(time.perf_counter() - t0, 3),
+        "parameters": parameters,
+        "stage_parameters": stage_parameters,
+        "overrides": dict(overrides),
+        "parameters_sha256": parameters_digest(stage_parameters),
+        "notebook": stage.notebook,
+        "notebook_code_sha256": code_digest(notebook_code(read_notebook(root / stage.notebook))),
+        "spec": stage.spec_path,
+        "spec_sha256": spec_hash(stage),
+        "git": {k: v for k, v in git.items() if k != "diff"},
+        "git_diff": git["diff"],
+        "python": {
+            "version": marker.get("python_version"),
+            "implementation": marker.get("implementation"),
+            "base_interpreter": marker.get("base_python"),
+            "venv": stage.env_dir,
+            "venv_python": layout.venv_python(stage.env_dir),
+        },
+        "env_fingerprint": marker.get("fingerprint"),
+        "freeze_sha256": sha256_file(root / layout.freeze_file(stage)),
+        "inputs": audit.file_hashes(root, stage.inputs),
+        "outputs": audit.file_hashes(root, stage.outputs + stage.metrics),
+        "outputs_stat": outputs.stats(),
+        "host": audit.host_info(),
+        "tools": audit.tool_versions(),
+    }
+    write_json(root / layout.execute_record(stage), record)
+    print(f"execute:{stage.name}: done in {record['duration_s']:.1f} s", flush=True)
+
+
