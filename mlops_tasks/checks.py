@@ -102,7 +102,7 @@ def describe_parameter_change(old: Mapping[str, Any], new: Mapping[str, Any]) ->
     parts += [f"-{k}" for k in old if k not in new]
     parts += [f"{k}: {canonical_json(old[k])} → {canonical_json(new[k])}"
               for k in new if k in old and canonical_json(old[k]) != canonical_json(new[k])]
-    return "parameters " + ", ".join(parts)
+    return ", ".join(parts)
 
 
 class ParametersUnchanged(Check):
@@ -125,6 +125,10 @@ class ParametersUnchanged(Check):
         return {"_parameters": parameters_digest(used), "_parameters_json": canonical_json(used)}
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        overrides = (getattr(task, "options", None) or {}).get("param")
+        if overrides:
+            self.reason = "overridden on the command line: " + ", ".join(overrides)
+            return False
         if values.get("_parameters") == parameters_digest(self.stage.parameters):
             return True
         old = json.loads(values.get("_parameters_json") or "null")

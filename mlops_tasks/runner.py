@@ -28,14 +28,17 @@ def now() -> str:
 
 
 def parse_overrides(stage: Stage, items: list[str]) -> dict[str, Any]:
-    """`--param name=value` pairs; values are read as YAML (200 -> int, [1, 2] -> list)."""
+    """`--param=name=value` pairs; values are read as YAML (200 -> int, [1, 2] -> list)."""
     out: dict[str, Any] = {}
     for item in items:
+        if item.startswith("-"):
+            raise MlopsError(f"execute:{stage.name}: write --param=name=value with '=' after "
+                             "--param (doit takes a separate name=value as a doit variable)")
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise MlopsError(f"execute:{stage.name}: --param {item!r} must look like "
-                             "name=value, e.g. --param n_estimators=200")
+            raise MlopsError(f"execute:{stage.name}: --param={item} must look like "
+                             "--param=name=value, e.g. --param=n_estimators=200")
         try:
             out[name] = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:

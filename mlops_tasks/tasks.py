@@ -74,7 +74,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
                 checks.OutputsUnchanged(config.root, stage),
             ],
             "params": [{"name": "param", "long": "param", "type": list, "default": [],
-                        "help": "override a parameter for this run: --param name=value"}],
+                        "help": "override a parameter for this run: --param=name=value"}],
             "clean": True,
         },
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,11 @@ MAX_PARAM = 6000
 def _client(uri: str) -> Any:
     with _lock:
         if uri not in _clients:
+            if uri.startswith(("http://", "https://")):
+                # A server that does not answer fails the task in seconds, not minutes
+                # (MLflow's default is 7 retries with backoff). Users may set these.
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             logging.getLogger("alembic").setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,308 @@
+"""What reruns (DESIGN §3), row by row, on a real three-stage project; failures that leave
+the stage stale and no kernel behind; `doit info` in words."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
+
+pytestmark = pytest.mark.integration
+
+PREP = [
+    ("parameters", 'greeting = "hi"\nrepeat = 1\nconfig = {}'),
+    (None, "from pathlib import Path\nseed = Path('data/seed.txt').read_text().strip()\n"
+           "text = ' '.join([greeting] * repeat) + ' ' + seed\n"
+           "Path('out/greeting.txt').write_text(text)\n"
+           "Path('out/config.json').write_text(__import__('json').dumps(config))"),
+]
+COUNT = [
+    ("parameters", "unit = 'chars'"),
+    (None, "from pathlib import Path\n"
+           "Path('out/count.txt').write_text(str(len(Path('out/greeting.txt').read_text())))"),
+]
+REPORT = [(None, "from pathlib import Path\n"
+                 "Path('out/report.txt').write_text(Path('out/count.txt').read_text())")]
+CHAIN = {"execute:make", "log:make", "execute:count", "log:count", "execute:report",
+         "log:report"}
+
+
+def setup_project(root: Path, wheelhouse: Path) -> Path:
+    make_project(root, wheelhouse, with_use=False)
+    (root / "data").mkdir()
+    (root / "data" / "seed.txt").write_text("42\n")
+    write_spec(root, "make", """
+        name: make
+        notebook: notebooks/make.ipynb
+        env_dir: .venvs/shared-make
+        parameters:
+          greeting: hi
+          repeat: 2
+          config: {upstream: {prep: data/seed.txt}, ratios: [0.5, 0.25], flag: true}
+        inputs: [data/seed.txt]
+        outputs: [out/greeting.txt, out/config.json]
+    """)
+    write_spec(root, "count", """
+        name: count
+        notebook: notebooks/count.ipynb
+        inputs: [out/greeting.txt]
+        outputs: [out/count.txt]
+    """)
+    write_spec(root, "report", """
+        name: report
+        notebook: notebooks/report.ipynb
+        inputs: [out/count.txt]
+        outputs: [out/report.txt]
+    """)
+    write_notebook(root / "notebooks" / "make.ipynb", PREP)
+    write_notebook(root / "notebooks" / "count.ipynb", COUNT)
+    write_notebook(root / "notebooks" / "report.ipynb", REPORT)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, wheelhouse):
+    root = setup_project(tmp_path_factory.mktemp("rerun") / "proj", wheelhouse)
+    doit(root)
+    assert ran(doit(root).stdout) == set()
+    return root
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return text
+
+
+def kernels_of(root: Path) -> list[str]:
+    """Command lines of live processes started from the project's venvs."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(root / ".venvs") in cmd and "ipykernel" in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_parameters_of_any_yaml_type_arrive_intact(project):
+    config = json.loads((project / "out" / "config.json").read_text())
+    assert config == {"upstream": {"prep": "data/seed.txt"}, "ratios": [0.5, 0.25],
+                      "flag": True}
+
+
+def test_notes_comments_and_key_order_rerun_nothing(project):
+    spec = project / "env_specs" / "count.yaml"
+    original = spec.read_text()
+    spec.write_text("# reordered\noutputs: [out/count.txt]\nnotes: owner is x\n"
+                    "inputs: [out/greeting.txt]\nnotebook: notebooks/count.ipynb\nname: count\n")
+    try:
+        assert ran(doit(project).stdout) == set()
+    finally:
+        spec.write_text(original)
+
+
+def test_parameter_change_reruns_the_stage_and_what_reads_changed_content(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = edit(spec, "repeat: 2", "repeat: 3")
+    try:
+        info = doit(project, "info", "execute:make", check=False).stdout
+        assert "<parameters: repeat: 2 → 3>" in info
+        assert ran(doit(project).stdout) == CHAIN
+    finally:
+        spec.write_text(original)
+    assert ran(doit(project).stdout) == CHAIN
+
+
+def test_code_edit_reruns_the_stage_only_when_its_outputs_are_the_same(project):
+    nb = project / "notebooks" / "count.ipynb"
+    write_notebook(nb, [COUNT[0], (None, COUNT[1][1] + "\nprint('same result')")])
+    info = doit(project, "info", "execute:count", check=False).stdout
+    assert "code of notebooks/count.ipynb: code cell 2 changed" in info
+    assert ran(doit(project).stdout) == {"execute:count", "log:count"}
+    write_notebook(nb, [(None, "unit = 'chars'"), COUNT[1]])  # tag removed: code changed
+    assert ran(doit(project).stdout) == {"execute:count", "log:count"}
+    write_notebook(nb, COUNT)
+    assert ran(doit(project).stdout) == {"execute:count", "log:count"}
+
+
+def test_notebook_saved_with_outputs_and_metadata_reruns_nothing(project):
+    nb = project / "notebooks" / "count.ipynb"
+    data = json.loads(nb.read_text())
+    data["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "5"}]
+    data["cells"][1]["execution_count"] = 12
+    data["metadata"]["kernelspec"] = {"name": "mlops-count", "display_name": "x",
+                                      "language": "python"}
+    data["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    nb.write_text(json.dumps(data, indent=2))
+    assert ran(doit(project).stdout) == set()
+
+
+def test_input_content_reruns_and_touch_does_not(project):
+    seed = project / "data" / "seed.txt"
+    stat = seed.stat()
+    os.utime(seed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    assert ran(doit(project).stdout) == set()
+    seed.write_text("43\n")
+    info = doit(project, "info", "execute:make", check=False).stdout
+    assert "data/seed.txt" in info
+    # count reads the new greeting; its own output has the same length, so report stays
+    assert ran(doit(project).stdout) == CHAIN - {"execute:report", "log:report"}
+    seed.write_text("4321\n")
+    assert ran(doit(project).stdout) == CHAIN
+
+
+def test_output_deleted_or_edited_reruns_its_maker(project):
+    out = project / "out" / "count.txt"
+    out.unlink()
+    assert ran(doit(project).stdout) == {"execute:count", "log:count"}
+    out.write_text("999")
+    info = doit(project, "info", "execute:count", check=False).stdout
+    assert "out/count.txt was changed after the run" in info
+    assert ran(doit(project).stdout) == {"execute:count", "log:count"}
+    assert out.read_text() != "999"
+
+
+def test_deleted_venv_rebuilds_and_same_freeze_reruns_nothing(project):
+    shutil.rmtree(project / ".venvs" / "count")
+    assert ran(doit(project).stdout) == {"venv:count"}
+
+
+def test_parameter_override_runs_once_and_leaves_the_stage_stale(project):
+    bad = doit(project, "run", "execute:make", "--param", "repeat=5", "--param", "x=1",
+               check=False)
+    assert bad.returncode != 0 and "write --param=name=value" in bad.stdout + bad.stderr
+    proc = doit(project, "run", "execute:make", "--param=repeat=5", "--param=extra=1")
+    assert "overriding parameters for this run: repeat=5" in proc.stdout
+    assert "parameter 'extra' is not declared in the parameters cell" in proc.stdout
+    assert (project / "out" / "greeting.txt").read_text().count("hi") == 5
+    record = json.loads((project / ".mlops/executed/make.json").read_text())
+    assert record["overrides"] == {"repeat": 5, "extra": 1}
+    status = doit(project, "list", "--all", "--status").stdout
+    assert "R execute:make" in status
+    assert ran(doit(project).stdout) >= {"execute:make", "log:make"}
+    assert (project / "out" / "greeting.txt").read_text().count("hi") == 2
+    assert ran(doit(project).stdout) == set()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tracking_down_during_log_keeps_execute_done(project):
+    nb = project / "notebooks" / "report.ipynb"
+    write_notebook(nb, [(None, REPORT[0][1] + "\n")])
+    doit(project, "run", "execute:report")
+    down = clean_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{closed_port()}")
+    start = time.monotonic()
+    proc = doit(project, "run", "log:report", env=down, check=False)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 120
+    assert "127.0.0.1" in proc.stdout + proc.stderr
+    assert ran(doit(project).stdout) == {"log:report"}
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+def failing(project: Path, cells, timeout: float | None = None) -> subprocess.CompletedProcess:
+    write_notebook(project / "notebooks" / "report.ipynb", cells)
+    spec = project / "env_specs" / "report.yaml"
+    original = spec.read_text()
+    if timeout:
+        spec.write_text(original + f"timeout: {timeout}\n")
+    try:
+        proc = doit(project, check=False)
+    finally:
+        spec.write_text(original)
+    assert proc.returncode != 0
+    assert kernels_of(project) == []
+    return proc
+
+
+def recovers(project: Path) -> None:
+    write_notebook(project / "notebooks" / "report.ipynb", REPORT)
+    assert "execute:report" in ran(doit(project).stdout)
+    assert ran(doit(project).stdout) == set()
+    assert not (project / ".mlops" / "executed" / "report.failed.ipynb").exists()
+
+
+def test_raising_cell_names_stage_cell_and_exception(project):
+    good = (project / "out" / "report.txt").read_text()
+    proc = failing(project, [REPORT[0], (None, "x = 1"),
+                             (None, "Path('out/report.txt').write_text('half')\n"
+                                    "raise KeyError('column price')")])
+    text = proc.stdout + proc.stderr
+    assert "execute:report: cell" in text and "KeyError" in text and "column price" in text
+    assert (project / ".mlops/executed/report.failed.ipynb").exists()
+    assert (project / ".mlops/executed/report.ipynb").exists()  # the last good one stays
+    assert (project / "out" / "report.txt").read_text() == good  # not half-written
+    assert "execute:report" in ran(doit(project, check=False).stdout)  # still stale
+    recovers(project)
+
+
+def test_kernel_death(project):
+    proc = failing(project, [(None, "import os\nos._exit(3)")])
+    assert "execute:report: the kernel died" in proc.stdout + proc.stderr
+    recovers(project)
+
+
+def test_cell_timeout(project):
+    proc = failing(project, [(None, "import time\ntime.sleep(60)")], timeout=3)
+    assert "execute:report: a cell ran over the spec's timeout of 3.0 s" in (
+        proc.stdout + proc.stderr)
+    recovers(project)
+
+
+def test_missing_declared_output(project):
+    proc = failing(project, [(None, "x = 1")])
+    text = proc.stdout + proc.stderr
+    assert "did not write the declared output(s) out/report.txt" in text
+    recovers(project)
+
+
+def test_kernelspec_with_a_missing_interpreter(project):
+    spec = project / ".mlops/jupyter/kernels/mlops-report/kernel.json"
+    data = json.loads(spec.read_text())
+    good = data["argv"][0]
+    data["argv"][0] = str(project / "gone" / "python")
+    spec.write_text(json.dumps(data))
+    write_notebook(project / "notebooks" / "report.ipynb", [REPORT[0], (None, "y = 2")])
+    proc = doit(project, check=False)
+    assert proc.returncode != 0
+    assert "execute:report: could not start kernel 'mlops-report'" in proc.stdout + proc.stderr
+    data["argv"][0] = good
+    spec.write_text(json.dumps(data))
+    recovers(project)
+
+
+def test_dodo_and_list_import_neither_mlflow_nor_papermill(project):
+    code = ("import sys\nfrom doit.doit_cmd import DoitMain\nfrom doit.cmd_base import "
+            "ModuleTaskLoader\nimport dodo\nDoitMain(ModuleTaskLoader(dodo)).run(['list'])\n"
+            "bad = [m for m in ('mlflow', 'papermill') if m in sys.modules]\n"
+            "assert not bad, bad\nprint('light')\n")
+    proc = subprocess.run([PYTHON, "-c", code], cwd=project, env=clean_env(),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "light" in proc.stdout and "report" in proc.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="/proc")
+def test_no_kernel_left_after_a_normal_run(project):
+    assert kernels_of(project) == []
