@@ -239,7 +239,8 @@ def source_revision() -> str:
 def summary(plain: list[float], project: list[float]) -> dict[str, object]:
     p, q = statistics.median(plain), statistics.median(project)
     return {"plain_s": plain, "project_s": project, "plain_median_s": round(p, 2),
-            "project_median_s": round(q, 2), "ratio": round(p / q, 1)}
+            "project_median_s": round(q, 2), "ratio": round(p / q, 1),
+            "ratio_per_run": [round(a / b, 1) for a, b in zip(plain, project, strict=True)]}
 
 
 def benchmark(tmp: Path, runs: int) -> dict[str, object]:

@@ -23,6 +23,17 @@ def redact(text: str) -> str:
     return SECRET_URL.sub(lambda m: m.group("scheme") + "***@", text)
 
 
+def redact_data(value: Any) -> Any:
+    """redact() applied to every string in a nested structure."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
+
+
 def git_info(root: Path) -> dict[str, Any]:
     """Commit, branch, dirty flag and diff of the project's work tree ('no-git' outside one)."""
     try:

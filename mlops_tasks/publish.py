@@ -4,14 +4,15 @@ copy of the record under .mlops/runs/<stage>/<run_id>/."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from . import audit, layout
 from .config import Config
+from .drift import freeze_drift
 from .errors import StageFailed
 from .files import read_json, write_json
+from .render import notebook_html
 from .runner import now
 from .spec import Stage
 
@@ -35,6 +36,20 @@ def _metrics(root: Path, stage: Stage) -> dict[str, float]:
     return found
 
 
+def _previous_freeze(root: Path, stage: Stage) -> str | None:
+    """The freeze of the stage's last logged run, from its local copy."""
+    try:
+        last = read_json(root / layout.log_record(stage))
+        return (root / last["local_copy"] / "pip-freeze.txt").read_text(encoding="utf-8")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _redacted_copy(source: Path, target: Path) -> Path:
+    target.write_text(audit.redact(source.read_text(encoding="utf-8")), encoding="utf-8")
+    return target
+
+
 def log_stage(config: Config, stage: Stage) -> None:
     """Record the executed run: MLflow params, metrics, tags, artifacts; a local copy."""
     from . import tracking
@@ -46,32 +61,69 @@ def log_stage(config: Config, stage: Stage) -> None:
     t0 = time.perf_counter()
     local = root / layout.runs_dir(stage) / run_id
     local.mkdir(parents=True, exist_ok=True)
-    audit_file = local / "audit.json"
+
+    freeze_text = audit.redact((root / layout.freeze_file(stage)).read_text("utf-8"))
+    previous = _previous_freeze(root, stage)
+    drift = freeze_drift(previous, freeze_text) if previous is not None else None
+    if drift:
+        print(f"log:{stage.name}: env drift since the last run ({drift.summary()}):", flush=True)
+        for line in drift.lines():
+            print(f"    {line}", flush=True)
+
+    limit = config.artifact_max_mb * 1024 * 1024
+    uploaded, by_reference = [], {}
+    for rel in (*stage.outputs, *stage.metrics):
+        path = root / rel
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        if size <= limit:
+            uploaded.append(rel)
+        else:
+            by_reference[rel] = {"size": size, "sha256": record["outputs"].get(rel)}
+
     audit_record = {k: v for k, v in record.items() if k != "git_diff"}
     audit_record["git"]["diff_file"] = "git.diff" if record.get("git_diff") else None
-    write_json(audit_file, audit_record)
+    audit_record["env_drift"] = None if drift is None else {
+        "added": drift.added, "removed": drift.removed,
+        "changed": {k: list(v) for k, v in drift.changed.items()}}
+    audit_record["outputs_not_uploaded"] = by_reference
+    audit_file = local / "audit.json"
+    write_json(audit_file, audit.redact_data(audit_record))
+
     freeze = local / "pip-freeze.txt"
-    freeze.write_text(audit.redact((root / layout.freeze_file(stage)).read_text("utf-8")),
-                      encoding="utf-8")
+    freeze.write_text(freeze_text, encoding="utf-8")
     executed = root / layout.executed_notebook(stage)
-    shutil.copy2(executed, local / executed.name)
-    shutil.copy2(root / stage.spec_path, local / Path(stage.spec_path).name)
+    _redacted_copy(executed, local / executed.name)
+    html_file = local / f"{stage.name}.html"
+    html_file.write_text(notebook_html(
+        json.loads((local / executed.name).read_text(encoding="utf-8")),
+        f"{stage.name}: {stage.notebook}",
+        {"run": run_id, "git": f"{record['git']['sha']} ({record['git']['branch']})"
+         + (" dirty" if record["git"]["dirty"] else ""),
+         "python": str(record["python"]["version"]), "start": record["start"],
+         "duration": f"{record['duration_s']} s"}), encoding="utf-8")
+    spec_copy = _redacted_copy(root / stage.spec_path, local / Path(stage.spec_path).name)
     artifacts: list[tuple[Path, str | None]] = [
         (local / executed.name, "notebook"),
+        (html_file, "notebook"),
         (freeze, "env"),
-        (local / Path(stage.spec_path).name, "spec"),
+        (spec_copy, "spec"),
         (audit_file, None),
     ]
+    lock = root / layout.lock_path(stage)
+    if lock.is_file():
+        artifacts.append((_redacted_copy(lock, local / lock.name), "spec"))
+    if drift:
+        drift_file = local / "env-drift.txt"
+        drift_file.write_text("\n".join(drift.lines()) + "\n", encoding="utf-8")
+        artifacts.append((drift_file, "env"))
     if record.get("git_diff"):
         diff = local / "git.diff"
         diff.write_text(record["git_diff"], encoding="utf-8")
         artifacts.append((diff, None))
-    limit = config.artifact_max_mb * 1024 * 1024
-    for rel in (*stage.outputs, *stage.metrics):
-        path = root / rel
-        if path.is_file() and path.stat().st_size <= limit:
-            parent = str(Path("outputs", rel).parent.as_posix())
-            artifacts.append((path, parent))
+    artifacts += [(root / rel, Path("outputs", rel).parent.as_posix()) for rel in uploaded]
+
     params = dict(record.get("stage_parameters", stage.parameters))
     params["stage_name"] = stage.name
     tags = {
@@ -83,13 +135,21 @@ def log_stage(config: Config, stage: Stage) -> None:
         "mlops.freeze_sha256": record["freeze_sha256"],
         "mlops.host": record["host"]["host"],
         "mlops.user": record["host"]["user"],
+        "mlops.env_drift": "unknown" if drift is None else str(bool(drift)).lower(),
         **{f"mlops.version.{k}": v for k, v in record["tools"].items()},
     }
-    tracking.log_run(uri, run_id, params=params, metrics=_metrics(root, stage), tags=tags,
+    if drift:
+        tags["mlops.env_drift_summary"] = drift.summary()
+    tracking.log_run(uri, run_id, params=audit.redact_data(params),
+                     metrics=_metrics(root, stage), tags=audit.redact_data(tags),
                      artifacts=artifacts)
     write_json(root / layout.log_record(stage), {
         "run_id": run_id, "logged": now(), "tracking_uri": audit.redact(uri),
         "local_copy": local.relative_to(root).as_posix(),
+        "log_seconds": round(time.perf_counter() - t0, 3),
     })
     print(f"log:{stage.name}: run {run_id} logged in {time.perf_counter() - t0:.1f} s",
           flush=True)
+    if uri.startswith(("http://", "https://")):
+        print(f"log:{stage.name}: view it at {audit.redact(uri).rstrip('/')}/#/experiments/"
+              f"{record['experiment_id']}/runs/{run_id}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,10 @@ from .files import write_json
 from .fingerprint import parameters_digest, sha256_file, spec_hash
 from .notebooks import code_digest, declared_parameters, notebook_code, read_notebook
 from .spec import Stage
+
+# One id per doit invocation, shared by the runs of every stage it executes (set
+# MLOPS_INVOCATION_ID, e.g. to Jenkins' BUILD_TAG, to choose it).
+INVOCATION_ID = os.environ.get("MLOPS_INVOCATION_ID") or uuid.uuid4().hex[:12]
 
 
 def now() -> str:
@@ -128,12 +133,14 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
         "mlops.git_branch": git["branch"],
         "mlops.git_dirty": str(git["dirty"]).lower(),
         "mlops.env_fingerprint": str(marker.get("fingerprint", "")),
+        "mlops.invocation_id": INVOCATION_ID,
         "mlflow.source.name": stage.notebook,
         "mlflow.source.type": "NOTEBOOK",
     }
     run_name = f"{stage.name}@{git['sha'][:7]}"
     run_id = tracking.start_run(uri, exp_id, run_name, tags)
-    print(f"execute:{stage.name}: MLflow run {run_id} ({run_name})", flush=True)
+    print(f"execute:{stage.name}: MLflow run {run_id} ({run_name}), invocation "
+          f"{INVOCATION_ID}", flush=True)
 
     executed = root / layout.executed_notebook(stage)
     partial = executed.with_name(f"{stage.name}.partial.ipynb")
@@ -156,6 +163,8 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
     }
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": run_id,
            "MLFLOW_EXPERIMENT_ID": exp_id, "MLOPS_STAGE": stage.name}
+    if audit.redact(uri) != uri:  # keep the URI's credentials out of notebook outputs
+        env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     started, t0 = now(), time.perf_counter()
     try:
         run_notebook(
@@ -192,6 +201,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
     record = {
         "stage": stage.name,
         "run_id": run_id,
+        "invocation_id": INVOCATION_ID,
         "run_name": run_name,
         "experiment_id": exp_id,
         "tracking_uri": audit.redact(uri),
@@ -223,6 +233,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
         "host": audit.host_info(),
         "tools": audit.tool_versions(),
     }
+    record["executed_notebook_sha256"] = sha256_file(executed)
     write_json(root / layout.execute_record(stage), record)
     print(f"execute:{stage.name}: done in {record['duration_s']:.1f} s", flush=True)
 

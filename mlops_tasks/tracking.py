@@ -30,6 +30,9 @@ def _client(uri: str) -> Any:
                 # (MLflow's default is 7 retries with backoff). Users may set these.
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+                # MLflow prints run URLs verbatim, credentials included; publish prints a
+                # redacted one instead.
+                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
             logging.getLogger("alembic").setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
 

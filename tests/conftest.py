@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -46,12 +50,14 @@ def wheelhouse(request: pytest.FixtureRequest) -> Path:
     """A local wheel cache with ipykernel and its dependencies, filled once (pip download)."""
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     folder = Path(request.config.cache.mkdir(f"wheelhouse-{tag}"))
-    if not any(folder.glob("mlflow_skinny-*.whl")) or not any(folder.glob("ipykernel-*")):
-        subprocess.run(
-            [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-             "--dest", str(folder), "ipykernel", *MLFLOW_IN_KERNEL],
-            check=True, env=clean_env(),
-        )
+    if not any(folder.glob("mlflow_skinny-*.whl")) or not any(folder.glob("idna-3.6-*")):
+        # two idna versions, so a test can change a pinned version and see drift
+        for reqs in (["ipykernel", "idna>3.6", *MLFLOW_IN_KERNEL], ["idna==3.6"]):
+            subprocess.run(
+                [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+                 "--dest", str(folder), *reqs],
+                check=True, env=clean_env(),
+            )
     return folder
 
 
@@ -196,3 +202,52 @@ def set_config(root: Path, **values: str) -> None:
         index = lines.index("[tool.mlops_tasks]") + 1
         lines.insert(index, f"{key} = {json.dumps(value)}")
     (root / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1", "--backend-store-uri",
+             f"sqlite:///{(self.folder / 'server.db').as_posix()}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("mlflow server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()

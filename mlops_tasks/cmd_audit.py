@@ -1,0 +1,87 @@
+"""`doit audit [STAGE ...]`: does the workspace still match what each stage's last run
+recorded? Reads the local records only (no MLflow needed), so it also works offline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import Command
+
+from . import layout
+from .errors import MlopsError
+from .files import read_json
+from .fingerprint import sha256_file
+from .notebooks import code_digest, notebook_code, read_notebook
+from .project import load_project
+from .spec import Stage
+
+
+def _hash(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
+    """Report lines for one stage and whether everything matches its record."""
+    try:
+        last = read_json(root / layout.log_record(stage))
+        record: dict[str, Any] = read_json(root / last["local_copy"] / "audit.json")
+    except (OSError, ValueError, KeyError):
+        return [f"{stage.name}: no logged run yet (run `doit run {stage.name}`)"], False
+    git = record.get("git", {})
+    head = (f"{stage.name}: run {record['run_id']} at {record.get('start')}, git "
+            f"{str(git.get('sha', ''))[:10]}{' (dirty)' if git.get('dirty') else ''}, "
+            f"Python {record.get('python', {}).get('version')}")
+    checks: list[tuple[str, str]] = []
+    executed = _hash(root / layout.executed_notebook(stage))
+    checks.append(("executed notebook", "ok" if executed == record.get(
+        "executed_notebook_sha256") else "CHANGED or missing since the run"))
+    changed = [rel for rel, sha in (record.get("outputs") or {}).items()
+               if _hash(root / rel) != sha]
+    checks.append(("outputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
+    freeze = _hash(root / layout.freeze_file(stage))
+    checks.append(("env", "ok" if freeze == record.get("freeze_sha256") else
+                   "CHANGED: pip-freeze.txt differs from the run's (venv rebuilt or edited)"))
+    code = code_digest(notebook_code(read_notebook(root / stage.notebook)))
+    checks.append(("notebook code", "ok" if code == record.get("notebook_code_sha256") else
+                   f"CHANGED: {stage.notebook} was edited since the run"))
+    drift = record.get("env_drift")
+    drift_text = ("first run" if drift is None else "none" if not any(drift.values()) else
+                  f"{len(drift['added'])} added, {len(drift['removed'])} removed, "
+                  f"{len(drift['changed'])} changed since the run before")
+    lines = [head] + [f"    {name}: {state}" for name, state in checks]
+    lines.append(f"    env drift at that run: {drift_text}")
+    return lines, all(state == "ok" for _, state in checks)
+
+
+class Audit(Command):
+    name = "audit"
+    doc_purpose = "check that outputs, notebooks and envs still match each stage's last run"
+    doc_usage = "[STAGE ...]"
+    doc_description = (
+        "For each stage: the last logged run, when, the git commit, and whether the executed "
+        "notebook, the declared outputs, the env (pip freeze) and the notebook's code still "
+        "match what that run recorded. Exit status 1 when something does not match."
+    )
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        root = Path.cwd()
+        try:
+            project = load_project(root)
+        except MlopsError as err:
+            sys.stderr.write(f"ERROR: {err}\n")
+            return 3
+        names = {s.name for s in project.stages}
+        if set(args) - names:
+            sys.stderr.write(f"ERROR: unknown stage(s): {', '.join(sorted(set(args) - names))}"
+                             f"; stages: {', '.join(project.graph.order)}\n")
+            return 3
+        clean = True
+        for name in project.graph.order:
+            if args and name not in args:
+                continue
+            lines, ok = audit_stage(root, project.stage(name))
+            clean = clean and ok
+            print("\n".join(lines))
+        return 0 if clean else 1
