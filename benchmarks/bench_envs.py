@@ -350,7 +350,9 @@ def report(meta: dict[str, object], res: dict[str, object]) -> str:
         f"Environment builds, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
         f"{meta['cpus']} CPUs, {meta['uv']}",
         f"packages: {', '.join(PACKAGES)}; {res['wheels']['count']} wheels; runs: {runs}; "
-        f"mlops-tasks {meta['revision']}",
+        f"mlops-tasks {meta['revision']}"
+        + (f"; load average {meta['load_average_at_start']} at start, "
+           f"{meta['load_average_at_end']} at end" if "load_average_at_end" in meta else ""),
         "",
         f"| scenario | plain venv + pip (s){med} | mlops-tasks venv:<stage> (s){med} "
         "| plain / project |",
@@ -403,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "packages": list(PACKAGES),
     }
+    if hasattr(os, "getloadavg"):  # other work on the machine skews the timings
+        meta["load_average_at_start"] = round(os.getloadavg()[0], 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-envs-"))
     try:
         meta["uv"] = uv_version()
@@ -416,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             rmtree(tmp)
+    if hasattr(os, "getloadavg"):
+        meta["load_average_at_end"] = round(os.getloadavg()[0], 2)
     print()
     print(report(meta, results))
     if args.json:

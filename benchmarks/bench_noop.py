@@ -13,7 +13,8 @@ four) that pass a small file from stage to stage, starting from a committed seed
 mlops-tasks  one tiny notebook per stage (a parameters cell, a cell that copies its input
              file to its output file), a spec with its own env_dir and `packages: []`, so
              each stage venv holds only ipykernel, installed offline from a local wheelhouse
-             filled once with `pip download`. Brought up to date with `doit -n 2`, which
+             filled once with `pip download`. Brought up to date with
+             `doit -n 2 --continue` (run again while it fails; failures are reported), which
              builds one venv per stage, executes every notebook and records every run in
              MLflow: minutes at 200 stages.
 dvc          a dvc.yaml with one stage per notebook, each a `cp` of its dependency to its
@@ -68,7 +69,7 @@ GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
           "-c", "commit.gpgsign=false"]
 SETUP_TIMEOUT = 4 * 3600
 RUN_TIMEOUT = 900
-SETUP_ATTEMPTS = 3
+SETUP_ATTEMPTS = 5
 
 
 class BenchError(RuntimeError):
@@ -444,13 +445,13 @@ class Command:
 
 
 def failure_summary(error: str) -> str:
-    """The task and the last line of its traceback, from a failed doit run's output."""
+    """The failed tasks and the first error line, from a failed doit run's output."""
     lines = error.splitlines()
-    task = next((ln.split("taskid:")[1] for ln in lines if "taskid:" in ln), "?")
+    tasks = sorted({ln.split("taskid:")[1].strip() for ln in lines if "taskid:" in ln})
     last = next((ln for ln in lines if ln and not ln.startswith((" ", ".", "$")) and
                  ("Error" in ln or "Exception" in ln) and "taskid" not in ln
                  and ln != "PythonAction Error"), lines[-1] if lines else "")
-    return f"{task}: {last.strip()}"
+    return f"{', '.join(tasks) or '?'}: {last.strip()}"
 
 
 def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
@@ -477,15 +478,19 @@ def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
     env = clean_env()
     setup["mlops-tasks"] = 0.0
     for attempt in range(1, SETUP_ATTEMPTS + 1):
-        # A failed `doit -n 2` is run again: doit resumes with what is still stale.
+        # On Python < 3.12 two venv builds starting at once in doit's threads can fail in
+        # uv.find_uv_bin() (sysconfig's first initialisation is not thread-safe, CPython
+        # gh-92452). --continue lets the other tasks go on; a failed run is run again and
+        # doit resumes with what is still stale. Failures are reported with the results.
         log_file = root / ("setup.log" if attempt == 1 else f"setup-{attempt}.log")
         start = time.perf_counter()
         try:
-            run_logged([orch, "-m", "doit", "-n", "2"], env, root, log_file, progress)
+            run_logged([orch, "-m", "doit", "-n", "2", "--continue"], env, root, log_file,
+                       progress)
             break
         except BenchError as err:
             failures.append(f"{n} stages, attempt {attempt}: {failure_summary(str(err))}")
-            log(f"  `doit -n 2` failed ({failures[-1]}); see {log_file}")
+            log(f"  `doit -n 2 --continue` failed ({failures[-1]}); see {log_file}")
             if attempt == SETUP_ATTEMPTS:
                 raise
         finally:
@@ -616,8 +621,8 @@ def report(meta: dict[str, object], rows: list[dict[str, object]],
             lines.append(f"  {n} stages: "
                          + ", ".join(f"{k} {s:.0f}" for k, s in setup.items()))
     if failures:
-        lines += ["", f"`doit -n 2` failed {len(failures)} time(s) during setup and was run "
-                  "again:"]
+        lines += ["", f"`doit -n 2 --continue` failed {len(failures)} time(s) during setup and "
+                  "was run again:"]
         lines += [f"  {f}" for f in failures]
     return "\n".join(lines)
 

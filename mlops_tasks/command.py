@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from . import interrupt
 from .errors import CommandFailed
 
 TAIL_LINES = 25
@@ -30,28 +31,37 @@ def run(
     if echo:
         print(f"$ {_display(args)}", flush=True)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             args,
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
             errors="replace",
-            timeout=timeout,
-            check=False,
         )
     except FileNotFoundError:
         raise CommandFailed(args, 127, f"{args[0]}: no such file or command") from None
+    interrupt.track(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise CommandFailed(args, -1, f"timed out after {timeout} s") from None
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        interrupt.untrack(proc.pid)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-TAIL_LINES:])
+        tail = "\n".join((stderr or stdout).strip().splitlines()[-TAIL_LINES:])
         raise CommandFailed(args, proc.returncode, tail)
-    if echo and proc.stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
-        sys.stderr.write(proc.stderr)
-    return proc.stdout
+    if echo and stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
+        sys.stderr.write(stderr)
+    return stdout
 
 
 def output(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,

@@ -18,7 +18,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 INSTALLERS = ("uv", "pip")
 INDEX_POLICIES = ("offline-first", "offline", "online")
 KEYS = ("tracking_uri", "experiment", "installer", "index_policy", "wheels_cache",
-        "specs_dir", "artifact_max_mb")
+        "specs_dir", "artifact_max_mb", "workspace_busy")
+BUSY = ("wait", "fail")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Config:
     wheels_cache: str = "wheels_cache"
     specs_dir: str = "env_specs"
     artifact_max_mb: float = 50.0
+    workspace_busy: str = "wait"
 
     @property
     def state_dir(self) -> Path:
@@ -76,6 +78,10 @@ def load_config(root: Path) -> Config:
     if isinstance(max_mb, bool) or not isinstance(max_mb, int | float) or max_mb < 0:
         raise ConfigError(f"{path}: [tool.mlops_tasks] artifact_max_mb must be a number of "
                           f"megabytes; got {max_mb!r}")
+    busy = os.environ.get("MLOPS_WORKSPACE_BUSY") or str(table.get("workspace_busy", "wait"))
+    if busy not in BUSY:
+        raise ConfigError(f"{path}: workspace_busy (or MLOPS_WORKSPACE_BUSY) must be one of "
+                          f"{', '.join(BUSY)}; got {busy!r}")
     return Config(
         root=root,
         tracking_uri=str(table.get("tracking_uri", "") or ""),
@@ -85,4 +91,5 @@ def load_config(root: Path) -> Config:
         wheels_cache=str(table.get("wheels_cache", "wheels_cache")),
         specs_dir=str(table.get("specs_dir", "env_specs")),
         artifact_max_mb=float(max_mb),
+        workspace_busy=busy,
     )

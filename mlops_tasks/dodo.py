@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidDodoFile
 
+from . import interrupt, workspace
+from .config import load_config
 from .errors import MlopsError
 from .project import load_project, print_warnings
 from .tasks import all_tasks
@@ -17,13 +20,19 @@ __all__ = ["DOIT_CONFIG", "task_mlops"]
 # Defaults for projects whose pyproject.toml has no [tool.doit] table.
 DOIT_CONFIG = {
     "dep_file": ".mlops/doit.db",
-    "backend": "sqlite3",
+    "backend": "sqlite3-durable",
     "verbosity": 2,
     "par_type": "thread",
 }
 
 # doit opens its dep DB (.mlops/doit.db) right after importing the dodo file.
 Path(".mlops").mkdir(exist_ok=True)
+interrupt.install()
+if workspace.needs_lock(sys.argv[1:]):
+    try:
+        workspace.acquire(Path(".mlops"), wait=load_config(Path.cwd()).workspace_busy == "wait")
+    except MlopsError as err:
+        raise InvalidDodoFile(str(err)) from None
 
 
 def task_mlops() -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
+from . import interrupt
 from .errors import StageFailed
 
 _logging_ready = False
@@ -51,6 +52,19 @@ class StageKernelManager(AsyncKernelManager):
         env.update(self.extra_env)
         kw["env"] = env
         return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        pid = getattr(self.provisioner, "pid", None)
+        if pid:  # jupyter_client starts kernels in their own session: stop them on abort
+            self.kernel_pid = pid
+            interrupt.track(pid, group=os.name != "nt")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        pid = getattr(self, "kernel_pid", None)
+        if pid:
+            interrupt.untrack(pid)
+        await super()._async_cleanup_resources(restart=restart)
 
 
 def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:

@@ -104,7 +104,7 @@ def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
     (root / "pyproject.toml").write_text(textwrap.dedent(f"""
         [tool.doit]
         dep_file = ".mlops/doit.db"
-        backend = "sqlite3"
+        backend = "sqlite3-durable"
         verbosity = 2
         par_type = "thread"
 

@@ -1,0 +1,209 @@
+"""Jenkins aborts, kills and concurrent runs, injected with real processes: after each, the
+exit status, the message, what the next run reruns, and that nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and /proc")]
+
+SLOW = ("import os, time\nfrom pathlib import Path\nPath('out').mkdir(exist_ok=True)\n"
+        "Path('out/{name}.started').write_text('yes')\n"
+        "if Path('data/slow-{name}').exists():\n    {half}time.sleep(120)")
+WRITE = "Path('out/{name}.txt').write_text('{name} ' + Path('{src}').read_text())"
+
+
+def stage_cells(name: str, src: str, half: bool = False) -> list:
+    half_write = f"Path('out/{name}.txt').write_text('HALF')\n    " if half else ""
+    return [(None, SLOW.format(name=name, half=half_write)),
+            (None, WRITE.format(name=name, src=src))]
+
+
+def setup(root: Path, wheelhouse: Path) -> Path:
+    """make -> count -> report, and a side stage independent of count."""
+    make_project(root, wheelhouse, with_use=False)
+    (root / "data").mkdir(exist_ok=True)
+    for name, src in (("count", "out/greeting.txt"), ("report", "out/count.txt"),
+                      ("side", "out/greeting.txt")):
+        write_spec(root, name, f"""
+            name: {name}
+            notebook: notebooks/{name}.ipynb
+            env_dir: .venvs/shared-make-{name}
+            inputs: [{src}]
+            outputs: [out/{name}.txt]
+        """)
+        write_notebook(root / "notebooks" / f"{name}.ipynb",
+                       stage_cells(name, src, half=name == "count"))
+    return root
+
+
+def kernels_of(root: Path) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(root) in cmd and ("ipykernel" in cmd or " -m doit" in cmd):
+            found.append(cmd)
+    return found
+
+
+def no_processes_left(root: Path, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while kernels_of(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kernels_of(root) == []
+
+
+def start(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "-m", "doit", *args], cwd=root, env=env or clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"doit ended before {path.name} appeared:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path.name} never appeared")
+        time.sleep(0.05)
+
+
+def slow(root: Path, *names: str) -> None:
+    for name in names:
+        (root / "data" / f"slow-{name}").write_text("1")
+        (root / "out" / f"{name}.started").unlink(missing_ok=True)
+
+
+def fast(root: Path) -> None:
+    for flag in (root / "data").glob("slow-*"):
+        flag.unlink()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, wheelhouse):
+    root = setup(tmp_path_factory.mktemp("faults") / "proj", wheelhouse)
+    doit(root, "-n", "2")
+    return root
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_execute_keeps_finished_work(project, signum, code):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", f"repeat: {3 if signum == 15 else 4}"))
+    slow(project, "count")
+    proc = start(project)
+    wait_for(project / "out" / "count.started", proc)
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, (out, err)
+    assert f"{signal.Signals(signum).name} received" in err
+    assert "Traceback" not in err
+    no_processes_left(project)
+    fast(project)
+    again = ran(doit(project).stdout)
+    assert {"execute:count", "log:count"} <= again
+    assert "execute:make" not in again  # finished before the signal: recorded
+    assert "HALF" not in (project / "out" / "count.txt").read_text()
+    spec.write_text(original)
+    doit(project)
+
+
+def test_sigkill_during_execute_with_a_half_written_output(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 5"))
+    slow(project, "count")
+    proc = start(project)
+    wait_for(project / "out" / "count.started", proc)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)  # doit only: its kernel must notice and exit
+    proc.communicate(timeout=30)
+    assert (project / "out" / "count.txt").read_text() == "HALF"
+    no_processes_left(project, within=15)
+    fast(project)
+    again = ran(doit(project).stdout)
+    assert {"execute:count", "log:count"} <= again and "execute:make" not in again
+    assert (project / "out" / "count.txt").read_text().startswith("count hi hi hi hi hi")
+    spec.write_text(original)
+    doit(project)
+
+
+def test_parallel_run_then_sigterm(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 6"))
+    slow(project, "count", "side")
+    proc = start(project, "-n", "2")
+    wait_for(project / "out" / "count.started", proc)
+    wait_for(project / "out" / "side.started", proc)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)  # what Jenkins does: the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert time.monotonic() - t0 < 30
+    no_processes_left(project)
+    fast(project)
+    again = ran(doit(project).stdout)
+    assert {"execute:count", "execute:side"} <= again and "execute:make" not in again
+    spec.write_text(original)
+    doit(project)
+
+
+def test_lock_holder_killed_then_a_new_run_takes_over(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 7"))
+    slow(project, "count")
+    proc = start(project)
+    wait_for(project / "out" / "count.started", proc)
+    busy = doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
+    assert busy.returncode != 0
+    assert f"the workspace is busy: doit pid {proc.pid}" in busy.stderr
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    fast(project)
+    t0 = time.monotonic()
+    doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
+    assert time.monotonic() - t0 < 120
+    spec.write_text(original)
+    doit(project)
+    no_processes_left(project)
+
+
+def test_two_runs_started_together_both_succeed(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    procs = [start(root) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert any("waiting for the workspace, held by doit pid" in err for _, err in results)
+    assert ran(doit(root).stdout) == set()
+
+
+def test_corrupted_dep_db_is_moved_aside(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    doit(root)
+    for extra in root.glob(".mlops/doit.db-*"):
+        extra.unlink()
+    (root / ".mlops" / "doit.db").write_bytes(b"this is not a database" * 100)
+    proc = doit(root)
+    assert ".mlops/doit.db is unreadable" in proc.stderr
+    assert list(root.glob(".mlops/doit.db.corrupt-*"))
+    tasks = ran(proc.stdout)
+    assert "execute:make" in tasks
+    assert ran(doit(root).stdout) == set()
