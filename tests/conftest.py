@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 PYTHON = sys.executable
 # A notebook that logs to the local sqlite store needs mlflow's SQL store at the
@@ -50,6 +51,12 @@ def wheelhouse(request: pytest.FixtureRequest) -> Path:
     """A local wheel cache with ipykernel and its dependencies, filled once (pip download)."""
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
     folder = Path(request.config.cache.mkdir(f"wheelhouse-{tag}"))
+    with FileLock(str(folder) + ".lock"):  # test workers share one wheelhouse
+        fill_wheelhouse(folder)
+    return folder
+
+
+def fill_wheelhouse(folder: Path) -> None:
     if not any(folder.glob("mlflow_skinny-*.whl")) or not any(folder.glob("idna-3.6-*")):
         # two idna versions, so a test can change a pinned version and see drift
         for reqs in (["ipykernel", "idna>3.6", *MLFLOW_IN_KERNEL], ["idna==3.6"]):
@@ -58,7 +65,6 @@ def wheelhouse(request: pytest.FixtureRequest) -> Path:
                  "--dest", str(folder), *reqs],
                 check=True, env=clean_env(),
             )
-    return folder
 
 
 NOTEBOOK_CELLS = {
@@ -179,15 +185,20 @@ def other_python(wheelhouse: Path) -> str:
         except InterpreterNotFound:
             continue
         marker = wheelhouse / f".filled-{version}"
-        if not marker.exists():
-            subprocess.run(
-                [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-                 "--python-version", version, "--dest", str(wheelhouse), "ipykernel"],
-                check=True, env=clean_env(),
-            )
-            marker.write_text("ok")
+        with FileLock(str(wheelhouse) + ".lock"):
+            fill_for_version(wheelhouse, marker, version)
         return version
     pytest.skip("no second Python version installed")
+
+
+def fill_for_version(wheelhouse: Path, marker: Path, version: str) -> None:
+    if not marker.exists():
+        subprocess.run(
+            [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+             "--python-version", version, "--dest", str(wheelhouse), "ipykernel"],
+            check=True, env=clean_env(),
+        )
+        marker.write_text("ok")
 
 
 def write_spec(root: Path, name: str, text: str) -> None:
