@@ -447,7 +447,8 @@ class Command:
 def failure_summary(error: str) -> str:
     """The failed tasks and the first error line, from a failed doit run's output."""
     lines = error.splitlines()
-    tasks = sorted({ln.split("taskid:")[1].strip() for ln in lines if "taskid:" in ln})
+    tasks = sorted({ln.split("taskid:")[1].strip() for ln in lines
+                    if ln.startswith(("TaskError - taskid:", "TaskFailed - taskid:"))})
     last = next((ln for ln in lines if ln and not ln.startswith((" ", ".", "$")) and
                  ("Error" in ln or "Exception" in ln) and "taskid" not in ln
                  and ln != "PythonAction Error"), lines[-1] if lines else "")
@@ -488,8 +489,9 @@ def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
             run_logged([orch, "-m", "doit", "-n", "2", "--continue"], env, root, log_file,
                        progress)
             break
-        except BenchError as err:
-            failures.append(f"{n} stages, attempt {attempt}: {failure_summary(str(err))}")
+        except BenchError:
+            text = log_file.read_text(encoding="utf-8", errors="replace")
+            failures.append(f"{n} stages, attempt {attempt}: {failure_summary(text)}")
             log(f"  `doit -n 2 --continue` failed ({failures[-1]}); see {log_file}")
             if attempt == SETUP_ATTEMPTS:
                 raise
@@ -549,7 +551,8 @@ def time_commands(commands: list[Command], runs: int) -> dict[str, list[float]]:
 
 
 def benchmark(tmp: Path, sizes: list[int], runs: int, keep: bool
-              ) -> tuple[dict[str, object], list[dict[str, object]], dict[str, object]]:
+              ) -> tuple[dict[str, object], list[dict[str, object]], dict[str, object],
+                         list[str]]:
     uv = find_uv()
     log("installing mlops-tasks (git archive HEAD) with uv ...")
     orch, sha = install_orchestrator(tmp, uv)
@@ -593,12 +596,11 @@ def benchmark(tmp: Path, sizes: list[int], runs: int, keep: bool
             log(f"  {cmd.label:<20} best {best:.2f} s")
         if not keep:
             rmtree(tmp / f"n{n}")
-    setups["mlops-tasks failed setup runs"] = failures
-    return versions, rows, setups
+    return versions, rows, setups, failures
 
 
 def report(meta: dict[str, object], rows: list[dict[str, object]],
-           setups: dict[str, object]) -> str:
+           setups: dict[str, object], failures: list[str]) -> str:
     v = meta["versions"]
     lines = [
         f"No-op cost, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
@@ -615,11 +617,8 @@ def report(meta: dict[str, object], rows: list[dict[str, object]],
                      f"| {r['median_s']:.2f} | {r['per_stage_ms']:.1f} "
                      f"| {r['ratio_to_doit']:.2f} |")
     lines += ["", "setup (bringing each project up to date once, s):"]
-    failures = setups.get("mlops-tasks failed setup runs") or []
     for n, setup in setups.items():
-        if isinstance(setup, dict):
-            lines.append(f"  {n} stages: "
-                         + ", ".join(f"{k} {s:.0f}" for k, s in setup.items()))
+        lines.append(f"  {n} stages: " + ", ".join(f"{k} {s:.0f}" for k, s in setup.items()))
     if failures:
         lines += ["", f"`doit -n 2 --continue` failed {len(failures)} time(s) during setup and "
                   "was run again:"]
@@ -661,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-noop-"))
     log(f"working in {tmp}")
     try:
-        meta["versions"], rows, setups = benchmark(tmp, args.sizes, args.runs, args.keep)
+        meta["versions"], rows, setups, failures = benchmark(tmp, args.sizes, args.runs,
+                                                             args.keep)
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
         return 1
@@ -672,10 +672,11 @@ def main(argv: list[str] | None = None) -> int:
             rmtree(tmp)
     meta["load_end"] = load_average()
     print()
-    print(report(meta, rows, setups))
+    print(report(meta, rows, setups, failures))
     if args.json:
-        args.json.write_text(json.dumps({**meta, "results": rows, "setup_s": setups},
-                                        indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({**meta, "results": rows, "setup_s": setups,
+                                         "setup_failures": failures}, indent=2) + "\n",
+                             encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,13 +103,23 @@ def env_problem(env_dir: Path, plan: EnvPlan, freeze: Path) -> str | None:
     return None
 
 
-def find_uv() -> str | None:
-    try:
-        from uv import find_uv_bin
+_uv_lock = threading.Lock()
+_uv_path: list[str | None] = []
 
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
+
+def find_uv() -> str | None:
+    """The uv binary (shipped as a dependency), else uv on PATH. Looked up once per process,
+    under a lock: uv's lookup reads sysconfig, which is not thread-safe before Python 3.12,
+    and `doit -n 2` builds venvs from two threads."""
+    with _uv_lock:
+        if not _uv_path:
+            try:
+                from uv import find_uv_bin
+
+                _uv_path.append(find_uv_bin())
+            except (ImportError, FileNotFoundError):
+                _uv_path.append(shutil.which("uv"))
+        return _uv_path[0]
 
 
 def _wheel_sources(config: Config) -> tuple[list[str], bool]:

@@ -245,3 +245,14 @@ def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum(o.count("building .venvs/shared-make") for o in outputs) == 1, outputs
     assert marker(root)["freeze_sha256"]
+
+
+def test_uv_lookup_is_safe_from_threads():
+    """`doit -n 2` builds venvs from two threads; uv's own lookup is not thread-safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_tasks.envs import find_uv
+
+    with ThreadPoolExecutor(8) as pool:
+        found = set(pool.map(lambda _: find_uv(), range(32)))
+    assert len(found) == 1 and None not in found
