@@ -45,7 +45,7 @@ class StageKernelManager(AsyncKernelManager):
     extra_env: dict[str, str] = {}
     drop_env: tuple[str, ...] = ()
 
-    async def _async_pre_start_kernel(self, **kw: Any) -> Any:  # type: ignore[override]
+    async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         env = dict(kw.pop("env", None) or os.environ)
         for name in self.drop_env:
             env.pop(name, None)

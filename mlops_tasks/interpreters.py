@@ -101,10 +101,9 @@ def windows_registered() -> list[str]:
     paths: list[str] = []
     with contextlib.suppress(CommandFailed):
         paths += parse_py_launcher(command.output(["py", "-0p"], timeout=20))
-    try:
-        import winreg  # type: ignore[import-not-found]
-    except ImportError:
+    if sys.platform != "win32":
         return paths
+    import winreg
     for hive in (winreg.HKEY_CURRENT_USER, winreg.HKEY_LOCAL_MACHINE):
         try:
             core = winreg.OpenKey(hive, r"Software\Python\PythonCore")

@@ -17,7 +17,7 @@ BUSY_TIMEOUT_S = 120
 COMMIT_AFTER = frozenset({"deps:", "ignore:"})
 
 
-class DurableSqliteDB(SqliteDB):  # type: ignore[misc]
+class DurableSqliteDB(SqliteDB):
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         try:
