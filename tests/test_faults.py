@@ -207,3 +207,22 @@ def test_corrupted_dep_db_is_moved_aside(tmp_path, wheelhouse):
     tasks = ran(proc.stdout)
     assert "execute:make" in tasks
     assert ran(doit(root).stdout) == set()
+
+
+def test_dep_db_opens_under_every_supported_python(project):
+    from mlops_tasks.errors import InterpreterNotFound
+    from mlops_tasks.interpreters import Resolver
+
+    checked = []
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        try:
+            python = Resolver().resolve("probe", version, None).path
+        except InterpreterNotFound:
+            continue
+        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                "print(c.execute('select count(*) from doit').fetchone()[0])")
+        out = subprocess.run([python, "-c", code, str(project / ".mlops" / "doit.db")],
+                             capture_output=True, text=True, check=True).stdout
+        assert int(out) > 10
+        checked.append(version)
+    assert checked
