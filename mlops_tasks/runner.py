@@ -152,7 +152,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
     stage_parameters = {**stage.parameters, **overrides}
     if overrides:
         print(f"execute:{stage.name}: overriding parameters for this run: "
-              + ", ".join(f"{k}={v!r}" for k, v in overrides.items()), flush=True)
+              + audit.redact(", ".join(f"{k}={v!r}" for k, v in overrides.items())), flush=True)
     warn_undeclared(stage, root, stage_parameters)
     parameters = {
         **stage_parameters,
