@@ -3,18 +3,15 @@ recorded? Reads the local records only (no MLflow needed), so it also works offl
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-from doit.cmd_base import Command
-
 from . import layout
-from .errors import MlopsError
+from .cmd_project import ProjectCommand
 from .files import read_json
 from .fingerprint import sha256_file
 from .notebooks import code_digest, notebook_code, read_notebook
-from .project import load_project
+from .project import Project
 from .spec import Stage
 
 
@@ -55,7 +52,7 @@ def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
     return lines, all(state == "ok" for _, state in checks)
 
 
-class Audit(Command):
+class Audit(ProjectCommand):
     name = "audit"
     doc_purpose = "check that outputs, notebooks and envs still match each stage's last run"
     doc_usage = "[STAGE ...]"
@@ -65,23 +62,10 @@ class Audit(Command):
         "match what that run recorded. Exit status 1 when something does not match."
     )
 
-    def execute(self, params: Any, args: list[str]) -> int:
-        root = Path.cwd()
-        try:
-            project = load_project(root)
-        except MlopsError as err:
-            sys.stderr.write(f"ERROR: {err}\n")
-            return 3
-        names = {s.name for s in project.stages}
-        if set(args) - names:
-            sys.stderr.write(f"ERROR: unknown stage(s): {', '.join(sorted(set(args) - names))}"
-                             f"; stages: {', '.join(project.graph.order)}\n")
-            return 3
+    def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
         clean = True
-        for name in project.graph.order:
-            if args and name not in args:
-                continue
-            lines, ok = audit_stage(root, project.stage(name))
+        for stage in stages:
+            lines, ok = audit_stage(project.config.root, stage)
             clean = clean and ok
             print("\n".join(lines))
         return 0 if clean else 1

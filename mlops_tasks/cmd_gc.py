@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-from doit.cmd_base import Command
-
 from . import layout
-from .errors import MlopsError
-from .project import Project, load_project
+from .cmd_project import ProjectCommand
+from .project import Project
+from .spec import Stage
 
 
 def orphans(root: Path, project: Project) -> list[Path]:
@@ -34,7 +32,7 @@ def orphans(root: Path, project: Project) -> list[Path]:
     return found
 
 
-class Gc(Command):
+class Gc(ProjectCommand):
     name = "gc"
     doc_purpose = "remove stage venvs and kernelspecs that no spec refers to any more"
     doc_usage = ""
@@ -43,13 +41,8 @@ class Gc(Command):
          "help": "only list what would be removed"},
     )
 
-    def execute(self, params: Any, args: list[str]) -> int:
-        root = Path.cwd()
-        try:
-            project = load_project(root)
-        except MlopsError as err:
-            sys.stderr.write(f"ERROR: {err}\n")
-            return 3
+    def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
+        root = project.config.root
         found = orphans(root, project)
         for path in found:
             rel = path.relative_to(root).as_posix()

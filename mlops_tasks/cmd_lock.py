@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-from doit.cmd_base import Command
-
 from . import command, layout
+from .cmd_project import ProjectCommand
 from .config import Config
 from .envs import find_uv
 from .errors import CommandFailed, MlopsError
 from .files import atomic_write
 from .fingerprint import install_requirements
 from .interpreters import Resolver
-from .project import load_project
+from .project import Project
+from .spec import Stage
 
 
 def compile_argv(uv: str, requirements: str, python_version: str, sources: list[str],
@@ -33,7 +31,7 @@ def lock_header(spec_path: str, python_version: str, universal: bool) -> str:
             "# Delete this file to go back to resolving the spec's packages.\n")
 
 
-class Lock(Command):
+class Lock(ProjectCommand):
     name = "lock"
     doc_purpose = "pin each stage's requirements into env_specs/<spec>.lock (uses uv)"
     doc_usage = "[STAGE ...]"
@@ -48,20 +46,10 @@ class Lock(Command):
          "help": "resolve for every platform (Windows and Linux agents share one lock)"},
     )
 
-    def execute(self, params: Any, args: list[str]) -> int:
-        try:
-            return self._lock(Path.cwd(), bool(params["universal"]), args)
-        except MlopsError as err:
-            sys.stderr.write(f"ERROR: {err}\n")
-            return 3
-
-    def _lock(self, root: Path, universal: bool, args: list[str]) -> int:
-        project = load_project(root)
+    def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
+        universal = bool(params["universal"])
         config: Config = project.config
-        names = {s.name for s in project.stages}
-        if set(args) - names:
-            raise MlopsError(f"unknown stage(s): {', '.join(sorted(set(args) - names))}; "
-                             f"stages: {', '.join(sorted(names))}")
+        root = config.root
         uv = find_uv()
         if uv is None:
             raise MlopsError("`doit lock` needs uv: pip install uv")
@@ -69,9 +57,7 @@ class Lock(Command):
         offline = config.index_policy != "online" and any(cache.glob("*.whl"))
         sources = ["--no-index", "--find-links", str(cache)] if offline else []
         resolver = Resolver(config.state_dir / "interpreters.json")
-        for stage in project.stages:
-            if args and stage.name not in args:
-                continue
+        for stage in stages:
             version = resolver.resolve(stage.name, stage.python, stage.python_exe).short
             req = f"{layout.STATE}/lock/{stage.name}.in"
             atomic_write(root / req, "\n".join(install_requirements(stage)) + "\n")

@@ -7,14 +7,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from doit.cmd_base import Command
 from filelock import FileLock
 
 from . import command, layout
+from .cmd_project import ProjectCommand
 from .errors import CommandFailed, MlopsError
 from .fingerprint import install_requirements
 from .interpreters import Resolver
-from .project import load_project
+from .project import Project
 from .spec import Stage
 
 
@@ -32,7 +32,7 @@ def download_argv(python: str, dest: Path, requirements: Path, python_version: s
     return argv
 
 
-class Wheels(Command):
+class Wheels(ProjectCommand):
     name = "wheels"
     doc_purpose = "fill wheels_cache/ with the wheels of every stage (needs network)"
     doc_usage = "[STAGE ...]"
@@ -49,21 +49,9 @@ class Wheels(Command):
          "help": "target Python version, e.g. 3.10 (default: each stage's own)"},
     )
 
-    def execute(self, params: Any, args: list[str]) -> int:
-        try:
-            return self._fill(Path.cwd(), params, args)
-        except MlopsError as err:
-            sys.stderr.write(f"ERROR: {err}\n")
-            return 3
-
-    def _fill(self, root: Path, params: Any, args: list[str]) -> int:
-        project = load_project(root)
+    def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
         config = project.config
-        stages: list[Stage] = [s for s in project.stages if not args or s.name in args]
-        unknown = set(args) - {s.name for s in project.stages}
-        if unknown:
-            raise MlopsError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages: "
-                             f"{', '.join(s.name for s in project.stages)}")
+        root = config.root
         dest = root / config.wheels_cache
         dest.mkdir(parents=True, exist_ok=True)
         resolver = Resolver(config.state_dir / "interpreters.json")

@@ -3,6 +3,7 @@ exit status, the message, what the next run reruns, and that nothing is left run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,88 +102,81 @@ def project(tmp_path_factory, wheelhouse):
     return root
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_during_execute_keeps_finished_work(project, signum, code):
+@contextlib.contextmanager
+def interrupted_run(project: Path, repeat: int, *slow_stages: str, args: tuple = ()):
+    """Make `make` (fast) and everything after it stale, start doit, and yield it once the
+    slow stages' kernels are running; afterwards put the spec back and bring all up to date."""
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
-    spec.write_text(original.replace("repeat: 2", f"repeat: {3 if signum == 15 else 4}"))
-    slow(project, "count")
-    proc = start(project)
-    wait_for(project / "out" / "count.started", proc)
-    os.kill(proc.pid, signum)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, (out, err)
-    assert f"{signal.Signals(signum).name} received" in err
-    assert "Traceback" not in err
-    no_processes_left(project)
-    fast(project)
-    again = ran(doit(project).stdout)
-    assert {"execute:count", "log:count"} <= again
-    assert "execute:make" not in again  # finished before the signal: recorded
-    assert "HALF" not in (project / "out" / "count.txt").read_text()
-    spec.write_text(original)
+    spec.write_text(original.replace("repeat: 2", f"repeat: {repeat}"))
+    slow(project, *slow_stages)
+    proc = start(project, *args)
+    try:
+        for name in slow_stages:
+            wait_for(project / "out" / f"{name}.started", proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        fast(project)
+        spec.write_text(original)
     doit(project)
+
+
+def rerun_after(project: Path) -> set[str]:
+    fast(project)
+    return ran(doit(project).stdout)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_execute_keeps_finished_work(project, signum, code):
+    with interrupted_run(project, 3 if signum == 15 else 4, "count") as proc:
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, (out, err)
+        assert f"{signal.Signals(signum).name} received" in err
+        assert "Traceback" not in err
+        no_processes_left(project)
+        again = rerun_after(project)
+        assert {"execute:count", "log:count"} <= again
+        assert "execute:make" not in again  # finished before the signal: recorded
+        assert "HALF" not in (project / "out" / "count.txt").read_text()
 
 
 def test_sigkill_during_execute_with_a_half_written_output(project):
-    spec = project / "env_specs" / "make.yaml"
-    original = spec.read_text()
-    spec.write_text(original.replace("repeat: 2", "repeat: 5"))
-    slow(project, "count")
-    proc = start(project)
-    wait_for(project / "out" / "count.started", proc)
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)  # doit only: its kernel must notice and exit
-    proc.communicate(timeout=30)
-    assert (project / "out" / "count.txt").read_text() == "HALF"
-    no_processes_left(project, within=15)
-    fast(project)
-    again = ran(doit(project).stdout)
-    assert {"execute:count", "log:count"} <= again and "execute:make" not in again
-    assert (project / "out" / "count.txt").read_text().startswith("count hi hi hi hi hi")
-    spec.write_text(original)
-    doit(project)
+    with interrupted_run(project, 5, "count") as proc:
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)  # doit only: its kernel must notice and exit
+        proc.communicate(timeout=30)
+        assert (project / "out" / "count.txt").read_text() == "HALF"
+        no_processes_left(project, within=15)
+        again = rerun_after(project)
+        assert {"execute:count", "log:count"} <= again and "execute:make" not in again
+        assert (project / "out" / "count.txt").read_text().startswith("count hi hi hi hi hi")
 
 
 def test_parallel_run_then_sigterm(project):
-    spec = project / "env_specs" / "make.yaml"
-    original = spec.read_text()
-    spec.write_text(original.replace("repeat: 2", "repeat: 6"))
-    slow(project, "count", "side")
-    proc = start(project, "-n", "2")
-    wait_for(project / "out" / "count.started", proc)
-    wait_for(project / "out" / "side.started", proc)
-    t0 = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)  # what Jenkins does: the whole group
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, (out, err)
-    assert time.monotonic() - t0 < 30
-    no_processes_left(project)
-    fast(project)
-    again = ran(doit(project).stdout)
-    assert {"execute:count", "execute:side"} <= again and "execute:make" not in again
-    spec.write_text(original)
-    doit(project)
+    with interrupted_run(project, 6, "count", "side", args=("-n", "2")) as proc:
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)  # what Jenkins does: the whole group
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, (out, err)
+        assert time.monotonic() - t0 < 30
+        no_processes_left(project)
+        again = rerun_after(project)
+        assert {"execute:count", "execute:side"} <= again and "execute:make" not in again
 
 
 def test_lock_holder_killed_then_a_new_run_takes_over(project):
-    spec = project / "env_specs" / "make.yaml"
-    original = spec.read_text()
-    spec.write_text(original.replace("repeat: 2", "repeat: 7"))
-    slow(project, "count")
-    proc = start(project)
-    wait_for(project / "out" / "count.started", proc)
-    busy = doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
-    assert busy.returncode != 0
-    assert f"the workspace is busy: doit pid {proc.pid}" in busy.stderr
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    fast(project)
-    t0 = time.monotonic()
-    doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
-    assert time.monotonic() - t0 < 120
-    spec.write_text(original)
-    doit(project)
+    with interrupted_run(project, 7, "count") as proc:
+        busy = doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
+        assert busy.returncode != 0
+        assert f"the workspace is busy: doit pid {proc.pid}" in busy.stderr
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        fast(project)
+        doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
     no_processes_left(project)
 
 
