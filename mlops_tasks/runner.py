@@ -118,6 +118,43 @@ def _experiment(config: Config) -> tuple[str, str]:
     return uri, exp_id
 
 
+def run_record(root: Path, stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
+               outputs: OutputSet, run: Mapping[str, Any], parameters: Mapping[str, Any],
+               stage_parameters: Mapping[str, Any],
+               overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything an auditor needs about one finished execution (becomes audit.json)."""
+    return {
+        "stage": stage.name,
+        **run,
+        "invocation_id": INVOCATION_ID,
+        "parameters": dict(parameters),
+        "stage_parameters": dict(stage_parameters),
+        "overrides": dict(overrides),
+        "parameters_sha256": parameters_digest(stage_parameters),
+        "notebook": stage.notebook,
+        "notebook_code_sha256": code_digest(notebook_code(read_notebook(root / stage.notebook))),
+        "spec": stage.spec_path,
+        "spec_sha256": spec_hash(stage),
+        "git": {k: v for k, v in git.items() if k != "diff"},
+        "git_diff": git["diff"],
+        "python": {
+            "version": marker.get("python_version"),
+            "implementation": marker.get("implementation"),
+            "base_interpreter": marker.get("base_python"),
+            "venv": stage.env_dir,
+            "venv_python": layout.venv_python(stage.env_dir),
+        },
+        "env_fingerprint": marker.get("fingerprint"),
+        "freeze_sha256": sha256_file(root / layout.freeze_file(stage)),
+        "inputs": audit.file_hashes(root, stage.inputs),
+        "outputs": audit.file_hashes(root, stage.outputs + stage.metrics),
+        "outputs_stat": outputs.stats(),
+        "executed_notebook_sha256": sha256_file(root / layout.executed_notebook(stage)),
+        "host": audit.host_info(),
+        "tools": audit.tool_versions(),
+    }
+
+
 def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> None:
     """Run the notebook in its own MLflow run; outputs are replaced only on success."""
     from . import tracking
@@ -198,42 +235,13 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
     os.replace(partial, executed)
     if failed.exists():
         failed.unlink()
-    record = {
-        "stage": stage.name,
-        "run_id": run_id,
-        "invocation_id": INVOCATION_ID,
-        "run_name": run_name,
-        "experiment_id": exp_id,
-        "tracking_uri": audit.redact(uri),
-        "start": started,
-        "end": now(),
-        "duration_s": round(time.perf_counter() - t0, 3),
-        "parameters": parameters,
-        "stage_parameters": stage_parameters,
-        "overrides": dict(overrides),
-        "parameters_sha256": parameters_digest(stage_parameters),
-        "notebook": stage.notebook,
-        "notebook_code_sha256": code_digest(notebook_code(read_notebook(root / stage.notebook))),
-        "spec": stage.spec_path,
-        "spec_sha256": spec_hash(stage),
-        "git": {k: v for k, v in git.items() if k != "diff"},
-        "git_diff": git["diff"],
-        "python": {
-            "version": marker.get("python_version"),
-            "implementation": marker.get("implementation"),
-            "base_interpreter": marker.get("base_python"),
-            "venv": stage.env_dir,
-            "venv_python": layout.venv_python(stage.env_dir),
-        },
-        "env_fingerprint": marker.get("fingerprint"),
-        "freeze_sha256": sha256_file(root / layout.freeze_file(stage)),
-        "inputs": audit.file_hashes(root, stage.inputs),
-        "outputs": audit.file_hashes(root, stage.outputs + stage.metrics),
-        "outputs_stat": outputs.stats(),
-        "host": audit.host_info(),
-        "tools": audit.tool_versions(),
-    }
-    record["executed_notebook_sha256"] = sha256_file(executed)
+    record = run_record(
+        root, stage, git, marker, outputs,
+        run={"run_id": run_id, "run_name": run_name, "experiment_id": exp_id,
+             "tracking_uri": audit.redact(uri), "start": started, "end": now(),
+             "duration_s": round(time.perf_counter() - t0, 3)},
+        parameters=parameters, stage_parameters=stage_parameters, overrides=overrides,
+    )
     write_json(root / layout.execute_record(stage), record)
     print(f"execute:{stage.name}: done in {record['duration_s']:.1f} s", flush=True)
 

@@ -97,3 +97,12 @@ def test_parameters_take_part_in_uptodate():
 def test_execute_accepts_parameter_overrides():
     params = make()["execute:train"]["params"]
     assert params[0]["long"] == "param" and params[0]["type"] is list
+
+
+def test_venv_layout_on_both_platforms():
+    from mlops_tasks import layout
+
+    assert layout.venv_python(".venvs/train", windows=True) == ".venvs/train/Scripts/python.exe"
+    assert layout.venv_python(".venvs/train", windows=False) == ".venvs/train/bin/python"
+    stage = stages()[1]
+    assert layout.lock_path(stage) == "env_specs/train.lock"
