@@ -57,10 +57,21 @@ def write_kernel(config: Config, stage: Stage) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """doit clean for venvs and kernelspecs: the whole folder goes."""
+    """doit clean for kernelspecs: the whole folder goes."""
     if path.exists():
         shutil.rmtree(path)
         print(f"removed {path}")
+
+
+@user_errors
+def remove_env(config: Config, stage: Stage) -> None:
+    """doit clean for venvs: only a folder that is a venv (never .venv running doit)."""
+    from .envs import discard
+
+    path = config.root / stage.env_dir
+    if path.exists():
+        discard(stage, path)
+        print(f"removed {stage.env_dir}")
 
 
 @user_errors

@@ -23,6 +23,13 @@ def redact(text: str) -> str:
     return SECRET_URL.sub(lambda m: m.group("scheme") + "***@", text)
 
 
+def redacted_copy(source: Path, target: Path) -> Path:
+    """A copy of a text file with credentials in URLs hidden."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(redact(source.read_text(encoding="utf-8")), encoding="utf-8")
+    return target
+
+
 def redact_data(value: Any) -> Any:
     """redact() applied to every string in a nested structure."""
     if isinstance(value, str):

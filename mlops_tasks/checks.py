@@ -83,7 +83,11 @@ class NotebookCodeUnchanged(Check):
         task.value_savers.append(lambda: self.current)
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
-        code = notebook_code(read_notebook(self.root / self.notebook))
+        try:
+            code = notebook_code(read_notebook(self.root / self.notebook))
+        except MlopsError as err:
+            self.reason = str(err)  # the action reports it as a task failure
+            return False
         self.current = {"_notebook_code": code_digest(code),
                         "_notebook_cells": cell_digests(code)}
         if values.get("_notebook_code") == self.current["_notebook_code"]:

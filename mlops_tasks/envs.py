@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import command, layout
+from .audit import redact
 from .config import Config
 from .errors import CommandFailed, EnvBuildError
 from .files import atomic_write
@@ -80,7 +81,7 @@ def describe_change(marker: Mapping[str, Any], plan: EnvPlan) -> str:
     new_opts.pop("lock_sha256", None)
     if old_opts != new_opts:
         parts.append(f"options: {old_opts} → {new_opts}")
-    return "; ".join(parts) or "build inputs changed"
+    return redact("; ".join(parts) or "build inputs changed")
 
 
 def env_problem(env_dir: Path, plan: EnvPlan, freeze: Path) -> str | None:
@@ -141,6 +142,53 @@ def _installer_env() -> dict[str, str]:
     return env
 
 
+VENV_ENTRIES = frozenset({"bin", "Scripts", "lib", "Lib", "lib64", "include", "Include",
+                          "share", "pyvenv.cfg", ".gitignore", ".lock", layout.MARKER})
+
+
+def is_venv(folder: Path) -> bool:
+    """Made by a venv build (possibly a killed one), not a folder of the user's."""
+    if (folder / layout.MARKER).exists() or (folder / "pyvenv.cfg").exists():
+        return True
+    return {child.name for child in folder.iterdir()} <= VENV_ENTRIES
+
+
+def discard(stage: Stage, env_dir: Path) -> None:
+    """Remove a stage venv before a rebuild; refuse anything that is not a venv, or is the
+    environment running doit (env_dir: .venv, data, ... would otherwise be wiped)."""
+    if not env_dir.exists():
+        return
+    if not is_venv(env_dir) or env_dir.resolve() == Path(sys.prefix).resolve():
+        raise EnvBuildError(
+            f"venv:{stage.name}: env_dir {stage.env_dir!r} exists and is not a stage venv "
+            f"(or is the environment running doit); it is left untouched. Point 'env_dir' in "
+            f"{stage.spec_path} at a folder of its own, such as .venvs/{stage.name}")
+    (env_dir / layout.MARKER).unlink(missing_ok=True)  # invalid from here on, whatever happens
+    try:
+        shutil.rmtree(env_dir)
+    except OSError as err:
+        raise EnvBuildError(
+            f"venv:{stage.name}: cannot remove {stage.env_dir} to rebuild it ({err}); close "
+            "the programs using it (a Jupyter kernel of this stage?) and run again") from None
+
+
+def freeze_header(interpreter: Interpreter) -> str:
+    """First line of pip-freeze.txt: a new interpreter is a new env even with the same pins."""
+    return f"# python {interpreter.version} ({interpreter.implementation})\n"
+
+
+def check_lock_covers(stage: Stage, lock_text: str, lock_file: str) -> None:
+    """A lock file older than the spec would silently leave new packages out."""
+    pinned = {normalise_req_name(requirement_name(line) or "")
+              for line in lock_text.splitlines() if line.strip() and line[0] not in "# -"}
+    missing = [r for r in stage.packages
+               if normalise_req_name(requirement_name(r) or r) not in pinned]
+    if missing:
+        raise EnvBuildError(
+            f"venv:{stage.name}: {lock_file} does not pin {', '.join(missing)} from "
+            f"{stage.spec_path}; update it with `doit lock {stage.name}` (or delete it)")
+
+
 def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
     """(Re)build the stage's venv; write pip-freeze.txt, then the marker, last. Returns why."""
     env_dir = root / stage.env_dir
@@ -150,8 +198,10 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
         return ""
     print(f"venv:{stage.name}: building {stage.env_dir} with Python "
           f"{plan.interpreter.version}: {why}", flush=True)
-    if env_dir.exists():
-        shutil.rmtree(env_dir)
+    if plan.lock_file:
+        check_lock_covers(stage, (root / plan.lock_file).read_text(encoding="utf-8"),
+                          plan.lock_file)
+    discard(stage, env_dir)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
     if plan.lock_file:
@@ -171,7 +221,7 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
         else:
             command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
         _install(stage, uv, venv_py, requirements, config, env, plan.lock_file is not None)
-        text = _freeze(uv, venv_py, env)
+        text = freeze_header(plan.interpreter) + _freeze(uv, venv_py, env)
     except CommandFailed as err:
         raise EnvBuildError(f"venv:{stage.name}: could not build {stage.env_dir}: "
                             f"{err}") from None

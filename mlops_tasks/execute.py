@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,24 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from . import interrupt
+from . import interrupt, tracking
+from .audit import redact
 from .errors import StageFailed
 
 _logging_ready = False
+_logging_lock = threading.Lock()
 
 
 def _setup_logging() -> None:
     """Papermill logs cell output through `logging`; show it in doit's output."""
     global _logging_ready
-    if _logging_ready:
-        return
+    with _logging_lock:
+        if not _logging_ready:
+            _add_handler()
+            _logging_ready = True
+
+
+def _add_handler() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("    %(message)s"))
     # The runner warns about undeclared spec parameters itself; papermill's own warning
@@ -36,7 +44,6 @@ def _setup_logging() -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    _logging_ready = True
 
 
 class StageKernelManager(AsyncKernelManager):
@@ -79,6 +86,7 @@ def run_notebook(
     stage: str,
     notebook: Path,
     output: Path,
+    failed: Path,
     kernel_name: str,
     kernel_dir: Path,
     parameters: Mapping[str, Any],
@@ -92,7 +100,8 @@ def run_notebook(
     km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
     km.extra_env = dict(env)
     # Let the stage kernel write bytecode into its own venv: later starts import fast.
-    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")
+    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
+                   *tracking.ORCHESTRATOR_ONLY_ENV)
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -107,21 +116,22 @@ def run_notebook(
             km=km,
         )
     except PapermillExecutionError as err:
-        raise StageFailed(
+        raise StageFailed(redact(
             f"execute:{stage}: cell {err.exec_count or err.cell_index} failed with "
             f"{err.ename}: {err.evalue}\n{_traceback_tail(err)}\n"
-            f"The executed notebook with the error: {output}"
-        ) from None
+            f"The executed notebook with the error: {failed}")) from None
     except DeadKernelError as err:
-        raise StageFailed(f"execute:{stage}: the kernel died ({err}); executed notebook so "
-                          f"far: {output}") from None
+        raise StageFailed(f"execute:{stage}: the kernel died ({err}); the notebook so far: "
+                          f"{failed}") from None
     except CellTimeoutError as err:
         raise StageFailed(f"execute:{stage}: a cell ran over the spec's timeout of {timeout} s "
-                          f"({str(err).splitlines()[0]}); executed notebook so far: "
-                          f"{output}") from None
+                          f"({str(err).splitlines()[0]}); the notebook so far: "
+                          f"{failed}") from None
     except Exception as err:
         # kernelspec problems (interpreter gone) surface as assorted errors at start
         if type(err).__name__ in {"NoSuchKernel", "FileNotFoundError", "RuntimeError"}:
-            raise StageFailed(f"execute:{stage}: could not start kernel '{kernel_name}': "
-                              f"{err}. Rebuild the env with `doit run venv:{stage}`") from None
+            raise StageFailed(redact(
+                f"execute:{stage}: could not start kernel '{kernel_name}': {err}. If the "
+                f"stage's venv is broken, remove it (`doit clean venv:{stage}`) and run "
+                "again")) from None
         raise

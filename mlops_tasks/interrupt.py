@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 _children: dict[int, bool] = {}  # pid -> leads its own process group
-_lock = threading.Lock()
+_lock = threading.RLock()  # the signal handler may run while the main thread holds it
 _installed = False
 
 

@@ -8,13 +8,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import MlopsError
 from .fingerprint import canonical_json, sha256_text
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    return data if isinstance(data, dict) else {}
+    """The notebook's JSON; a file that is not a notebook (a merge conflict) is a user error."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except ValueError as err:
+        line = getattr(err, "lineno", None)
+        raise MlopsError(f"{path.as_posix()}{':' + str(line) if line else ''}: not a valid "
+                         f"notebook (JSON: {err}); a merge conflict? Fix or restore the file"
+                         ) from None
+    except OSError as err:
+        raise MlopsError(f"{path.as_posix()}: cannot be read: {err}") from None
+    if not isinstance(data, dict):
+        raise MlopsError(f"{path.as_posix()}: not a notebook (expected a JSON object)")
+    return data
 
 
 def _source(cell: Mapping[str, Any]) -> str:

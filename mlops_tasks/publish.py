@@ -45,11 +45,6 @@ def _previous_freeze(root: Path, stage: Stage) -> str | None:
         return None
 
 
-def _redacted_copy(source: Path, target: Path) -> Path:
-    target.write_text(audit.redact(source.read_text(encoding="utf-8")), encoding="utf-8")
-    return target
-
-
 def log_stage(config: Config, stage: Stage) -> None:
     """Record the executed run: MLflow params, metrics, tags, artifacts; a local copy."""
     from . import tracking
@@ -94,7 +89,7 @@ def log_stage(config: Config, stage: Stage) -> None:
     freeze = local / "pip-freeze.txt"
     freeze.write_text(freeze_text, encoding="utf-8")
     executed = root / layout.executed_notebook(stage)
-    _redacted_copy(executed, local / executed.name)
+    audit.redacted_copy(executed, local / executed.name)
     html_file = local / f"{stage.name}.html"
     html_file.write_text(notebook_html(
         json.loads((local / executed.name).read_text(encoding="utf-8")),
@@ -103,7 +98,7 @@ def log_stage(config: Config, stage: Stage) -> None:
          + (" dirty" if record["git"]["dirty"] else ""),
          "python": str(record["python"]["version"]), "start": record["start"],
          "duration": f"{record['duration_s']} s"}), encoding="utf-8")
-    spec_copy = _redacted_copy(root / stage.spec_path, local / Path(stage.spec_path).name)
+    spec_copy = audit.redacted_copy(root / stage.spec_path, local / Path(stage.spec_path).name)
     artifacts: list[tuple[Path, str | None]] = [
         (local / executed.name, "notebook"),
         (html_file, "notebook"),
@@ -113,7 +108,7 @@ def log_stage(config: Config, stage: Stage) -> None:
     ]
     lock = root / layout.lock_path(stage)
     if lock.is_file():
-        artifacts.append((_redacted_copy(lock, local / lock.name), "spec"))
+        artifacts.append((audit.redacted_copy(lock, local / lock.name), "spec"))
     if drift:
         drift_file = local / "env-drift.txt"
         drift_file.write_text("\n".join(drift.lines()) + "\n", encoding="utf-8")

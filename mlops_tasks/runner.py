@@ -208,6 +208,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
             stage=stage.name,
             notebook=root / stage.notebook,
             output=partial,
+            failed=failed,
             kernel_name=stage.kernel_name,
             kernel_dir=root / layout.kernels_dir(),
             parameters=parameters,
@@ -225,7 +226,9 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
         if partial.exists():
             os.replace(partial, failed)
         try:
-            artifacts = [(failed, "notebook")] if failed.exists() else []
+            artifacts = [(audit.redacted_copy(failed, root / layout.runs_dir(stage) / run_id
+                                              / failed.name), "notebook")
+                         ] if failed.exists() else []
             tracking.log_run(uri, run_id, params={}, metrics={}, tags={"mlops.failed": "true"},
                              artifacts=artifacts, status="FAILED")
         except MlopsError as err:

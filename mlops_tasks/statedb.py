@@ -20,16 +20,29 @@ COMMIT_AFTER = frozenset({"deps:", "ignore:"})
 class DurableSqliteDB(SqliteDB):
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
         Path(name).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            super().__init__(name, codec, module_name=module_name)
-            self._conn.execute("select count(*) from doit").fetchone()
-        except (DatabaseException, sqlite3.DatabaseError) as err:
-            aside = f"{name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-            Path(name).replace(aside)
-            sys.stderr.write(f"mlops-tasks: the dependency DB {name} is unreadable ({err}); "
+        problem = self._open(name, codec, module_name)
+        if problem:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = f"{name}.corrupt-{stamp}"
+            for suffix in ("", "-wal", "-shm"):  # closed first: Windows cannot move open files
+                if Path(name + suffix).exists():
+                    Path(name + suffix).replace(aside + suffix)
+            sys.stderr.write(f"mlops-tasks: the dependency DB {name} is unreadable ({problem}); "
                              f"moved it to {aside} and starting a new one: every task is "
                              "checked again (venvs are reused when their markers match)\n")
             super().__init__(name, codec, module_name=module_name)
+
+    def _open(self, name: str, codec: Any, module_name: str | None) -> str:
+        """Open the DB; return why it is unreadable ('' when it is fine), connection closed."""
+        try:
+            super().__init__(name, codec, module_name=module_name)
+            self._conn.execute("select count(*) from doit").fetchone()
+            return ""
+        except (DatabaseException, sqlite3.DatabaseError) as err:
+            conn = getattr(self, "_conn", None)
+            if conn is not None:
+                conn.close()
+            return str(err).splitlines()[0]
 
     def _sqlite3(self, name: str) -> Any:
         conn = super()._sqlite3(name)

@@ -47,7 +47,7 @@ def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, An
             "actions": [(actions.build_venv, [config, stage])],
             "targets": [freeze],
             "uptodate": [checks.EnvUpToDate(config, stage)],
-            "clean": [(actions.remove_tree, [config.root / stage.env_dir])],
+            "clean": [(actions.remove_env, [config, stage])],
         },
         {
             "basename": "kernel",

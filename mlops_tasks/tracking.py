@@ -20,6 +20,8 @@ _clients: dict[str, Any] = {}
 _experiments: dict[tuple[str, str], str] = {}
 
 MAX_PARAM = 6000
+# Variables set here for the orchestrator's own client; stage kernels do not inherit them.
+ORCHESTRATOR_ONLY_ENV: set[str] = set()
 
 
 def _client(uri: str) -> Any:
@@ -28,11 +30,14 @@ def _client(uri: str) -> Any:
             if uri.startswith(("http://", "https://")):
                 # A server that does not answer fails the task in seconds, not minutes
                 # (MLflow's default is 7 retries with backoff). Users may set these.
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
                 # MLflow prints run URLs verbatim, credentials included; publish prints a
                 # redacted one instead.
-                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+                for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+                                   ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+                                   ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
+                    if key not in os.environ:
+                        os.environ[key] = value
+                        ORCHESTRATOR_ONLY_ENV.add(key)
             logging.getLogger("alembic").setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
 
@@ -62,8 +67,8 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, lock_file
     except TrackingError:
         raise
     except Exception as err:
-        raise TrackingError(f"cannot reach the MLflow tracking store at {redact(uri)}: "
-                            f"{type(err).__name__}: {err}") from None
+        raise TrackingError(redact(f"cannot reach the MLflow tracking store at {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
     _experiments[key] = exp_id
     return exp_id
 
@@ -72,7 +77,7 @@ def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, st
     try:
         run = _client(uri).create_run(experiment_id, run_name=run_name, tags=dict(tags))
     except Exception as err:
-        raise TrackingError(f"cannot create a run at {redact(uri)}: {err}") from None
+        raise TrackingError(redact(f"cannot create a run at {uri}: {err}")) from None
     return str(run.info.run_id)
 
 
@@ -108,8 +113,8 @@ def log_run(
             client.log_artifact(run_id, str(path), dest)
         client.set_terminated(run_id, status=status)
     except Exception as err:
-        raise TrackingError(f"cannot log run {run_id} to {redact(uri)}: "
-                            f"{type(err).__name__}: {err}") from None
+        raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
 
 
 def run_summary(uri: str, run_id: str) -> dict[str, Any]:

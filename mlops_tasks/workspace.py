@@ -16,6 +16,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from .audit import redact
 from .errors import MlopsError
 
 DOIT_COMMANDS = frozenset({"run", "list", "info", "help", "clean", "forget", "ignore",
@@ -69,7 +70,7 @@ def acquire(state_dir: Path, wait: bool) -> None:
     tmp = owner.with_name(f".{owner.name}.{os.getpid()}")
     tmp.write_text(json.dumps({
         "pid": os.getpid(), "host": socket.gethostname(), "user": user,
-        "command": "doit " + " ".join(sys.argv[1:]),
+        "command": redact("doit " + " ".join(sys.argv[1:])),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }), encoding="utf-8")
     os.replace(tmp, owner)

@@ -56,6 +56,43 @@ def test_missing_requirement_names_from_installer_messages():
     assert missing_requirements(pip) == ["tabulate"]
 
 
+def test_only_venvs_are_discarded(tmp_path):
+    from mlops_tasks.envs import discard
+    from mlops_tasks.errors import EnvBuildError
+
+    stage = Stage("s", "env_specs/s.yaml", "n.ipynb", "data", "k")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw.csv").write_text("a,b\n")
+    with pytest.raises(EnvBuildError, match="not a stage venv"):
+        discard(stage, data)
+    assert (data / "raw.csv").exists()
+    with pytest.raises(EnvBuildError, match="environment running doit"):
+        discard(stage, Path(sys.prefix))
+    half = tmp_path / "half"
+    (half / "bin").mkdir(parents=True)  # a build killed before pyvenv.cfg was written
+    discard(stage, half)
+    assert not half.exists()
+
+
+def test_a_lock_file_older_than_the_spec_is_refused():
+    from mlops_tasks.envs import check_lock_covers
+    from mlops_tasks.errors import EnvBuildError
+
+    stage = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",
+                  packages=("pandas>=2", "XGBoost"))
+    lock = "# header\npandas==2.2.3\n    # via -r in\nnumpy==2.1\n"
+    with pytest.raises(EnvBuildError, match=r"does not pin XGBoost .* `doit lock s`"):
+        check_lock_covers(stage, lock, "env_specs/s.lock")
+    check_lock_covers(stage, lock + "xgboost==2.1\n", "env_specs/s.lock")
+
+
+def test_freeze_names_the_interpreter():
+    from mlops_tasks.envs import freeze_header
+
+    assert freeze_header(Interpreter("/py", "3.12.1", "cpython")) == "# python 3.12.1 (cpython)\n"
+
+
 # -- real venvs --------------------------------------------------------------------------
 
 
@@ -133,7 +170,8 @@ def test_lock_file_pins_the_env(project):
     pins = {line.split("==")[0].lower() for line in lock.read_text().splitlines()
             if "==" in line and not line.startswith(("#", " "))}
     frozen = {line.split("==")[0].lower().replace("_", "-")
-              for line in (project / ENV / "pip-freeze.txt").read_text().splitlines()}
+              for line in (project / ENV / "pip-freeze.txt").read_text().splitlines()
+              if not line.startswith("#")}
     assert {p.replace("_", "-") for p in pins} == frozen
     lock.unlink()
     assert "lock file removed" in doit(project).stdout

@@ -58,3 +58,15 @@ def test_spec_hash_ignores_notes():
     changed = Stage("s", "e.yaml", "n.ipynb", ".venvs/s", "k", parameters={"a": 2})
     assert spec_hash(base) == spec_hash(noted) != spec_hash(changed)
 
+
+
+def test_a_broken_notebook_is_a_user_error(tmp_path):
+    import pytest
+
+    from mlops_tasks.errors import MlopsError
+    from mlops_tasks.notebooks import read_notebook
+
+    path = tmp_path / "nb.ipynb"
+    path.write_text('{\n<<<<<<< HEAD\n "cells": []\n}')
+    with pytest.raises(MlopsError, match=r"nb.ipynb:2: not a valid notebook .* merge conflict"):
+        read_notebook(path)
