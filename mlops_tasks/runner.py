@@ -18,7 +18,7 @@ from . import audit, layout
 from .config import Config
 from .envs import read_marker
 from .errors import MlopsError, StageFailed
-from .files import write_json
+from .files import read_json, write_json
 from .fingerprint import parameters_digest, sha256_file, spec_hash
 from .notebooks import code_digest, declared_parameters, notebook_code, read_notebook
 from .spec import Stage
@@ -66,32 +66,47 @@ def warn_undeclared(stage: Stage, root: Path, parameters: Mapping[str, Any]) -> 
 
 class OutputSet:
     """Declared outputs move aside before a run and come back if it fails, so a failed or
-    interrupted run never leaves half-written outputs that look finished."""
+    interrupted run never leaves half-written outputs that look finished. A manifest,
+    written before anything moves, says which outputs existed, so recovery after a kill
+    restores those and removes only files that did not exist before."""
 
     def __init__(self, root: Path, stage: Stage):
         self.root = root
+        self.stage = stage
         self.paths = [*stage.outputs, *stage.metrics]
         self.backup = root / layout.STATE / "previous" / stage.name
+        self.manifest = self.backup / "manifest.json"
 
     def begin(self) -> None:
         if self.backup.exists():  # an earlier run was killed: put its outputs back first
             self.rollback()
-        for rel in self.paths:
-            target = self.root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                saved = self.backup / rel
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(target, saved)
-        self.backup.mkdir(parents=True, exist_ok=True)
+        existed = [rel for rel in self.paths if (self.root / rel).exists()]
+        write_json(self.manifest, {"existed": existed})
+        try:
+            for rel in self.paths:
+                target = self.root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if rel in existed:
+                    saved = self.backup / "files" / rel
+                    saved.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(target, saved)
+        except OSError as err:
+            self.rollback()
+            raise StageFailed(f"execute:{self.stage.name}: cannot move the previous outputs "
+                              f"aside ({err}); is a program holding them open?") from None
 
     def rollback(self) -> None:
-        for rel in self.paths:
-            target, saved = self.root / rel, self.backup / rel
-            if saved.exists():
-                os.replace(saved, target)
-            elif target.exists():
-                target.unlink()
+        try:
+            existed = set(read_json(self.manifest)["existed"])
+        except (OSError, ValueError, KeyError):
+            existed = None  # no manifest: nothing was moved
+        if existed is not None:
+            for rel in self.paths:
+                target, saved = self.root / rel, self.backup / "files" / rel
+                if saved.exists():
+                    os.replace(saved, target)
+                elif rel not in existed and target.exists():
+                    target.unlink()  # written by the failed run
         shutil.rmtree(self.backup, ignore_errors=True)
 
     def commit(self) -> None:
@@ -184,13 +199,10 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
     failed = root / layout.failed_notebook(stage)
     executed.parent.mkdir(parents=True, exist_ok=True)
     outputs = OutputSet(root, stage)
-    outputs.begin()
-
     stage_parameters = {**stage.parameters, **overrides}
     if overrides:
         print(f"execute:{stage.name}: overriding parameters for this run: "
               + audit.redact(", ".join(f"{k}={v!r}" for k, v in overrides.items())), flush=True)
-    warn_undeclared(stage, root, stage_parameters)
     parameters = {
         **stage_parameters,
         "stage_name": stage.name,
@@ -204,6 +216,8 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
         env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     started, t0 = now(), time.perf_counter()
     try:
+        warn_undeclared(stage, root, stage_parameters)
+        outputs.begin()
         run_notebook(
             stage=stage.name,
             notebook=root / stage.notebook,
