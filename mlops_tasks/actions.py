@@ -79,7 +79,12 @@ def execute_stage(config: Config, stage: Stage, param: list[str] | None = None) 
     from .runner import execute_stage as run
     from .runner import parse_overrides
 
-    run(config, stage, parse_overrides(stage, param or []))
+    overrides = parse_overrides(stage, param or [])
+    run(config, stage, overrides)
+    if overrides:  # log:S will not run for an override run: record it now
+        from .publish import log_stage as publish
+
+        publish(config, stage)
 
 
 @user_errors

@@ -170,6 +170,30 @@ def run_record(root: Path, stage: Stage, git: Mapping[str, Any], marker: Mapping
     }
 
 
+def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
+    """A run executed but never logged (its execution is about to be replaced) would stay
+    RUNNING in MLflow forever: end it as KILLED, tagged as superseded."""
+    from . import tracking
+
+    try:
+        previous = read_json(root / layout.execute_record(stage))
+    except (OSError, ValueError):
+        return
+    try:
+        logged = read_json(root / layout.log_record(stage)).get("run_id")
+    except (OSError, ValueError):
+        logged = None
+    run_id = previous.get("run_id")
+    if not run_id or run_id == logged or previous.get("tracking_uri") != audit.redact(uri):
+        return
+    try:
+        tracking.log_run(uri, run_id, params={}, metrics={},
+                         tags={"mlops.superseded": "true"}, artifacts=[], status="KILLED")
+    except MlopsError as err:
+        print(f"execute:{stage.name}: could not close the unlogged run {run_id}: {err}",
+              flush=True)
+
+
 def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> None:
     """Run the notebook in its own MLflow run; outputs are replaced only on success."""
     from . import tracking
@@ -190,6 +214,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]) ->
         "mlflow.source.type": "NOTEBOOK",
     }
     run_name = f"{stage.name}@{git['sha'][:7]}"
+    close_unlogged_run(root, stage, uri)
     run_id = tracking.start_run(uri, exp_id, run_name, tags)
     print(f"execute:{stage.name}: MLflow run {run_id} ({run_name}), invocation "
           f"{INVOCATION_ID}", flush=True)

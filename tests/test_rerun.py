@@ -192,6 +192,10 @@ def test_parameter_override_runs_once_and_leaves_the_stage_stale(project):
     assert (project / "out" / "greeting.txt").read_text().count("hi") == 5
     record = json.loads((project / ".mlops/executed/make.json").read_text())
     assert record["overrides"] == {"repeat": 5, "extra": 1}
+    logged = json.loads((project / ".mlops/runs/make/last-run.json").read_text())
+    assert logged["run_id"] == record["run_id"]  # the override run is recorded at once
+    audit = json.loads((project / logged["local_copy"] / "audit.json").read_text())
+    assert audit["stage_parameters"]["repeat"] == 5
     status = doit(project, "list", "--all", "--status").stdout
     assert "R execute:make" in status
     assert ran(doit(project).stdout) >= {"execute:make", "log:make"}
