@@ -479,10 +479,11 @@ def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
     env = clean_env()
     setup["mlops-tasks"] = 0.0
     for attempt in range(1, SETUP_ATTEMPTS + 1):
-        # On Python < 3.12 two venv builds starting at once in doit's threads can fail in
-        # uv.find_uv_bin() (sysconfig's first initialisation is not thread-safe, CPython
-        # gh-92452). --continue lets the other tasks go on; a failed run is run again and
-        # doit resumes with what is still stale. Failures are reported with the results.
+        # A setup failure must not cost the whole benchmark: --continue lets the other tasks
+        # go on, a failed run is run again and doit resumes with what is still stale, and
+        # every failure is reported with the results. (Older snapshots failed here on
+        # Python < 3.12 when two venv builds looked up uv at once; mlops-tasks now looks it
+        # up once per process, under a lock.)
         log_file = root / ("setup.log" if attempt == 1 else f"setup-{attempt}.log")
         start = time.perf_counter()
         try:
