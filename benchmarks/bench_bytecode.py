@@ -25,15 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import clean_env
+
 PACKAGES = ["pandas", "scikit-learn", "matplotlib", "ipykernel"]
 IMPORTS = "import pandas, sklearn.ensemble, sklearn.metrics, matplotlib.pyplot, ipykernel"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_", "PYTHONDONTWRITEBYTECODE"))}
-    env.update({"PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1"}, **extra)
-    return env
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

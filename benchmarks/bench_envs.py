@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import BenchError, clean_env, rmtree, venv_python
+
 PACKAGES = ("numpy", "pandas", "scikit-learn", "matplotlib", "ipykernel")
 BOOTSTRAP = ("pip", "setuptools", "wheel")
 IMPORT_CHECK = "import numpy, pandas, sklearn, matplotlib, ipykernel"
 STAGE = "bench"
 DISK_STAGES = ("disk1", "disk2", "disk3", "disk4")
-WINDOWS = os.name == "nt"
 
 # What the targets say; checked against the medians and printed with the results.
 TARGET_COLD_SPEEDUP = 8.0      # cold build from the filled wheel cache, plain / project
@@ -53,26 +53,7 @@ TARGET_WARM_SECONDS = 1.5      # "about a second" for a warm rebuild
 TARGET_DISK_RATIO = 1.5        # four similar venvs against one
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # --------------------------------------------------------------------------- environment
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a machine without pip or uv configuration."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_"))
-           and k not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME")}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["UV_NO_CONFIG"] = "1"
-    env.update(extra)
-    return env
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if WINDOWS else "bin/python")
 
 
 def run(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Path | None = None,
@@ -88,20 +69,6 @@ def run(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Path | Non
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise BenchError(f"command failed ({proc.returncode}): {' '.join(args)}\n{tail}")
     return seconds, proc.stdout
-
-
-def rmtree(path: Path) -> None:
-    """Remove a folder, read-only files included."""
-    def retry(func, name, _exc):
-        os.chmod(name, 0o700)
-        func(name)
-
-    if not path.exists():
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:
-        shutil.rmtree(path, onerror=retry)
 
 
 def disk_bytes(*folders: Path) -> int:

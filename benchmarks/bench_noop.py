@@ -61,7 +61,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-WINDOWS = os.name == "nt"
+from _common import WINDOWS, BenchError, clean_env, rmtree, venv_python
+
 REPO = Path(__file__).resolve().parent.parent
 MAX_CHAINS = 4
 SEED = "data/seed.txt"
@@ -72,26 +73,7 @@ RUN_TIMEOUT = 900
 SETUP_ATTEMPTS = 5
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # --------------------------------------------------------------------------- environment
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a machine without pip, uv, MLflow or Jupyter configuration."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_", "MLFLOW_", "JUPYTER_"))
-           and k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["UV_NO_CONFIG"] = "1"
-    env.update(extra)
-    return env
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if WINDOWS else "bin/python")
 
 
 def log(message: str) -> None:
@@ -147,20 +129,6 @@ def run_logged(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Pat
         raise BenchError(f"command failed ({proc.returncode}): {' '.join(args)} (in {cwd})\n"
                          f"{tail}")
     return seconds
-
-
-def rmtree(path: Path) -> None:
-    """Remove a folder, read-only files included (git objects, dvc cache)."""
-    def retry(func, name, _exc):
-        os.chmod(name, 0o700)
-        func(name)
-
-    if not path.exists():
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:
-        shutil.rmtree(path, onerror=retry)
 
 
 def git(root: Path, *args: str) -> None:

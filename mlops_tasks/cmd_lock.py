@@ -7,7 +7,7 @@ from typing import Any
 from . import command, layout
 from .cmd_project import ProjectCommand
 from .config import Config
-from .envs import find_uv
+from .envs import find_uv, wheel_sources
 from .errors import CommandFailed, MlopsError
 from .files import atomic_write
 from .fingerprint import install_requirements
@@ -53,9 +53,7 @@ class Lock(ProjectCommand):
         uv = find_uv()
         if uv is None:
             raise MlopsError("`doit lock` needs uv: pip install uv")
-        cache = root / config.wheels_cache
-        offline = config.index_policy != "online" and any(cache.glob("*.whl"))
-        sources = ["--no-index", "--find-links", str(cache)] if offline else []
+        sources, _ = wheel_sources(config)  # the same index options as venv builds
         resolver = Resolver(config.state_dir / "interpreters.json")
         for stage in stages:
             version = resolver.resolve(stage.name, stage.python, stage.python_exe).short

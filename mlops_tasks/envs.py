@@ -123,7 +123,7 @@ def find_uv() -> str | None:
         return _uv_path[0]
 
 
-def _wheel_sources(config: Config) -> tuple[list[str], bool]:
+def wheel_sources(config: Config) -> tuple[list[str], bool]:
     """Index options by policy, and whether the install is offline."""
     cache = config.root / config.wheels_cache
     filled = cache.is_dir() and any(cache.glob("*.whl"))
@@ -276,7 +276,7 @@ def install_argv(uv: str | None, venv_py: Path, requirements: Path, locked: bool
 
 def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
              env: dict[str, str], locked: bool) -> None:
-    sources, offline = _wheel_sources(config)
+    sources, offline = wheel_sources(config)
     argv = install_argv(uv, venv_py, requirements, locked)
     try:
         command.run(argv + sources, env=env)

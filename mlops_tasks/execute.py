@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import papermill
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
@@ -127,11 +127,12 @@ def run_notebook(
         raise StageFailed(f"execute:{stage}: a cell ran over the spec's timeout of {timeout} s "
                           f"({str(err).splitlines()[0]}); the notebook so far: "
                           f"{failed}") from None
-    except Exception as err:
-        # kernelspec problems (interpreter gone) surface as assorted errors at start
-        if type(err).__name__ in {"NoSuchKernel", "FileNotFoundError", "RuntimeError"}:
-            raise StageFailed(redact(
-                f"execute:{stage}: could not start kernel '{kernel_name}': {err}. If the "
-                f"stage's venv is broken, remove it (`doit clean venv:{stage}`) and run "
-                "again")) from None
-        raise
+    except (NoSuchKernel, FileNotFoundError, RuntimeError) as err:
+        # A kernelspec whose interpreter is gone surfaces as one of these at start (a plain
+        # RuntimeError: "Kernel died before replying"); papermill's own errors subclass it.
+        if isinstance(err, RuntimeError) and type(err) is not RuntimeError:
+            raise
+        raise StageFailed(redact(
+            f"execute:{stage}: could not start kernel '{kernel_name}': {err}. If the "
+            f"stage's venv is broken, remove it (`doit clean venv:{stage}`) and run "
+            "again")) from None

@@ -27,10 +27,6 @@ def freeze_file(stage: Stage) -> str:
     return f"{stage.env_dir}/{FREEZE}"
 
 
-def marker_file(stage: Stage) -> str:
-    return f"{stage.env_dir}/{MARKER}"
-
-
 def kernels_dir() -> str:
     return f"{STATE}/jupyter/kernels"
 

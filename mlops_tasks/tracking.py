@@ -81,10 +81,6 @@ def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, st
     return str(run.info.run_id)
 
 
-def end_run(uri: str, run_id: str, status: str) -> None:
-    _client(uri).set_terminated(run_id, status=status)
-
-
 def log_run(
     uri: str,
     run_id: str,
@@ -115,13 +111,6 @@ def log_run(
     except Exception as err:
         raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
                                    f"{type(err).__name__}: {err}")) from None
-
-
-def run_summary(uri: str, run_id: str) -> dict[str, Any]:
-    run = _client(uri).get_run(run_id)
-    return {"status": run.info.status, "params": dict(run.data.params),
-            "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
-            "artifact_uri": run.info.artifact_uri}
 
 
 def _param_text(value: Any) -> str:
