@@ -12,10 +12,9 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from . import layout
-from .checks import plan_for
+from . import console, layout
 from .config import Config
-from .envs import build_env, read_marker
+from .envs import build_env, plan_for, read_marker
 from .errors import MlopsError
 from .spec import Stage
 
@@ -26,26 +25,26 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            result = func(*args, **kwargs)
+            func(*args, **kwargs)
         except MlopsError as err:
             return TaskFailed(str(err))
-        return None if result is None else result
+        return None
 
     return wrapper
 
 
 @user_errors
 def build_venv(config: Config, stage: Stage) -> None:
-    plan = plan_for(config, stage)
-    lock = config.root / layout.lock_file("venv", stage.name)
-    lock.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
-    with FileLock(str(lock)):
+    plan = plan_for(config, stage)
+    mutex = config.root / layout.mutex_file("venv", stage.name)
+    mutex.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(mutex)):
         start = time.perf_counter()
         why = build_env(stage, plan, config.root, config)
         if why:
-            print(f"venv:{stage.name}: built in {time.perf_counter() - start:.1f} s", flush=True)
+            console.say(f"built in {time.perf_counter() - start:.1f} s", "venv", stage.name)
 
 
 @user_errors
@@ -60,7 +59,7 @@ def remove_tree(path: Path) -> None:
     """doit clean for kernelspecs: the whole folder goes."""
     if path.exists():
         shutil.rmtree(path)
-        print(f"removed {path}")
+        console.say(f"removed {path}")
 
 
 @user_errors
@@ -71,24 +70,24 @@ def remove_env(config: Config, stage: Stage) -> None:
     path = config.root / stage.env_dir
     if path.exists():
         discard(stage, path)
-        print(f"removed {stage.env_dir}")
+        console.say(f"removed {stage.env_dir}")
 
 
 @user_errors
 def execute_stage(config: Config, stage: Stage, param: list[str] | None = None) -> None:
-    from .runner import execute_stage as run
-    from .runner import parse_overrides
+    from .execute import execute_stage as execute
+    from .execute import parse_overrides
 
     overrides = parse_overrides(stage, param or [])
-    run(config, stage, overrides)
+    execute(config, stage, overrides)
     if overrides:  # log:S will not run for an override run: record it now
-        from .publish import log_stage as publish
+        from .log import log_stage as log
 
-        publish(config, stage)
+        log(config, stage)
 
 
 @user_errors
 def log_stage(config: Config, stage: Stage) -> None:
-    from .publish import log_stage as publish
+    from .log import log_stage as log
 
-    publish(config, stage)
+    log(config, stage)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import platform
-import re
 import socket
 import sys
 from importlib import metadata
@@ -14,31 +13,7 @@ from typing import Any
 from . import command
 from .errors import CommandFailed
 from .fingerprint import sha256_file
-
-SECRET_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
-
-
-def redact(text: str) -> str:
-    """Hide credentials in URLs (https://user:token@host -> https://***@host)."""
-    return SECRET_URL.sub(lambda m: m.group("scheme") + "***@", text)
-
-
-def redacted_copy(source: Path, target: Path) -> Path:
-    """A copy of a text file with credentials in URLs hidden."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(redact(source.read_text(encoding="utf-8")), encoding="utf-8")
-    return target
-
-
-def redact_data(value: Any) -> Any:
-    """redact() applied to every string in a nested structure."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: redact_data(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_data(v) for v in value]
-    return value
+from .redact import redact
 
 
 def git_info(root: Path) -> dict[str, Any]:

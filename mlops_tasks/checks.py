@@ -12,13 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import layout, record
 from .config import Config
-from .envs import env_problem, plan_env
+from .envs import env_problem, plan_for
 from .errors import MlopsError
-from .files import read_json
 from .fingerprint import canonical_json, parameters_digest, sha256_file
-from .interpreters import Resolver
 from .notebooks import (
     cell_digests,
     code_digest,
@@ -27,14 +25,6 @@ from .notebooks import (
     read_notebook,
 )
 from .spec import Stage
-
-
-def plan_for(config: Config, stage: Stage) -> Any:
-    interp = Resolver(config.state_dir / "interpreters.json").resolve(
-        stage.name, stage.python, stage.python_exe)
-    lock = config.root / layout.lock_path(stage)
-    lock_text = lock.read_text(encoding="utf-8") if lock.is_file() else None
-    return plan_env(stage, interp, config.installer, lock_text)
 
 
 class Check:
@@ -123,9 +113,11 @@ class ParametersUnchanged(Check):
 
     def _saved(self) -> dict[str, Any]:
         try:
-            used = read_json(self.root / layout.execute_record(self.stage))["stage_parameters"]
-        except (OSError, ValueError, KeyError):
-            used = dict(self.stage.parameters)
+            done = record.read(record.ExecuteRecord,
+                               self.root / layout.execute_record(self.stage), self.root)
+        except MlopsError:
+            done = None
+        used = done.stage_parameters if done is not None else dict(self.stage.parameters)
         return {"_parameters": parameters_digest(used), "_parameters_json": canonical_json(used)}
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
@@ -151,11 +143,15 @@ class OutputsUnchanged(Check):
 
     def __call__(self) -> bool:
         try:
-            record = read_json(self.root / layout.execute_record(self.stage))
-        except (OSError, ValueError):
+            done = record.read(record.ExecuteRecord,
+                               self.root / layout.execute_record(self.stage), self.root)
+        except MlopsError as err:
+            self.reason = str(err)
+            return False
+        if done is None:
             self.reason = "no record of a finished run"
             return False
-        hashes, stats = record.get("outputs", {}), record.get("outputs_stat", {})
+        hashes, stats = done.outputs, done.outputs_stat
         for rel in (*self.stage.outputs, *self.stage.metrics):
             path = self.root / rel
             if not path.is_file():

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import console, layout, record
 from .cmd_project import ProjectCommand
-from .files import read_json
+from .errors import RecordError
 from .fingerprint import sha256_file
 from .notebooks import code_digest, notebook_code, read_notebook
 from .project import Project
@@ -19,34 +19,49 @@ def _hash(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
+def last_run(root: Path, stage: Stage) -> tuple[record.LogRecord, record.ExecuteRecord] | None:
+    """The stage's last logged run and its execution record, from the local copy."""
+    logged = record.read(record.LogRecord, root / layout.log_record(stage), root)
+    if logged is None:
+        return None
+    done = record.read(record.ExecuteRecord, root / logged.local_copy / "audit.json", root)
+    return None if done is None else (logged, done)
+
+
+def compare(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[tuple[str, str]]:
+    """What still matches the run: (what, "ok" or what changed)."""
+    checks: list[tuple[str, str]] = []
+    executed = _hash(root / layout.executed_notebook(stage))
+    checks.append(("executed notebook", "ok" if executed == done.executed_notebook_sha256
+                   else "CHANGED or missing since the run"))
+    changed = [rel for rel, sha in done.outputs.items() if _hash(root / rel) != sha]
+    checks.append(("outputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
+    freeze = _hash(root / layout.freeze_file(stage))
+    checks.append(("env", "ok" if freeze == done.key.freeze else
+                   "CHANGED: pip-freeze.txt differs from the run's (venv rebuilt or edited)"))
+    code = code_digest(notebook_code(read_notebook(root / stage.notebook)))
+    checks.append(("notebook code", "ok" if code == done.key.code else
+                   f"CHANGED: {stage.notebook} was edited since the run"))
+    return checks
+
+
 def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
     """Report lines for one stage and whether everything matches its record."""
     try:
-        last = read_json(root / layout.log_record(stage))
-        record: dict[str, Any] = read_json(root / last["local_copy"] / "audit.json")
-    except (OSError, ValueError, KeyError):
+        found = last_run(root, stage)
+    except RecordError as err:
+        return [f"{stage.name}: {err}"], False
+    if found is None:
         return [f"{stage.name}: no logged run yet (run `doit run {stage.name}`)"], False
-    git = record.get("git", {})
-    head = (f"{stage.name}: run {record['run_id']} at {record.get('start')}, git "
-            f"{str(git.get('sha', ''))[:10]}{' (dirty)' if git.get('dirty') else ''}, "
-            f"Python {record.get('python', {}).get('version')}")
-    checks: list[tuple[str, str]] = []
-    executed = _hash(root / layout.executed_notebook(stage))
-    checks.append(("executed notebook", "ok" if executed == record.get(
-        "executed_notebook_sha256") else "CHANGED or missing since the run"))
-    changed = [rel for rel, sha in (record.get("outputs") or {}).items()
-               if _hash(root / rel) != sha]
-    checks.append(("outputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
-    freeze = _hash(root / layout.freeze_file(stage))
-    checks.append(("env", "ok" if freeze == record.get("freeze_sha256") else
-                   "CHANGED: pip-freeze.txt differs from the run's (venv rebuilt or edited)"))
-    code = code_digest(notebook_code(read_notebook(root / stage.notebook)))
-    checks.append(("notebook code", "ok" if code == record.get("notebook_code_sha256") else
-                   f"CHANGED: {stage.notebook} was edited since the run"))
-    drift = record.get("env_drift")
-    drift_text = ("first run" if drift is None else "none" if not any(drift.values()) else
-                  f"{len(drift['added'])} added, {len(drift['removed'])} removed, "
-                  f"{len(drift['changed'])} changed since the run before")
+    logged, done = found
+    head = (f"{stage.name}: run {done.run_id} at {done.start}, git {done.git.sha[:10]}"
+            f"{' (dirty)' if done.git.dirty else ''}, Python {done.python.version}")
+    checks = compare(root, stage, done)
+    drift = logged.env_drift
+    drift_text = ("first run" if drift is None else
+                  "none" if not (drift.added or drift.removed or drift.changed) else
+                  f"{len(drift.added)} added, {len(drift.removed)} removed, "
+                  f"{len(drift.changed)} changed since the run before")
     lines = [head] + [f"    {name}: {state}" for name, state in checks]
     lines.append(f"    env drift at that run: {drift_text}")
     return lines, all(state == "ok" for _, state in checks)
@@ -67,5 +82,5 @@ class Audit(ProjectCommand):
         for stage in stages:
             lines, ok = audit_stage(project.config.root, stage)
             clean = clean and ok
-            print("\n".join(lines))
+            console.say("\n".join(lines))
         return 0 if clean else 1

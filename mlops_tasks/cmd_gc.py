@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import console, layout, workspace
 from .cmd_project import ProjectCommand
 from .project import Project
 from .spec import Stage
@@ -43,14 +43,16 @@ class Gc(ProjectCommand):
 
     def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
         root = project.config.root
+        if not params["dry_run"]:  # removes venvs a running doit may be using
+            workspace.acquire(root, wait=project.config.workspace_busy == "wait")
         found = orphans(root, project)
         for path in found:
             rel = path.relative_to(root).as_posix()
             if params["dry_run"]:
-                print(f"gc: would remove {rel}")
+                console.say(f"would remove {rel}", "gc")
             else:
                 shutil.rmtree(path)
-                print(f"gc: removed {rel}")
+                console.say(f"removed {rel}", "gc")
         if not found:
-            print("gc: nothing to remove")
+            console.say("nothing to remove", "gc")
         return 0

@@ -1,10 +1,11 @@
-"""`doit lock`: pin each stage's requirements into env_specs/<spec>.lock (uv pip compile)."""
+"""`doit lock`: pin each stage's requirements into its pins file, env_specs/<spec>.lock
+(uv pip compile)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import command, layout
+from . import command, console, layout
 from .cmd_project import ProjectCommand
 from .config import Config
 from .envs import find_uv, wheel_sources
@@ -24,7 +25,7 @@ def compile_argv(uv: str, requirements: str, python_version: str, sources: list[
     return argv + (["--universal"] if universal else [])
 
 
-def lock_header(spec_path: str, python_version: str, universal: bool) -> str:
+def pins_header(spec_path: str, python_version: str, universal: bool) -> str:
     scope = "any platform" if universal else "this platform"
     return (f"# Pinned requirements for {spec_path} (Python {python_version}, {scope}).\n"
             "# Written by `doit lock`; the stage's venv is built from exactly these pins.\n"
@@ -54,10 +55,10 @@ class Lock(ProjectCommand):
         if uv is None:
             raise MlopsError("`doit lock` needs uv: pip install uv")
         sources, _ = wheel_sources(config)  # the same index options as venv builds
-        resolver = Resolver(config.state_dir / "interpreters.json")
+        resolver = Resolver(root / layout.interpreter_cache())
         for stage in stages:
             version = resolver.resolve(stage.name, stage.python, stage.python_exe).short
-            req = f"{layout.STATE}/lock/{stage.name}.in"
+            req = layout.pins_input(stage)
             atomic_write(root / req, "\n".join(install_requirements(stage)) + "\n")
             try:
                 pins = command.run(compile_argv(uv, req, version, sources, universal),
@@ -65,9 +66,9 @@ class Lock(ProjectCommand):
             except CommandFailed as err:
                 raise MlopsError(f"lock: stage '{stage.name}' could not be resolved: "
                                  f"{err.stderr_tail}") from None
-            target = root / layout.lock_path(stage)
-            atomic_write(target, lock_header(stage.spec_path, version, universal) + pins)
+            target = root / layout.pins_file(stage)
+            atomic_write(target, pins_header(stage.spec_path, version, universal) + pins)
             count = sum(1 for line in pins.splitlines() if line and not line.startswith(" ")
                         and not line.startswith("#"))
-            print(f"lock: {layout.lock_path(stage)} pins {count} packages")
+            console.say(f"{layout.pins_file(stage)} pins {count} packages", "lock")
         return 0

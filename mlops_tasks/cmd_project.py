@@ -3,12 +3,12 @@ stages by name, and turn a user error into `ERROR: ...` and exit status 3, as do
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from doit.cmd_base import Command
 
+from . import console
 from .errors import MlopsError
 from .project import Project, load_project
 from .spec import Stage
@@ -20,7 +20,7 @@ class ProjectCommand(Command):
             project = load_project(Path.cwd())
             return self.run(project, params, self.select(project, args))
         except MlopsError as err:
-            sys.stderr.write(f"ERROR: {err}\n")
+            console.error(str(err))
             return 3
 
     @staticmethod

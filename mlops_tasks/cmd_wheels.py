@@ -9,7 +9,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from . import command, layout
+from . import command, console, layout
 from .cmd_project import ProjectCommand
 from .errors import CommandFailed, MlopsError
 from .fingerprint import install_requirements
@@ -54,18 +54,19 @@ class Wheels(ProjectCommand):
         root = config.root
         dest = root / config.wheels_cache
         dest.mkdir(parents=True, exist_ok=True)
-        resolver = Resolver(config.state_dir / "interpreters.json")
-        lock = root / layout.lock_file("wheels", "cache")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock)):
+        resolver = Resolver(root / layout.interpreter_cache())
+        mutex = root / layout.mutex_file("wheels", "cache")
+        mutex.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(mutex)):
             for stage in stages:
                 version = params["python_version"] or resolver.resolve(
                     stage.name, stage.python, stage.python_exe).short
                 with tempfile.TemporaryDirectory() as tmp:
                     req = Path(tmp) / "requirements.txt"
                     req.write_text("\n".join(install_requirements(stage)) + "\n", "utf-8")
-                    print(f"wheels: {stage.name} (Python {version}"
-                          f"{', ' + params['platform'] if params['platform'] else ''})")
+                    console.say(f"{stage.name} (Python {version}"
+                                f"{', ' + params['platform'] if params['platform'] else ''})",
+                                "wheels")
                     try:
                         command.run(download_argv(sys.executable, dest, req, version,
                                                   params["platform"] or None))
@@ -73,5 +74,5 @@ class Wheels(ProjectCommand):
                         raise MlopsError(f"wheels: stage '{stage.name}' could not be "
                                          f"downloaded: {err.stderr_tail}") from None
         count = len(list(dest.glob("*.whl")))
-        print(f"wheels: {config.wheels_cache} holds {count} wheels")
+        console.say(f"{config.wheels_cache} holds {count} wheels", "wheels")
         return 0

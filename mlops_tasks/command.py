@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import interrupt
+from . import console, interrupt
 from .errors import CommandFailed
 
 TAIL_LINES = 25
@@ -29,7 +29,7 @@ def run(
     """Run argv to completion; return stdout. Raise CommandFailed with stderr's tail."""
     args = [os.fspath(a) for a in argv]
     if echo:
-        print(f"$ {_display(args)}", flush=True)
+        console.write(f"$ {_display(args)}\n")
     try:
         proc = subprocess.Popen(
             args,
@@ -60,7 +60,7 @@ def run(
         tail = "\n".join((stderr or stdout).strip().splitlines()[-TAIL_LINES:])
         raise CommandFailed(args, proc.returncode, tail)
     if echo and stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
-        sys.stderr.write(stderr)
+        console.write(stderr, sys.stderr)
     return stdout
 
 

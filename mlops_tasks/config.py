@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .layout import STATE, mlflow_db
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,14 +37,14 @@ class Config:
 
     @property
     def state_dir(self) -> Path:
-        return self.root / ".mlops"
+        return self.root / STATE
 
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
         if uri:
             return uri
-        return "sqlite:///" + (self.state_dir / "mlflow.db").as_posix()
+        return "sqlite:///" + (self.root / mlflow_db()).as_posix()
 
     def experiment_name(self) -> str:
         return self.experiment or self.root.name

@@ -1,16 +1,17 @@
-"""The doit entry point: `from mlops_tasks.dodo import *` in a project's dodo.py."""
+"""The doit entry point: `from mlops_tasks.dodo import *` in a project's dodo.py.
+
+Importing it has no side effect: nothing is written and no lock is taken, so `doit list`
+and `doit info` never wait. The commands that run tasks prepare the workspace themselves
+(cmd_doit.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidDodoFile
 
-from . import interrupt, workspace
-from .config import load_config
 from .errors import MlopsError
 from .project import load_project, print_warnings
 from .tasks import all_tasks
@@ -24,15 +25,6 @@ DOIT_CONFIG = {
     "verbosity": 2,
     "par_type": "thread",
 }
-
-# doit opens its dep DB (.mlops/doit.db) right after importing the dodo file.
-Path(".mlops").mkdir(exist_ok=True)
-interrupt.install()
-if workspace.needs_lock(sys.argv[1:]):
-    try:
-        workspace.acquire(Path(".mlops"), wait=load_config(Path.cwd()).workspace_busy == "wait")
-    except MlopsError as err:
-        raise InvalidDodoFile(str(err)) from None
 
 
 def task_mlops() -> Iterator[dict[str, Any]]:

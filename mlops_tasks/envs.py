@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import command, layout
-from .audit import redact
+from . import command, console, layout
 from .config import Config
 from .errors import CommandFailed, EnvBuildError
 from .files import atomic_write
 from .fingerprint import env_fingerprint, install_requirements, sha256_text
-from .interpreters import Interpreter
+from .interpreters import Interpreter, Resolver
+from .redact import redact
 from .spec import Stage, normalise_req_name, requirement_name
+
+# The build option holding the pins file's hash (the name existing env markers carry).
+PINS_OPTION = "lock_sha256"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class EnvPlan:
     interpreter: Interpreter
     requirements: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    lock_file: str | None = None  # pinned requirements (env_specs/<spec>.lock), if any
+    pins_file: str | None = None  # pinned requirements (env_specs/<spec>.lock), if any
 
     @property
     def fingerprint(self) -> str:
@@ -40,13 +43,22 @@ class EnvPlan:
 
 
 def plan_env(stage: Stage, interpreter: Interpreter, installer: str,
-             lock_text: str | None = None) -> EnvPlan:
-    """The build plan. With a lock file, its content is part of the env's identity."""
+             pins_text: str | None = None) -> EnvPlan:
+    """The build plan. With a pins file, its content is part of the env's identity."""
     options: dict[str, Any] = {"installer": installer}
-    if lock_text is not None:
-        options["lock_sha256"] = sha256_text(lock_text.replace("\r\n", "\n"))
+    if pins_text is not None:
+        options[PINS_OPTION] = sha256_text(pins_text.replace("\r\n", "\n"))
     return EnvPlan(stage.name, interpreter, tuple(install_requirements(stage)), options,
-                   layout.lock_path(stage) if lock_text is not None else None)
+                   layout.pins_file(stage) if pins_text is not None else None)
+
+
+def plan_for(config: Config, stage: Stage) -> EnvPlan:
+    """The plan for a stage as the project stands: its interpreter resolved, its pins read."""
+    interp = Resolver(config.root / layout.interpreter_cache()).resolve(
+        stage.name, stage.python, stage.python_exe)
+    pins = config.root / layout.pins_file(stage)
+    pins_text = pins.read_text(encoding="utf-8") if pins.is_file() else None
+    return plan_env(stage, interp, config.installer, pins_text)
 
 
 def read_marker(env_dir: Path) -> dict[str, Any] | None:
@@ -74,11 +86,11 @@ def describe_change(marker: Mapping[str, Any], plan: EnvPlan) -> str:
     if changes:
         parts.append("packages: " + ", ".join(changes))
     old_opts, new_opts = dict(marker.get("options") or {}), dict(plan.options)
-    if old_opts.get("lock_sha256") != new_opts.get("lock_sha256"):
-        parts.append("lock file " + ("added" if "lock_sha256" not in old_opts else
-                                     "removed" if "lock_sha256" not in new_opts else "changed"))
-    old_opts.pop("lock_sha256", None)
-    new_opts.pop("lock_sha256", None)
+    if old_opts.get(PINS_OPTION) != new_opts.get(PINS_OPTION):
+        parts.append("lock file " + ("added" if PINS_OPTION not in old_opts else
+                                     "removed" if PINS_OPTION not in new_opts else "changed"))
+    old_opts.pop(PINS_OPTION, None)
+    new_opts.pop(PINS_OPTION, None)
     if old_opts != new_opts:
         parts.append(f"options: {old_opts} → {new_opts}")
     return redact("; ".join(parts) or "build inputs changed")
@@ -104,15 +116,15 @@ def env_problem(env_dir: Path, plan: EnvPlan, freeze: Path) -> str | None:
     return None
 
 
-_uv_lock = threading.Lock()
+_uv_mutex = threading.Lock()
 _uv_path: list[str | None] = []
 
 
 def find_uv() -> str | None:
     """The uv binary (shipped as a dependency), else uv on PATH. Looked up once per process,
-    under a lock: uv's lookup reads sysconfig, which is not thread-safe before Python 3.12,
+    under a mutex: uv's lookup reads sysconfig, which is not thread-safe before Python 3.12,
     and `doit -n 2` builds venvs from two threads."""
-    with _uv_lock:
+    with _uv_mutex:
         if not _uv_path:
             try:
                 from uv import find_uv_bin
@@ -160,7 +172,7 @@ def discard(stage: Stage, env_dir: Path) -> None:
         return
     if not is_venv(env_dir) or env_dir.resolve() == Path(sys.prefix).resolve():
         raise EnvBuildError(
-            f"venv:{stage.name}: env_dir {stage.env_dir!r} exists and is not a stage venv "
+            stage.name, f"env_dir {stage.env_dir!r} exists and is not a stage venv "
             f"(or is the environment running doit); it is left untouched. Point 'env_dir' in "
             f"{stage.spec_path} at a folder of its own, such as .venvs/{stage.name}")
     (env_dir / layout.MARKER).unlink(missing_ok=True)  # invalid from here on, whatever happens
@@ -168,7 +180,7 @@ def discard(stage: Stage, env_dir: Path) -> None:
         shutil.rmtree(env_dir)
     except OSError as err:
         raise EnvBuildError(
-            f"venv:{stage.name}: cannot remove {stage.env_dir} to rebuild it ({err}); close "
+            stage.name, f"cannot remove {stage.env_dir} to rebuild it ({err}); close "
             "the programs using it (a Jupyter kernel of this stage?) and run again") from None
 
 
@@ -177,16 +189,64 @@ def freeze_header(interpreter: Interpreter) -> str:
     return f"# python {interpreter.version} ({interpreter.implementation})\n"
 
 
-def check_lock_covers(stage: Stage, lock_text: str, lock_file: str) -> None:
-    """A lock file older than the spec would silently leave new packages out."""
+def check_pins_cover(stage: Stage, pins_text: str, pins_file: str) -> None:
+    """A pins file older than the spec would silently leave new packages out."""
     pinned = {normalise_req_name(requirement_name(line) or "")
-              for line in lock_text.splitlines() if line.strip() and line[0] not in "# -"}
+              for line in pins_text.splitlines() if line.strip() and line[0] not in "# -"}
     missing = [r for r in stage.packages
                if normalise_req_name(requirement_name(r) or r) not in pinned]
     if missing:
         raise EnvBuildError(
-            f"venv:{stage.name}: {lock_file} does not pin {', '.join(missing)} from "
+            stage.name, f"{pins_file} does not pin {', '.join(missing)} from "
             f"{stage.spec_path}; update it with `doit lock {stage.name}` (or delete it)")
+
+
+def _requirements_file(stage: Stage, plan: EnvPlan, root: Path, env_dir: Path) -> Path:
+    """What the installer reads: the pins file as it is, or the plan's requirements."""
+    requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
+    if plan.pins_file:
+        check_pins_cover(stage, (root / plan.pins_file).read_text(encoding="utf-8"),
+                         plan.pins_file)
+        shutil.copyfile(root / plan.pins_file, requirements)
+        console.say(f"installing exactly the pins of {plan.pins_file}", "venv", stage.name)
+    else:
+        requirements.write_text("\n".join(plan.requirements) + "\n", encoding="utf-8")
+    return requirements
+
+
+def _create_and_install(stage: Stage, plan: EnvPlan, env_dir: Path, venv_py: Path,
+                        requirements: Path, config: Config) -> str:
+    """Make the venv, install into it, and return its freeze (header included)."""
+    uv = find_uv() if plan.options.get("installer") == "uv" else None
+    if plan.options.get("installer") == "uv" and uv is None:
+        console.say("uv not found; falling back to pip", "venv", stage.name)
+    env = _installer_env()
+    try:
+        if uv:
+            command.run([uv, "venv", "--quiet", "--python", plan.interpreter.path,
+                         str(env_dir)], env=env)
+        else:
+            command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
+        _install(stage, uv, venv_py, requirements, config, env, plan.pins_file is not None)
+        return freeze_header(plan.interpreter) + _freeze(uv, venv_py, env)
+    except CommandFailed as err:
+        raise EnvBuildError(stage.name, f"could not build {stage.env_dir}: {err}") from None
+
+
+def _write_marker(plan: EnvPlan, env_dir: Path, venv_py: Path, freeze_text: str) -> None:
+    """The marker says the env is complete: written last, atomically."""
+    marker = {
+        "fingerprint": plan.fingerprint,
+        "python": os.path.relpath(venv_py, env_dir).replace(os.sep, "/"),
+        "base_python": plan.interpreter.path,
+        "python_version": plan.interpreter.version,
+        "implementation": plan.interpreter.implementation,
+        "requirements": list(plan.requirements),
+        "options": dict(plan.options),
+        "freeze_sha256": sha256_text(freeze_text),
+        "built_by": f"mlops-tasks on Python {sys.version.split()[0]}",
+    }
+    atomic_write(env_dir / layout.MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
 def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
@@ -196,51 +256,21 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
     why = env_problem(env_dir, plan, freeze)
     if why is None:
         return ""
-    print(f"venv:{stage.name}: building {stage.env_dir} with Python "
-          f"{plan.interpreter.version}: {why}", flush=True)
-    if plan.lock_file:
-        check_lock_covers(stage, (root / plan.lock_file).read_text(encoding="utf-8"),
-                          plan.lock_file)
-    discard(stage, env_dir)
-    env_dir.parent.mkdir(parents=True, exist_ok=True)
-    requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
-    if plan.lock_file:
-        shutil.copyfile(root / plan.lock_file, requirements)
-        print(f"venv:{stage.name}: installing exactly the pins of {plan.lock_file}", flush=True)
-    else:
-        requirements.write_text("\n".join(plan.requirements) + "\n", encoding="utf-8")
-    venv_py = root / layout.venv_python(stage.env_dir)
-    uv = find_uv() if plan.options.get("installer") == "uv" else None
-    if plan.options.get("installer") == "uv" and uv is None:
-        print(f"venv:{stage.name}: uv not found; falling back to pip", flush=True)
-    env = _installer_env()
+    console.say(f"building {stage.env_dir} with Python {plan.interpreter.version}: {why}",
+                "venv", stage.name)
+    requirements = None
     try:
-        if uv:
-            command.run([uv, "venv", "--quiet", "--python", plan.interpreter.path,
-                         str(env_dir)], env=env)
-        else:
-            command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
-        _install(stage, uv, venv_py, requirements, config, env, plan.lock_file is not None)
-        text = freeze_header(plan.interpreter) + _freeze(uv, venv_py, env)
-    except CommandFailed as err:
-        raise EnvBuildError(f"venv:{stage.name}: could not build {stage.env_dir}: "
-                            f"{err}") from None
+        discard(stage, env_dir)
+        env_dir.parent.mkdir(parents=True, exist_ok=True)
+        requirements = _requirements_file(stage, plan, root, env_dir)
+        venv_py = root / layout.venv_python(stage.env_dir)
+        text = _create_and_install(stage, plan, env_dir, venv_py, requirements, config)
     finally:
-        requirements.unlink(missing_ok=True)
+        if requirements is not None:
+            requirements.unlink(missing_ok=True)
     if not freeze.is_file() or freeze.read_text(encoding="utf-8") != text:
         atomic_write(freeze, text)
-    marker = {
-        "fingerprint": plan.fingerprint,
-        "python": os.path.relpath(venv_py, env_dir).replace(os.sep, "/"),
-        "base_python": plan.interpreter.path,
-        "python_version": plan.interpreter.version,
-        "implementation": plan.interpreter.implementation,
-        "requirements": list(plan.requirements),
-        "options": dict(plan.options),
-        "freeze_sha256": sha256_text(text),
-        "built_by": f"mlops-tasks on Python {sys.version.split()[0]}",
-    }
-    atomic_write(env_dir / layout.MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    _write_marker(plan, env_dir, venv_py, text)
     return why
 
 
@@ -262,22 +292,22 @@ def missing_requirements(stderr: str) -> list[str]:
     return found
 
 
-def install_argv(uv: str | None, venv_py: Path, requirements: Path, locked: bool) -> list[str]:
-    """The install command: exact from a lock file (sync / --no-deps), else resolved. Pure."""
-    if uv and locked:
+def install_argv(uv: str | None, venv_py: Path, requirements: Path, pinned: bool) -> list[str]:
+    """The install command: exact from a pins file (sync / --no-deps), else resolved. Pure."""
+    if uv and pinned:
         return [uv, "pip", "sync", "--quiet", "--python", str(venv_py), str(requirements)]
     if uv:
         return [uv, "pip", "install", "--quiet", "--python", str(venv_py), "-r",
                 str(requirements)]
     argv = [str(venv_py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--no-compile", "-r", str(requirements)]
-    return argv + (["--no-deps"] if locked else [])
+    return argv + (["--no-deps"] if pinned else [])
 
 
 def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
-             env: dict[str, str], locked: bool) -> None:
+             env: dict[str, str], pinned: bool) -> None:
     sources, offline = wheel_sources(config)
-    argv = install_argv(uv, venv_py, requirements, locked)
+    argv = install_argv(uv, venv_py, requirements, pinned)
     try:
         command.run(argv + sources, env=env)
         return
@@ -290,11 +320,11 @@ def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, co
             fix = ("fill the cache with `doit wheels` (or `doit wheels " + stage.name +
                    "`) on a machine with network access" if offline else
                    "check the requirement's name and version in " + stage.spec_path)
-            raise EnvBuildError(f"venv:{stage.name}: {what} {'is' if len(missing) < 2 else 'are'}"
+            raise EnvBuildError(stage.name, f"{what} {'is' if len(missing) < 2 else 'are'}"
                                 f" {where}; {fix}.\n{err.stderr_tail}") from None
-        print(f"venv:{stage.name}: {', '.join(missing) or 'a requirement'} not in "
-              f"{config.wheels_cache}/; trying the package index (index_policy = "
-              "offline-first)", flush=True)
+        console.say(f"{', '.join(missing) or 'a requirement'} not in {config.wheels_cache}/; "
+                    "trying the package index (index_policy = offline-first)", "venv",
+                    stage.name)
     command.run(argv + ["--find-links", sources[-1]], env=env)
 
 

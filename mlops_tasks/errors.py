@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def task_label(task: str, stage: str | None) -> str:
+    """The `task:stage` name doit shows for a stage's task (`execute:train`)."""
+    return f"{task}:{stage}" if stage else task
+
+
 class MlopsError(Exception):
     """Base of every user-facing error: the message says what, where and the fix."""
 
@@ -26,16 +31,42 @@ class InterpreterNotFound(MlopsError):
     """No local interpreter satisfies a stage's python request."""
 
 
-class EnvBuildError(MlopsError):
+class StageError(MlopsError):
+    """Something went wrong in one task of one stage; the message starts `task:stage:`."""
+
+    def __init__(self, task: str, stage: str, cause: str):
+        self.task = task
+        self.stage = stage
+        self.cause = cause
+        super().__init__(f"{task_label(task, stage)}: {cause}")
+
+
+class EnvBuildError(StageError):
     """A stage venv could not be built."""
 
+    def __init__(self, stage: str, cause: str):
+        super().__init__("venv", stage, cause)
 
-class StageFailed(MlopsError):
-    """A stage's notebook failed (cell error, kernel death, timeout, missing output)."""
+
+class StageFailed(StageError):
+    """A stage's notebook failed (cell error, kernel death, timeout, missing output).
+
+    `cell` is the failing code cell's number in the source notebook (1-based, counting code
+    cells, as `doit info` does); `notebook` the executed notebook kept with the error."""
+
+    def __init__(self, stage: str, cause: str, *, task: str = "execute", cell: int | None = None,
+                 notebook: str | None = None):
+        self.cell = cell
+        self.notebook = notebook
+        super().__init__(task, stage, cause)
 
 
 class TrackingError(MlopsError):
     """The MLflow tracking store could not be reached or written."""
+
+
+class RecordError(MlopsError):
+    """A run record is unreadable or of another schema version."""
 
 
 class CommandFailed(MlopsError):

@@ -1,138 +1,285 @@
-"""Run a stage notebook with papermill on the stage's kernel (the only papermill import)."""
+"""The `execute:S` step: prepare (stage key, MLflow run, parameters), run the notebook on the
+stage's kernel inside the output transaction, and record the execution (or its failure).
+
+The notebook is read once, before anything runs: the code that is hashed into the stage key
+is a snapshot, and that snapshot is what executes, so an edit made during a run is neither
+executed nor recorded as executed."""
 
 from __future__ import annotations
 
-import logging
 import os
-import re
-import sys
-import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import papermill
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from papermill.exceptions import PapermillExecutionError
+import yaml
 
-from . import interrupt, tracking
-from .audit import redact
-from .errors import StageFailed
-
-_logging_ready = False
-_logging_lock = threading.Lock()
-
-
-def _setup_logging() -> None:
-    """Papermill logs cell output through `logging`; show it in doit's output."""
-    global _logging_ready
-    with _logging_lock:
-        if not _logging_ready:
-            _add_handler()
-            _logging_ready = True
+from . import audit, console, layout, record, tracking
+from .config import Config
+from .envs import read_marker
+from .errors import MlopsError, StageError, StageFailed
+from .fingerprint import inputs_digest, parameters_digest, sha256_file, spec_hash, stage_key
+from .notebooks import code_digest, declared_parameters, notebook_code, parse_notebook
+from .outputs import OutputSet
+from .redact import redact, redacted_copy
+from .spec import Stage
 
 
-def _add_handler() -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("    %(message)s"))
-    # The runner warns about undeclared spec parameters itself; papermill's own warning
-    # would also fire for the context it injects (stage_name, mlflow_run_id, ...).
-    handler.addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
-    log = logging.getLogger("papermill")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+def parse_overrides(stage: Stage, items: list[str]) -> dict[str, Any]:
+    """`--param=name=value` pairs; values are read as YAML (200 -> int, [1, 2] -> list)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("-"):
+            raise StageError("execute", stage.name, "write --param=name=value with '=' after "
+                             "--param (doit takes a separate name=value as a doit variable)")
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise StageError("execute", stage.name, f"--param={item} must look like "
+                             "--param=name=value, e.g. --param=n_estimators=200")
+        try:
+            out[name] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            out[name] = text
+    return out
 
 
-class StageKernelManager(AsyncKernelManager):
-    """A kernel manager that adds per-stage variables to the kernel's environment."""
-
-    extra_env: dict[str, str] = {}
-    drop_env: tuple[str, ...] = ()
-
-    async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-        env = dict(kw.pop("env", None) or os.environ)
-        for name in self.drop_env:
-            env.pop(name, None)
-        env.update(self.extra_env)
-        kw["env"] = env
-        return await super()._async_pre_start_kernel(**kw)
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        await super()._async_launch_kernel(kernel_cmd, **kw)
-        pid = getattr(self.provisioner, "pid", None)
-        if pid:  # jupyter_client starts kernels in their own session: stop them on abort
-            self.kernel_pid = pid
-            interrupt.track(pid, group=os.name != "nt")
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        pid = getattr(self, "kernel_pid", None)
-        if pid:
-            interrupt.untrack(pid)
-        await super()._async_cleanup_resources(restart=restart)
+def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    declared = declared_parameters(nb)
+    if declared is None:
+        if parameters:
+            console.warn(f"{stage.notebook} has no cell tagged 'parameters'; papermill "
+                         "injects the values at the top", "execute", stage.name)
+        return
+    for name in parameters:
+        if name not in declared:
+            console.warn(f"parameter '{name}' is not declared in the parameters cell of "
+                         f"{stage.notebook}; it is injected anyway", "execute", stage.name)
 
 
-def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:
-    text = "\n".join(err.traceback or [])
-    # tracebacks carry ANSI colours for the notebook UI; strip them for logs
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    return "\n".join(text.strip().splitlines()[-lines:])
+def experiment(config: Config) -> tuple[str, str]:
+    """The tracking URI and the experiment's id (store and experiment made on first use)."""
+    uri = config.resolved_tracking_uri()
+    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+    exp_id = tracking.ensure_experiment(
+        uri, config.experiment_name(),
+        config.root / layout.mlflow_artifacts() if local else None,
+        config.root / layout.mutex_file("tracking", "store"),
+    )
+    return uri, exp_id
 
 
-def run_notebook(
-    *,
-    stage: str,
-    notebook: Path,
-    output: Path,
-    failed: Path,
-    kernel_name: str,
-    kernel_dir: Path,
-    parameters: Mapping[str, Any],
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float | None,
-) -> None:
-    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
-    _setup_logging()
-    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
-    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
-    km.extra_env = dict(env)
-    # Let the stage kernel write bytecode into its own venv: later starts import fast.
-    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
-                   *tracking.ORCHESTRATOR_ONLY_ENV)
+def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
+    """A run executed but never logged (its execution is about to be replaced) would stay
+    RUNNING in MLflow forever: end it as KILLED, tagged as superseded."""
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=dict(parameters),
-            kernel_name=kernel_name,
-            language="python",
-            progress_bar=False,
-            log_output=True,
-            cwd=str(cwd),
-            execution_timeout=timeout,
-            km=km,
-        )
-    except PapermillExecutionError as err:
-        raise StageFailed(redact(
-            f"execute:{stage}: cell {err.exec_count or err.cell_index} failed with "
-            f"{err.ename}: {err.evalue}\n{_traceback_tail(err)}\n"
-            f"The executed notebook with the error: {failed}")) from None
-    except DeadKernelError as err:
-        raise StageFailed(f"execute:{stage}: the kernel died ({err}); the notebook so far: "
-                          f"{failed}") from None
-    except CellTimeoutError as err:
-        raise StageFailed(f"execute:{stage}: a cell ran over the spec's timeout of {timeout} s "
-                          f"({str(err).splitlines()[0]}); the notebook so far: "
-                          f"{failed}") from None
-    except (NoSuchKernel, FileNotFoundError, RuntimeError) as err:
-        # A kernelspec whose interpreter is gone surfaces as one of these at start (a plain
-        # RuntimeError: "Kernel died before replying"); papermill's own errors subclass it.
-        if isinstance(err, RuntimeError) and type(err) is not RuntimeError:
-            raise
-        raise StageFailed(redact(
-            f"execute:{stage}: could not start kernel '{kernel_name}': {err}. If the "
-            f"stage's venv is broken, remove it (`doit clean venv:{stage}`) and run "
-            "again")) from None
+        previous = record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
+        logged = record.read(record.LogRecord, root / layout.log_record(stage), root)
+    except MlopsError:
+        return
+    if previous is None or (logged is not None and logged.run_id == previous.run_id):
+        return
+    if previous.tracking_uri != redact(uri):
+        return
+    try:
+        tracking.log_run(uri, previous.run_id, params={}, metrics={},
+                         tags={"mlops.superseded": "true"}, artifacts=[], status="KILLED")
+    except MlopsError as err:
+        console.say(f"could not close the unlogged run {previous.run_id}: {err}",
+                    "execute", stage.name)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the notebook starts."""
+
+    stage: Stage
+    root: Path
+    source: Path  # the snapshot of the notebook that runs
+    key: record.StageKey
+    inputs: dict[str, str | None]
+    marker: dict[str, Any]
+    git: dict[str, Any]
+    uri: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    stage_parameters: dict[str, Any]
+    overrides: dict[str, Any]
+    parameters: dict[str, Any]  # as injected, context included
+
+
+def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
+    """Read the notebook once; keep the bytes that were read as the copy that runs."""
+    raw = (root / stage.notebook).read_bytes()
+    nb = parse_notebook(raw, stage.notebook)
+    source = root / layout.source_snapshot(stage)
+    source.parent.mkdir(parents=True, exist_ok=True)
+    tmp = source.with_name(f".{source.name}.{os.getpid()}")
+    tmp.write_bytes(raw)
+    os.replace(tmp, source)
+    return source, nb, code_digest(notebook_code(nb))
+
+
+def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, Any]
+                ) -> tuple[record.StageKey, dict[str, str | None]]:
+    """The stage key of this execution, from what is on disk before the notebook starts."""
+    freeze = sha256_file(root / layout.freeze_file(stage))
+    params = parameters_digest(parameters)
+    inputs = audit.file_hashes(root, stage.inputs)
+    key = stage_key(freeze, code, params, inputs)
+    return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
+
+
+def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
+             key: record.StageKey) -> dict[str, str]:
+    """Tags set when the run is created, so a run can be found by its stage key."""
+    return {
+        "mlops.stage": stage.name,
+        "mlops.git_sha": git["sha"],
+        "mlops.git_branch": git["branch"],
+        "mlops.git_dirty": str(git["dirty"]).lower(),
+        "mlops.env_fingerprint": str(marker.get("fingerprint", "")),
+        "mlops.invocation_id": record.invocation_id(),
+        "mlops.stage_key": key.key,
+        "mlops.key.freeze": key.freeze,
+        "mlops.key.code": key.code,
+        "mlops.key.parameters": key.parameters,
+        "mlops.key.inputs": key.inputs,
+        "mlflow.source.name": stage.notebook,
+        "mlflow.source.type": "NOTEBOOK",
+    }
+
+
+def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepared:
+    root = config.root
+    source, nb, code = snapshot_notebook(root, stage)
+    stage_parameters = {**stage.parameters, **overrides}
+    key, inputs = compute_key(root, stage, code, stage_parameters)
+    marker = read_marker(root / stage.env_dir) or {}
+    git = audit.git_info(root)
+    uri, exp_id = experiment(config)
+    run_name = f"{stage.name}@{git['sha'][:7]}"
+    close_unlogged_run(root, stage, uri)
+    run_id = tracking.start_run(uri, exp_id, run_name, run_tags(stage, git, marker, key))
+    console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
+                "execute", stage.name)
+    if overrides:
+        console.say("overriding parameters for this run: " + redact(
+            ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
+    warn_undeclared(stage, nb, stage_parameters)
+    parameters = {**stage_parameters, "stage_name": stage.name, "git_commit": git["sha"],
+                  "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
+    return Prepared(stage, root, source, key, inputs, marker, git, uri, exp_id, run_id,
+                    run_name, stage_parameters, dict(overrides), parameters)
+
+
+def kernel_env(prep: Prepared) -> dict[str, str]:
+    """What the kernel needs to log into the stage's run."""
+    env = {"MLFLOW_TRACKING_URI": prep.uri, "MLFLOW_RUN_ID": prep.run_id,
+           "MLFLOW_EXPERIMENT_ID": prep.experiment_id, "MLOPS_STAGE": prep.stage.name}
+    if redact(prep.uri) != prep.uri:  # keep the URI's credentials out of notebook outputs
+        env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    return env
+
+
+def run(prep: Prepared, outputs: OutputSet) -> None:
+    """The notebook on the stage's kernel, inside the output transaction."""
+    from .papermill_adapter import run_notebook
+
+    stage, root = prep.stage, prep.root
+    outputs.begin()
+    run_notebook(
+        stage=stage.name, notebook=prep.source,
+        output=root / layout.partial_notebook(stage),
+        failed=root / layout.failed_notebook(stage),
+        kernel_name=stage.kernel_name, kernel_dir=root / layout.kernels_dir(),
+        parameters=prep.parameters, cwd=root, env=kernel_env(prep),
+        drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
+    )
+    missing = outputs.missing()
+    if missing:
+        raise StageFailed(stage.name, f"the notebook finished but did not write the declared "
+                          f"output(s) {', '.join(missing)}; write them in {stage.notebook} or "
+                          f"remove them from {stage.spec_path}")
+
+
+def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -> None:
+    """Put the outputs back, keep the failed notebook, record the failure, close the run."""
+    stage, root = prep.stage, prep.root
+    outputs.rollback()
+    partial, failed = root / layout.partial_notebook(stage), root / layout.failed_notebook(stage)
+    if partial.exists():
+        os.replace(partial, failed)
+    interrupted = not isinstance(err, Exception)
+    record.write(root / layout.failure_record(stage), record.FailureRecord(
+        stage=stage.name, task="execute", outcome="interrupted" if interrupted else "failed",
+        cause=redact(getattr(err, "cause", None) or str(err) or type(err).__name__),
+        cell=getattr(err, "cell", None),
+        notebook=layout.failed_notebook(stage) if failed.exists() else None,
+        run_id=prep.run_id, invocation_id=record.invocation_id(), start=started,
+        end=record.timestamp(), key=prep.key))
+    try:
+        copy = root / layout.run_copy(stage, prep.run_id) / failed.name
+        artifacts = [(redacted_copy(failed, copy), "notebook")] if failed.exists() else []
+        tracking.log_run(prep.uri, prep.run_id, params={}, metrics={},
+                         tags={"mlops.failed": "true"}, artifacts=artifacts,
+                         status="KILLED" if interrupted else "FAILED")
+    except MlopsError as err2:
+        console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
+
+
+def finish(prep: Prepared, outputs: OutputSet, started: str, seconds: float
+           ) -> record.ExecuteRecord:
+    """Keep the new outputs and the executed notebook; write the execution record."""
+    stage, root = prep.stage, prep.root
+    outputs.commit()
+    executed = root / layout.executed_notebook(stage)
+    os.replace(root / layout.partial_notebook(stage), executed)
+    (root / layout.failed_notebook(stage)).unlink(missing_ok=True)
+    (root / layout.failure_record(stage)).unlink(missing_ok=True)
+    done = build_record(prep, outputs, started, seconds)
+    record.write(root / layout.execute_record(stage), done)
+    return done
+
+
+def build_record(prep: Prepared, outputs: OutputSet, started: str, seconds: float
+                 ) -> record.ExecuteRecord:
+    stage, root, marker = prep.stage, prep.root, prep.marker
+    return record.ExecuteRecord(
+        stage=stage.name, run_id=prep.run_id, run_name=prep.run_name,
+        experiment_id=prep.experiment_id, tracking_uri=redact(prep.uri),
+        invocation_id=record.invocation_id(), start=started, end=record.timestamp(),
+        duration_s=round(seconds, 3), key=prep.key, parameters=prep.parameters,
+        stage_parameters=prep.stage_parameters, overrides=prep.overrides,
+        notebook=stage.notebook, spec=stage.spec_path, spec_sha256=spec_hash(stage),
+        git=record.GitState(prep.git["sha"], prep.git["branch"], prep.git["dirty"]),
+        git_diff=prep.git["diff"],
+        python=record.PythonEnv(
+            version=str(marker.get("python_version", "")),
+            implementation=str(marker.get("implementation", "")),
+            base_interpreter=str(marker.get("base_python", "")), venv=stage.env_dir,
+            venv_python=layout.venv_python(stage.env_dir)),
+        env_fingerprint=str(marker.get("fingerprint", "")),
+        inputs=prep.inputs, outputs=audit.file_hashes(root, [*stage.outputs, *stage.metrics]),
+        outputs_stat=outputs.stats(),
+        executed_notebook_sha256=sha256_file(root / layout.executed_notebook(stage)),
+        host=audit.host_info(), tools=audit.tool_versions())
+
+
+def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
+                  ) -> record.ExecuteRecord:
+    """Run the notebook in its own MLflow run; outputs are replaced only on success."""
+    prep = prepare(config, stage, overrides)
+    outputs = OutputSet(config.root, stage)
+    started, t0 = record.timestamp(), time.perf_counter()
+    try:
+        run(prep, outputs)
+    except BaseException as err:
+        fail(prep, outputs, err, started)
+        raise
+    done = finish(prep, outputs, started, time.perf_counter() - t0)
+    console.say(f"done in {done.duration_s:.1f} s", "execute", stage.name)
+    return done

@@ -79,3 +79,20 @@ def spec_hash(stage: Stage) -> str:
 
 def parameters_digest(parameters: Mapping[str, Any]) -> str:
     return sha256_text(canonical_json(parameters))
+
+
+def inputs_digest(input_hashes: Mapping[str, str | None]) -> str:
+    """One digest of the inputs' contents, keyed by their project-relative paths."""
+    return sha256_text(canonical_json(dict(input_hashes)))
+
+
+def stage_key(freeze: str, code: str, parameters: str,
+              input_hashes: Mapping[str, str | None]) -> str:
+    """The identity of one stage execution: the env as it resolved (the freeze, whose first
+    line names the Python version), the notebook's code, the parameters and the inputs'
+    contents. Every part is a content digest or a relative path, so two machines or two
+    clones at different paths compute the same key for the same work."""
+    return sha256_text(canonical_json({
+        "freeze": freeze, "code": code, "parameters": parameters,
+        "inputs": inputs_digest(input_hashes),
+    }))

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from . import console
+
 _children: dict[int, bool] = {}  # pid -> leads its own process group
 _lock = threading.RLock()  # the signal handler may run while the main thread holds it
 _installed = False
@@ -57,16 +59,16 @@ def _exit_when_main_thread_ends(code: int) -> None:
 def _on_signal(signum: int, frame: Any) -> None:
     name = signal.Signals(signum).name
     kill_children()
-    sys.stderr.write(f"\nmlops-tasks: {name} received: stopped the running stage; finished "
-                     "tasks are recorded, the interrupted one will run again\n")
-    sys.stderr.flush()
+    console.write("\n", sys.stderr)
+    console.notice(f"{name} received: stopped the running stage; finished tasks are "
+                   "recorded, the interrupted one will run again")
     threading.Thread(target=_exit_when_main_thread_ends, args=(128 + signum,),
                      daemon=True).start()
     raise SystemExit(128 + signum)
 
 
 def install() -> None:
-    """Install the handlers once, from the main thread (at dodo import)."""
+    """Install the handlers once, from the main thread (by the commands that run tasks)."""
     global _installed
     if _installed or threading.current_thread() is not threading.main_thread():
         return

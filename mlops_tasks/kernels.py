@@ -30,8 +30,8 @@ def write_kernelspec(root: Path, stage: Stage, python_version: str) -> Path:
     venv_python = os.path.abspath(root / layout.venv_python(stage.env_dir))
     spec = kernelspec(stage, venv_python, python_version)
     target = root / layout.kernel_json(stage)
-    lock = root / layout.lock_file("kernel", stage.kernel_name)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
+    mutex = root / layout.mutex_file("kernel", stage.kernel_name)
+    mutex.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(mutex)):
         atomic_write(target, json.dumps(spec, indent=1) + "\n")
     return target

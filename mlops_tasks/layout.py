@@ -1,4 +1,7 @@
-"""Where each stage's files live, relative to the project root. Pure."""
+"""Where every file of the tool lives, relative to the project root. Pure.
+
+Two words kept apart: a *pins file* holds pinned requirements (`env_specs/<spec>.lock`,
+written by `doit lock`); a *mutex file* is an OS file lock that serialises processes."""
 
 from __future__ import annotations
 
@@ -18,9 +21,14 @@ def venv_python(env_dir: str, windows: bool | None = None) -> str:
     return f"{env_dir}/Scripts/python.exe" if windows else f"{env_dir}/bin/python"
 
 
-def lock_path(stage: Stage) -> str:
+def pins_file(stage: Stage) -> str:
     """Pinned requirements for a stage: its spec file with the .lock suffix."""
     return os.path.splitext(stage.spec_path)[0] + ".lock"
+
+
+def pins_input(stage: Stage) -> str:
+    """The requirements `doit lock` resolves for a stage."""
+    return f"{STATE}/pins/{stage.name}.in"
 
 
 def freeze_file(stage: Stage) -> str:
@@ -39,6 +47,16 @@ def executed_notebook(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.ipynb"
 
 
+def source_snapshot(stage: Stage) -> str:
+    """The copy of the notebook that runs: the bytes whose code is in the stage key."""
+    return f"{STATE}/executed/{stage.name}.source.ipynb"
+
+
+def partial_notebook(stage: Stage) -> str:
+    """The notebook being executed; renamed to the executed or failed one when it ends."""
+    return f"{STATE}/executed/{stage.name}.partial.ipynb"
+
+
 def failed_notebook(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.failed.ipynb"
 
@@ -47,13 +65,50 @@ def execute_record(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.json"
 
 
+def failure_record(stage: Stage) -> str:
+    """The record of the stage's last failed or interrupted execution."""
+    return f"{STATE}/executed/{stage.name}.failure.json"
+
+
+def previous_outputs(stage: Stage) -> str:
+    """Where the declared outputs wait while the stage runs (put back if it fails)."""
+    return f"{STATE}/previous/{stage.name}"
+
+
 def runs_dir(stage: Stage) -> str:
     return f"{STATE}/runs/{stage.name}"
+
+
+def run_copy(stage: Stage, run_id: str) -> str:
+    """The local copy of one logged run (audit.json, freeze, notebook, spec)."""
+    return f"{runs_dir(stage)}/{run_id}"
 
 
 def log_record(stage: Stage) -> str:
     return f"{runs_dir(stage)}/last-run.json"
 
 
-def lock_file(kind: str, name: str) -> str:
-    return f"{STATE}/locks/{kind}-{name}.lock"
+def mutex_file(kind: str, name: str) -> str:
+    """An OS file lock for one resource: venv-<stage>, kernel-<name>, wheels-cache, ..."""
+    return f"{STATE}/mutexes/{kind}-{name}.lock"
+
+
+def workspace_mutex() -> str:
+    return f"{STATE}/workspace.lock"
+
+
+def workspace_owner() -> str:
+    """Who holds the workspace mutex (pid, host, user, command), for a waiting process."""
+    return f"{STATE}/workspace.owner.json"
+
+
+def interpreter_cache() -> str:
+    return f"{STATE}/interpreters.json"
+
+
+def mlflow_db() -> str:
+    return f"{STATE}/mlflow.db"
+
+
+def mlflow_artifacts() -> str:
+    return f"{STATE}/mlartifacts"

@@ -15,17 +15,21 @@ from .fingerprint import canonical_json, sha256_text
 def read_notebook(path: Path) -> dict[str, Any]:
     """The notebook's JSON; a file that is not a notebook (a merge conflict) is a user error."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except ValueError as err:
-        line = getattr(err, "lineno", None)
-        raise MlopsError(f"{path.as_posix()}{':' + str(line) if line else ''}: not a valid "
-                         f"notebook (JSON: {err}); a merge conflict? Fix or restore the file"
-                         ) from None
+        raw = path.read_bytes()
     except OSError as err:
         raise MlopsError(f"{path.as_posix()}: cannot be read: {err}") from None
+    return parse_notebook(raw, path.as_posix())
+
+
+def parse_notebook(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as err:
+        line = getattr(err, "lineno", None)
+        raise MlopsError(f"{where}{':' + str(line) if line else ''}: not a valid notebook "
+                         f"(JSON: {err}); a merge conflict? Fix or restore the file") from None
     if not isinstance(data, dict):
-        raise MlopsError(f"{path.as_posix()}: not a notebook (expected a JSON object)")
+        raise MlopsError(f"{where}: not a notebook (expected a JSON object)")
     return data
 
 
@@ -88,3 +92,21 @@ def declared_parameters(nb: Mapping[str, Any]) -> set[str] | None:
                             names.add(sub.id)
             return names
     return None
+
+
+def source_cell_number(executed_cells: list[Mapping[str, Any]], cell_index: int) -> int | None:
+    """The number (1-based, counting code cells, as `doit info` does) in the source notebook
+    of the cell papermill reports at cell_index. The executed notebook holds cells the source
+    does not: papermill's injected parameters (counted in cell_index) and its error markers
+    (added after, not counted). None for the injected cell itself."""
+    cells = [c for c in executed_cells
+             if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    number = 0
+    for index, cell in enumerate(cells[: cell_index + 1]):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.get("cell_type") != "code" or "injected-parameters" in tags:
+            if index == cell_index:
+                return None
+            continue
+        number += 1
+    return number or None

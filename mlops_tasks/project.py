@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import console
 from .config import Config, load_config
 from .errors import SpecError
 from .graph import Graph, build_graph
@@ -67,4 +68,4 @@ def load_project(root: Path) -> Project:
 
 def print_warnings(project: Project) -> None:
     for warning in project.warnings:
-        print(str(warning), file=sys.stderr)
+        console.write(f"{warning}\n", sys.stderr)

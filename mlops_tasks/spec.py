@@ -13,17 +13,8 @@ from typing import Any
 
 import yaml
 
+from .doit_names import RESERVED_NAMES
 from .errors import SpecError
-
-# Names a stage may not take: doit's commands, this project's commands and task prefixes.
-RESERVED_NAMES = frozenset(
-    {
-        "auto", "clean", "dumpdb", "forget", "help", "ignore", "info", "list", "reset-dep",
-        "run", "strace", "tabcompletion",
-        "wheels", "audit", "lock", "gc",
-        "venv", "kernel", "execute", "log", "default", "all",
-    }
-)  # fmt: skip
 
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
@@ -158,164 +149,187 @@ def _compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict
         loader.dispose()
 
 
-def _str_list(data: dict[str, Any], key: str, path: str, line: int | None) -> list[str]:
-    value = data.get(key)
+@dataclass(frozen=True)
+class _Raw:
+    """One loaded spec: its values, each key's line and scalar text, and where it came from."""
+
+    path: str
+    data: dict[str, Any]
+    lines: dict[str, int]
+    text: dict[str, Any]
+
+    def fail(self, key: str | None, message: str) -> SpecError:
+        return SpecError(self.path, message, line=self.lines.get(key) if key else None, key=key)
+
+
+def _str_list(spec: _Raw, key: str) -> list[str]:
+    value = spec.data.get(key)
     if value is None:
         return []
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(path, f"'{key}' must be a list of strings; got {value!r}",
-                        line=line, key=key)
+        raise spec.fail(key, f"'{key}' must be a list of strings; got {value!r}")
     return value
 
 
-def _paths(data: dict[str, Any], key: str, path: str, lines: dict[str, int]) -> tuple[str, ...]:
-    line = lines.get(key)
+def _paths(spec: _Raw, key: str) -> tuple[str, ...]:
     out: list[str] = []
-    for item in _str_list(data, key, path, line):
+    for item in _str_list(spec, key):
         norm = _project_path(item)
         if norm is None:
-            raise SpecError(path, f"'{key}' entry {item!r} leaves the project; use a path "
-                            "relative to the project root, such as data/raw.csv",
-                            line=line, key=key)
+            raise spec.fail(key, f"'{key}' entry {item!r} leaves the project; use a path "
+                            "relative to the project root, such as data/raw.csv")
         if norm in out:
-            raise SpecError(path, f"'{key}' lists {item!r} twice", line=line, key=key)
+            raise spec.fail(key, f"'{key}' lists {item!r} twice")
         out.append(norm)
     return tuple(out)
 
 
-def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
-    """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip)."""
-    data, lines, raw = _compose(text, path)
-
-    for key in data:
+def _check_keys(spec: _Raw) -> None:
+    for key in spec.data:
         if key not in KNOWN_KEYS:
-            raise SpecError(path, f"unknown key '{key}'{_closest(key, KNOWN_KEYS)}; valid keys: "
-                            f"{', '.join(KNOWN_KEYS)}", line=lines[key], key=key)
+            raise spec.fail(key, f"unknown key '{key}'{_closest(key, KNOWN_KEYS)}; valid keys: "
+                            f"{', '.join(KNOWN_KEYS)}")
     for key in ("name", "notebook"):
-        if key not in data or data[key] in (None, ""):
-            raise SpecError(path, f"'{key}' is required", key=key, line=lines.get(key))
+        if key not in spec.data or spec.data[key] in (None, ""):
+            raise spec.fail(key, f"'{key}' is required")
 
-    name = data["name"]
+
+def _name(spec: _Raw) -> str:
+    name = spec.data["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise SpecError(path, f"'name' must use only a-z, 0-9, '_' and '-'; got {name!r}",
-                        line=lines["name"], key="name")
+        raise spec.fail("name", f"'name' must use only a-z, 0-9, '_' and '-'; got {name!r}")
     if name in RESERVED_NAMES:
-        raise SpecError(path, f"'name' {name!r} is a doit command or task prefix, so "
+        raise spec.fail("name", f"'name' {name!r} is a doit command or task prefix, so "
                         f"`doit {name}` would be ambiguous; rename the stage (e.g. "
-                        f"'{name}_stage')", line=lines["name"], key="name")
+                        f"'{name}_stage')")
+    return name
 
-    python = data.get("python")
+
+def _python(spec: _Raw) -> tuple[str | None, str | None]:
+    """The version request and the explicit interpreter; at most one of them."""
+    python = spec.data.get("python")
     if python is not None:
         if isinstance(python, bool) or not isinstance(python, str | int | float):
-            raise SpecError(path, f"'python' must be a version string like \"3.10\"; got "
-                            f"{python!r}", line=lines["python"], key="python")
+            raise spec.fail("python", f"'python' must be a version string like \"3.10\"; got "
+                            f"{python!r}")
         if not isinstance(python, str):
-            text_value = raw.get("python") or str(python)
-            raise SpecError(path, f"'python' must be a string like \"{text_value}\"; got the "
-                            f"number {python!r} — quote it: python: \"{text_value}\"",
-                            line=lines["python"], key="python")
+            text_value = spec.text.get("python") or str(python)
+            raise spec.fail("python", f"'python' must be a string like \"{text_value}\"; got "
+                            f"the number {python!r} — quote it: python: \"{text_value}\"")
         if not VERSION_RE.match(python.strip()):
-            raise SpecError(path, f"'python' must look like \"3.10\" or \"3.11.7\"; got "
-                            f"{python!r}", line=lines["python"], key="python")
+            raise spec.fail("python", f"'python' must look like \"3.10\" or \"3.11.7\"; got "
+                            f"{python!r}")
         python = python.strip()
-
-    python_exe = data.get("python_exe")
+    python_exe = spec.data.get("python_exe")
     if python_exe is not None and (not isinstance(python_exe, str) or not python_exe.strip()):
-        raise SpecError(path, f"'python_exe' must be a path to a python executable; got "
-                        f"{python_exe!r}", line=lines["python_exe"], key="python_exe")
+        raise spec.fail("python_exe", f"'python_exe' must be a path to a python executable; "
+                        f"got {python_exe!r}")
     if python and python_exe:
-        raise SpecError(path, "give either 'python' (a version) or 'python_exe' (a path), not "
-                        "both", line=lines["python"], key="python")
+        raise spec.fail("python", "give either 'python' (a version) or 'python_exe' (a path), "
+                        "not both")
+    return python, python_exe.strip() if python_exe else None
 
-    notebook_raw = data["notebook"]
-    notebook = _project_path(notebook_raw) if isinstance(notebook_raw, str) else None
+
+def _notebook(spec: _Raw, exists: Any) -> str:
+    raw = spec.data["notebook"]
+    notebook = _project_path(raw) if isinstance(raw, str) else None
     if notebook is None:
-        raise SpecError(path, f"'notebook' must be a path inside the project, such as "
-                        f"notebooks/03-train.ipynb; got {notebook_raw!r}",
-                        line=lines["notebook"], key="notebook")
+        raise spec.fail("notebook", f"'notebook' must be a path inside the project, such as "
+                        f"notebooks/03-train.ipynb; got {raw!r}")
     if not notebook.endswith(".ipynb"):
-        raise SpecError(path, f"'notebook' must be a .ipynb file; got {notebook_raw!r}",
-                        line=lines["notebook"], key="notebook")
+        raise spec.fail("notebook", f"'notebook' must be a .ipynb file; got {raw!r}")
     if exists is not None and not exists(notebook):
-        raise SpecError(path, f"notebook {notebook!r} does not exist; create it or fix the "
-                        "path (relative to the project root)", line=lines["notebook"],
-                        key="notebook")
+        raise spec.fail("notebook", f"notebook {notebook!r} does not exist; create it or fix "
+                        "the path (relative to the project root)")
+    return notebook
 
-    env_raw = data.get("env_dir", f".venvs/{name}")
-    env_dir = _project_path(env_raw) if isinstance(env_raw, str) else None
+
+def _env_dir(spec: _Raw, name: str) -> str:
+    raw = spec.data.get("env_dir", f".venvs/{name}")
+    env_dir = _project_path(raw) if isinstance(raw, str) else None
     if env_dir is None or env_dir == ".":
-        raise SpecError(path, f"'env_dir' must be a folder inside the project, such as "
-                        f".venvs/{name}; got {env_raw!r}", line=lines.get("env_dir"),
-                        key="env_dir")
+        raise spec.fail("env_dir", f"'env_dir' must be a folder inside the project, such as "
+                        f".venvs/{name}; got {raw!r}")
+    return env_dir
 
-    kernel_name = data.get("kernel_name", f"mlops-{name}")
+
+def _kernel_name(spec: _Raw, name: str) -> str:
+    kernel_name = spec.data.get("kernel_name", f"mlops-{name}")
     if not isinstance(kernel_name, str) or not KERNEL_RE.match(kernel_name):
-        raise SpecError(path, f"'kernel_name' may use letters, digits, '.', '_' and '-'; got "
-                        f"{kernel_name!r}", line=lines.get("kernel_name"), key="kernel_name")
+        raise spec.fail("kernel_name", f"'kernel_name' may use letters, digits, '.', '_' and "
+                        f"'-'; got {kernel_name!r}")
+    return kernel_name
 
+
+def _packages(spec: _Raw) -> tuple[list[str], list[Warning_]]:
     warnings: list[Warning_] = []
     packages: list[str] = []
-    for item in _str_list(data, "packages", path, lines.get("packages")):
+    for item in _str_list(spec, "packages"):
         req = clean_requirement(item)
         if not req:
             continue
         if is_stdlib_only(req):
-            warnings.append(Warning_(path, lines.get("packages"), f"'{req}' is a standard-"
-                                     "library module, not a package; dropped from 'packages'"))
+            warnings.append(Warning_(spec.path, spec.lines.get("packages"), f"'{req}' is a "
+                                     "standard-library module, not a package; dropped from "
+                                     "'packages'"))
             continue
         if requirement_name(req) is None:
-            raise SpecError(path, f"'packages' entry {item!r} is not a pip requirement (such "
-                            "as pandas>=2.0)", line=lines.get("packages"), key="packages")
+            raise spec.fail("packages", f"'packages' entry {item!r} is not a pip requirement "
+                            "(such as pandas>=2.0)")
         packages.append(req)
+    return packages, warnings
 
-    params = data.get("parameters") or {}
+
+def _parameters(spec: _Raw) -> dict[str, Any]:
+    params = spec.data.get("parameters") or {}
     if not isinstance(params, dict):
-        raise SpecError(path, f"'parameters' must be a mapping of name: value; got {params!r}",
-                        line=lines.get("parameters"), key="parameters")
+        raise spec.fail("parameters", f"'parameters' must be a mapping of name: value; got "
+                        f"{params!r}")
     for pname in params:
         if not isinstance(pname, str) or not pname.isidentifier() or keyword.iskeyword(pname):
-            raise SpecError(path, f"parameter name {pname!r} is not a Python identifier, so "
-                            "papermill cannot inject it; use letters, digits and '_' "
-                            "(e.g. n_estimators)", line=lines.get("parameters"),
-                            key="parameters")
+            raise spec.fail("parameters", f"parameter name {pname!r} is not a Python "
+                            "identifier, so papermill cannot inject it; use letters, digits "
+                            "and '_' (e.g. n_estimators)")
+    return params
 
-    depends_on = _str_list(data, "depends_on", path, lines.get("depends_on"))
 
-    timeout = data.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or timeout <= 0):
-        raise SpecError(path, f"'timeout' must be a positive number of seconds per cell; got "
-                        f"{timeout!r}", line=lines.get("timeout"), key="timeout")
+def _timeout(spec: _Raw) -> float | None:
+    timeout = spec.data.get("timeout")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise spec.fail("timeout", f"'timeout' must be a positive number of seconds per cell; "
+                        f"got {timeout!r}")
+    return float(timeout)
 
-    notes = data.get("notes")
-    if notes is not None and not isinstance(notes, str):
-        notes = str(notes)
 
-    outputs = _paths(data, "outputs", path, lines)
-    metrics = _paths(data, "metrics", path, lines)
+def _written(spec: _Raw, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The declared outputs and metrics files; never the stage's own notebook."""
+    outputs, metrics = _paths(spec, "outputs"), _paths(spec, "metrics")
     for key, group in (("outputs", outputs), ("metrics", metrics)):
         if notebook in group:
-            raise SpecError(path, f"'{key}' lists the stage's own notebook", line=lines[key],
-                            key=key)
+            raise spec.fail(key, f"'{key}' lists the stage's own notebook")
+    return outputs, metrics
 
+
+def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
+    """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip)."""
+    spec = _Raw(path, *_compose(text, path))
+    _check_keys(spec)
+    name = _name(spec)
+    python, python_exe = _python(spec)
+    notebook = _notebook(spec, exists)
+    packages, warnings = _packages(spec)
+    outputs, metrics = _written(spec, notebook)
+    notes = spec.data.get("notes")
     return Stage(
-        name=name,
-        spec_path=path,
-        notebook=notebook,
-        env_dir=env_dir,
-        kernel_name=kernel_name,
-        python=python,
-        python_exe=python_exe.strip() if python_exe else None,
-        packages=tuple(packages),
-        parameters=params,
-        inputs=_paths(data, "inputs", path, lines),
-        outputs=outputs,
-        depends_on=tuple(depends_on),
-        metrics=metrics,
-        timeout=float(timeout) if timeout is not None else None,
-        notes=notes,
-        lines=lines,
-        warnings=tuple(warnings),
+        name=name, spec_path=path, notebook=notebook, env_dir=_env_dir(spec, name),
+        kernel_name=_kernel_name(spec, name), python=python, python_exe=python_exe,
+        packages=tuple(packages), parameters=_parameters(spec),
+        inputs=_paths(spec, "inputs"), outputs=outputs,
+        depends_on=tuple(_str_list(spec, "depends_on")), metrics=metrics,
+        timeout=_timeout(spec), notes=None if notes is None else str(notes),
+        lines=spec.lines, warnings=tuple(warnings),
     )

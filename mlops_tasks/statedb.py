@@ -1,17 +1,19 @@
 """doit's dependency DB, made durable: the sqlite3 backend with one commit per finished
 task (a killed run keeps what finished), a busy timeout (two processes on one workspace
 queue instead of failing with "database is locked"), and a corrupted file moved aside
-instead of stopping every run."""
+instead of stopping every run. The file is created on the first write, so read-only
+commands (`doit list`) in a fresh clone create nothing."""
 
 from __future__ import annotations
 
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from doit.dependency import DatabaseException, SqliteDB
+
+from . import console
 
 BUSY_TIMEOUT_S = 120
 COMMIT_AFTER = frozenset({"deps:", "ignore:"})
@@ -19,30 +21,48 @@ COMMIT_AFTER = frozenset({"deps:", "ignore:"})
 
 class DurableSqliteDB(SqliteDB):
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None):
-        Path(name).parent.mkdir(parents=True, exist_ok=True)
-        problem = self._open(name, codec, module_name)
+        self.name = name
+        self.codec = codec
+        self._cache: dict[str, Any] = {}
+        self._dirty: set[str] = set()
+        self._connection: sqlite3.Connection | None = None
+        if Path(name).exists():
+            self._open_existing()
+
+    def _open_existing(self) -> None:
+        problem = self._try_open()
         if problem:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            aside = f"{name}.corrupt-{stamp}"
+            aside = f"{self.name}.corrupt-{stamp}"
             for suffix in ("", "-wal", "-shm"):  # closed first: Windows cannot move open files
-                if Path(name + suffix).exists():
-                    Path(name + suffix).replace(aside + suffix)
-            sys.stderr.write(f"mlops-tasks: the dependency DB {name} is unreadable ({problem}); "
-                             f"moved it to {aside} and starting a new one: every task is "
-                             "checked again (venvs are reused when their markers match)\n")
-            super().__init__(name, codec, module_name=module_name)
+                if Path(self.name + suffix).exists():
+                    Path(self.name + suffix).replace(aside + suffix)
+            console.notice(f"the dependency DB {self.name} is unreadable ({problem}); moved it "
+                           f"to {aside} and starting a new one: every task is checked again "
+                           "(venvs are reused when their markers match)")
 
-    def _open(self, name: str, codec: Any, module_name: str | None) -> str:
-        """Open the DB; return why it is unreadable ('' when it is fine), connection closed."""
+    def _try_open(self) -> str:
+        """Open the DB; return why it is unreadable ('' when it is fine, connection closed)."""
         try:
-            super().__init__(name, codec, module_name=module_name)
-            self._conn.execute("select count(*) from doit").fetchone()
+            self._connection = self._sqlite3(self.name)
+            self._connection.execute("select count(*) from doit").fetchone()
             return ""
         except (DatabaseException, sqlite3.DatabaseError) as err:
-            conn = getattr(self, "_conn", None)
-            if conn is not None:
-                conn.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
             return str(err).splitlines()[0]
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, made (with its file and folder) on first use."""
+        if self._connection is None:
+            Path(self.name).parent.mkdir(parents=True, exist_ok=True)
+            self._connection = self._sqlite3(self.name)
+        return self._connection
+
+    def _absent(self) -> bool:
+        return self._connection is None and not Path(self.name).exists()
 
     def _sqlite3(self, name: str) -> Any:
         conn = super()._sqlite3(name)
@@ -51,14 +71,38 @@ class DurableSqliteDB(SqliteDB):
         conn.execute("pragma synchronous = normal")  # a commit survives a killed process
         return conn
 
+    def _get_task_data(self, task_id: str) -> Any:
+        return {} if self._absent() else super()._get_task_data(task_id)
+
+    def in_(self, task_id: str) -> bool:
+        if task_id in self._cache:
+            return True
+        return False if self._absent() else bool(super().in_(task_id))
+
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         super().set(task_id, dependency, value)
         if dependency in COMMIT_AFTER:  # the last key doit saves for a finished task
             self._write(task_id)
 
     def remove(self, task_id: str) -> None:
+        if self._absent():
+            self._cache.pop(task_id, None)
+            self._dirty.discard(task_id)
+            return
         super().remove(task_id)
         self._conn.commit()
+
+    def remove_all(self) -> None:
+        if self._absent():
+            self._cache, self._dirty = {}, set()
+            return
+        super().remove_all()
+
+    def dump(self) -> None:
+        if self._connection is None and not self._dirty:
+            return  # nothing was read from or written to a file: leave none behind
+        super().dump()
+        self._connection = None
 
     def _write(self, task_id: str) -> None:
         self._conn.execute("insert or replace into doit values (?,?)",

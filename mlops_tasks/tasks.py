@@ -30,70 +30,86 @@ def _python_label(stage: Stage) -> str:
     return "the orchestrator's Python"
 
 
+def venv_task(config: Config, stage: Stage) -> dict[str, Any]:
+    return {
+        "basename": "venv",
+        "name": stage.name,
+        "doc": f"build {stage.env_dir} ({_python_label(stage)}, "
+               f"{len(stage.packages)} packages + ipykernel)",
+        "actions": [(actions.build_venv, [config, stage])],
+        "targets": [layout.freeze_file(stage)],
+        "uptodate": [checks.EnvUpToDate(config, stage)],
+        "clean": [(actions.remove_env, [config, stage])],
+    }
+
+
+def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
+    kernel_json = layout.kernel_json(stage)
+    venv_python = os.path.abspath(config.root / layout.venv_python(stage.env_dir))
+    return {
+        "basename": "kernel",
+        "name": stage.name,
+        "doc": f"register kernel '{stage.kernel_name}' for {stage.env_dir}",
+        "actions": [(actions.write_kernel, [config, stage])],
+        "file_dep": [layout.freeze_file(stage)],
+        "targets": [kernel_json],
+        "uptodate": [config_changed(canonical_json({"python": venv_python}))],
+        "clean": [(actions.remove_tree, [(config.root / kernel_json).parent])],
+    }
+
+
+def execute_task(config: Config, stage: Stage, graph: Graph) -> dict[str, Any]:
+    upstream = graph.upstream[stage.name]
+    return {
+        "basename": "execute",
+        "name": stage.name,
+        "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
+        "actions": [(actions.execute_stage, [config, stage])],
+        "file_dep": [*stage.inputs, layout.freeze_file(stage)],
+        "task_dep": [f"kernel:{stage.name}"]
+        + [f"execute:{up}" for up in upstream if up in stage.depends_on],
+        "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
+                    *stage.outputs, *stage.metrics],
+        "uptodate": [
+            checks.NotebookCodeUnchanged(config.root, stage.notebook),
+            checks.ParametersUnchanged(config.root, stage),
+            checks.OutputsUnchanged(config.root, stage),
+        ],
+        "params": [{"name": "param", "long": "param", "type": list, "default": [],
+                    "help": "override a parameter for this run: --param=name=value"}],
+        "clean": True,
+    }
+
+
+def log_task(config: Config, stage: Stage) -> dict[str, Any]:
+    return {
+        "basename": "log",
+        "name": stage.name,
+        "doc": f"record the run of {stage.name} in MLflow",
+        "actions": [(actions.log_stage, [config, stage])],
+        "file_dep": [layout.executed_notebook(stage), layout.execute_record(stage),
+                     layout.freeze_file(stage), *stage.metrics],
+        "targets": [layout.log_record(stage)],
+        "clean": True,
+    }
+
+
+def group_task(stage: Stage, graph: Graph) -> dict[str, Any]:
+    upstream = graph.upstream[stage.name]
+    return {
+        "basename": stage.name,
+        "doc": f"bring stage '{stage.name}' and its upstream up to date, logged"
+               + (f" (after {', '.join(upstream)})" if upstream else ""),
+        "actions": None,
+        "task_dep": [*upstream, f"log:{stage.name}"],
+    }
+
+
 def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, Any]]:
     """The four tasks of one stage plus its group task."""
-    freeze = layout.freeze_file(stage)
-    kernel_json = layout.kernel_json(stage)
-    executed = layout.executed_notebook(stage)
-    record = layout.execute_record(stage)
-    venv_python = os.path.abspath(config.root / layout.venv_python(stage.env_dir))
-    upstream = graph.upstream[stage.name]
-    return [
-        {
-            "basename": "venv",
-            "name": stage.name,
-            "doc": f"build {stage.env_dir} ({_python_label(stage)}, "
-                   f"{len(stage.packages)} packages + ipykernel)",
-            "actions": [(actions.build_venv, [config, stage])],
-            "targets": [freeze],
-            "uptodate": [checks.EnvUpToDate(config, stage)],
-            "clean": [(actions.remove_env, [config, stage])],
-        },
-        {
-            "basename": "kernel",
-            "name": stage.name,
-            "doc": f"register kernel '{stage.kernel_name}' for {stage.env_dir}",
-            "actions": [(actions.write_kernel, [config, stage])],
-            "file_dep": [freeze],
-            "targets": [kernel_json],
-            "uptodate": [config_changed(canonical_json({"python": venv_python}))],
-            "clean": [(actions.remove_tree, [(config.root / kernel_json).parent])],
-        },
-        {
-            "basename": "execute",
-            "name": stage.name,
-            "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
-            "actions": [(actions.execute_stage, [config, stage])],
-            "file_dep": [*stage.inputs, freeze],
-            "task_dep": [f"kernel:{stage.name}"]
-            + [f"execute:{up}" for up in upstream if up in stage.depends_on],
-            "targets": [executed, record, *stage.outputs, *stage.metrics],
-            "uptodate": [
-                checks.NotebookCodeUnchanged(config.root, stage.notebook),
-                checks.ParametersUnchanged(config.root, stage),
-                checks.OutputsUnchanged(config.root, stage),
-            ],
-            "params": [{"name": "param", "long": "param", "type": list, "default": [],
-                        "help": "override a parameter for this run: --param=name=value"}],
-            "clean": True,
-        },
-        {
-            "basename": "log",
-            "name": stage.name,
-            "doc": f"record the run of {stage.name} in MLflow",
-            "actions": [(actions.log_stage, [config, stage])],
-            "file_dep": [executed, record, freeze, *stage.metrics],
-            "targets": [layout.log_record(stage)],
-            "clean": True,
-        },
-        {
-            "basename": stage.name,
-            "doc": f"bring stage '{stage.name}' and its upstream up to date, logged"
-                   + (f" (after {', '.join(upstream)})" if upstream else ""),
-            "actions": None,
-            "task_dep": [*upstream, f"log:{stage.name}"],
-        },
-    ]
+    return [venv_task(config, stage), kernel_task(config, stage),
+            execute_task(config, stage, graph), log_task(config, stage),
+            group_task(stage, graph)]
 
 
 def all_tasks(config: Config, stages: list[Stage], graph: Graph) -> Iterator[dict[str, Any]]:

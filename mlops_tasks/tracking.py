@@ -1,4 +1,6 @@
-"""MLflow runs for stages (the only mlflow import). mlflow is imported once per process."""
+"""The MLflow adapter: experiments and runs for the execute:S and log:S steps (the only mlflow
+import; named for MLflow's tracking API, which it wraps). mlflow is imported once per process,
+on first use."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from .audit import redact
 from .errors import TrackingError
+from .redact import redact
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -45,7 +47,7 @@ def _client(uri: str) -> Any:
         return _clients[uri]
 
 
-def ensure_experiment(uri: str, name: str, artifact_root: Path | None, lock_file: Path) -> str:
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path) -> str:
     """Create (once, under a lock) the store and the experiment; return its id.
 
     A fresh sqlite store is migrated here, before any stage logs, so stages logging in
@@ -54,9 +56,9 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, lock_file
     key = (uri, name)
     if key in _experiments:
         return _experiments[key]
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    mutex_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(str(lock_file), timeout=600):
+        with FileLock(str(mutex_file), timeout=600):
             client = _client(uri)
             found = client.get_experiment_by_name(name)
             if found is not None:

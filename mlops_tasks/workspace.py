@@ -1,6 +1,7 @@
-"""One doit run at a time per workspace: commands that run tasks take `.mlops/workspace.lock`
-(an OS file lock, released when the holder exits or dies), so two Jenkins executors or a
-user and Jenkins queue instead of racing. Read-only commands never wait."""
+"""One doit run at a time per workspace: the commands that run tasks or write the dependency
+DB take the workspace mutex (an OS file lock, released when the holder exits or dies), so
+two Jenkins executors, or a user and Jenkins, queue instead of racing. Read-only commands
+(`list`, `info`, ...) never take it."""
 
 from __future__ import annotations
 
@@ -10,32 +11,16 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .audit import redact
+from . import console, layout
 from .errors import MlopsError
-
-DOIT_COMMANDS = frozenset({"run", "list", "info", "help", "clean", "forget", "ignore",
-                           "dumpdb", "strace", "tabcompletion", "reset-dep", "auto"})
-READ_ONLY = frozenset({"list", "info", "help", "dumpdb", "strace", "tabcompletion",
-                       "wheels", "lock", "gc", "audit"})
+from .redact import redact
 
 _held: list[FileLock] = []
-
-
-def command_of(argv: Sequence[str], plugins: frozenset[str] = READ_ONLY) -> str:
-    """The doit command a command line runs: its first word if that is a command, else run."""
-    if argv and (argv[0] in DOIT_COMMANDS or argv[0] in plugins):
-        return argv[0]
-    return "run"
-
-
-def needs_lock(argv: Sequence[str]) -> bool:
-    return command_of(argv) not in READ_ONLY
 
 
 def _owner_text(path: Path) -> str:
@@ -47,11 +32,29 @@ def _owner_text(path: Path) -> str:
             f"`{owner.get('command')}`, since {owner.get('since')}")
 
 
-def acquire(state_dir: Path, wait: bool) -> None:
-    """Hold the workspace lock for the rest of this process; wait for a holder, or fail."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(state_dir / "workspace.lock"))
-    owner = state_dir / "workspace.owner.json"
+def _write_owner(path: Path) -> None:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(), "user": user,
+        "command": redact("doit " + " ".join(sys.argv[1:])),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def acquire(root: Path, wait: bool) -> None:
+    """Hold the workspace mutex for the rest of this process; wait for a holder, or fail.
+    Taking it again in the same process is a no-op."""
+    if _held:
+        return
+    mutex = root / layout.workspace_mutex()
+    mutex.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(mutex))
+    owner = root / layout.workspace_owner()
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -59,18 +62,7 @@ def acquire(state_dir: Path, wait: bool) -> None:
         if not wait:
             raise MlopsError(f"the workspace is busy: {holder}. Wait for it, or set "
                              "workspace_busy = \"wait\" in [tool.mlops_tasks]") from None
-        sys.stderr.write(f"mlops-tasks: waiting for the workspace, held by {holder}\n")
-        sys.stderr.flush()
+        console.notice(f"waiting for the workspace, held by {holder}")
         lock.acquire()
     _held.append(lock)
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    tmp = owner.with_name(f".{owner.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({
-        "pid": os.getpid(), "host": socket.gethostname(), "user": user,
-        "command": redact("doit " + " ".join(sys.argv[1:])),
-        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }), encoding="utf-8")
-    os.replace(tmp, owner)
+    _write_owner(owner)

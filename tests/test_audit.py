@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from mlops_tasks.audit import redact
+from mlops_tasks.redact import redact
 
 
 def test_credentials_are_redacted_from_urls():

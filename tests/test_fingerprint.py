@@ -70,3 +70,45 @@ def test_a_broken_notebook_is_a_user_error(tmp_path):
     path.write_text('{\n<<<<<<< HEAD\n "cells": []\n}')
     with pytest.raises(MlopsError, match=r"nb.ipynb:2: not a valid notebook .* merge conflict"):
         read_notebook(path)
+
+
+def test_stage_key_depends_on_each_part_only():
+    from mlops_tasks.fingerprint import stage_key
+
+    base = stage_key("f", "c", "p", {"data/a.csv": "1", "data/b.csv": "2"})
+    assert base == stage_key("f", "c", "p", {"data/b.csv": "2", "data/a.csv": "1"})
+    others = {stage_key("F", "c", "p", {"data/a.csv": "1", "data/b.csv": "2"}),
+              stage_key("f", "C", "p", {"data/a.csv": "1", "data/b.csv": "2"}),
+              stage_key("f", "c", "P", {"data/a.csv": "1", "data/b.csv": "2"}),
+              stage_key("f", "c", "p", {"data/a.csv": "1", "data/b.csv": "3"}),
+              stage_key("f", "c", "p", {"data/a.csv": "1", "data/c.csv": "2"})}
+    assert base not in others and len(others) == 5
+
+
+def test_stage_key_is_machine_independent(tmp_path):
+    """Two clones at different absolute paths compute the same key for the same work."""
+    from mlops_tasks.audit import file_hashes
+    from mlops_tasks.fingerprint import stage_key
+
+    keys = []
+    for clone in ("agent-a", "elsewhere/agent-b"):
+        root = tmp_path / clone
+        (root / "data").mkdir(parents=True)
+        (root / "data" / "a.csv").write_text("x,y\n1,2\n")
+        keys.append(stage_key("f", "c", "p", file_hashes(root, ["data/a.csv"])))
+    assert keys[0] == keys[1]
+
+
+def test_source_cell_numbers_skip_the_injected_cell():
+    from mlops_tasks.notebooks import source_cell_number
+
+    marker = {"cell_type": "markdown", "metadata": {"tags": ["papermill-error-cell-tag"]}}
+    cells = [{"cell_type": "markdown"},
+             {"cell_type": "code", "metadata": {"tags": ["parameters"]}},
+             {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}},
+             {"cell_type": "code", "metadata": {}},
+             {"cell_type": "code"}]
+    assert [source_cell_number(cells, i) for i in range(5)] == [None, 1, None, 2, 3]
+    # papermill adds error markers (at the top and before the failing cell) after counting
+    saved = [marker, *cells[:4], marker, cells[4]]
+    assert source_cell_number(saved, 4) == 3

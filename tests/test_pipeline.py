@@ -56,7 +56,17 @@ def test_first_run_builds_executes_and_logs_everything(built):
     assert audit["git"]["sha"] == head
     assert audit["python"]["version"]
     assert audit["inputs"]["out/greeting.txt"]
-    assert audit["notebook_code_sha256"] and audit["spec_sha256"]
+    assert audit["schema"] == 1 and audit["kind"] == "execute" and audit["spec_sha256"]
+    # the stage key on the run is the one recomputed from the workspace's files
+    from mlops_tasks.fingerprint import parameters_digest, sha256_file, stage_key
+    from mlops_tasks.notebooks import code_digest, notebook_code, read_notebook
+
+    code = code_digest(notebook_code(read_notebook(root / "notebooks/use.ipynb")))
+    expected = stage_key(sha256_file(root / ".venvs/use/pip-freeze.txt"), code,
+                         parameters_digest({"scale": 3}),
+                         {"out/greeting.txt": sha256_file(root / "out/greeting.txt")})
+    assert use.data.tags["mlops.stage_key"] == audit["key"]["key"] == expected
+    assert use.data.tags["mlops.key.code"] == audit["key"]["code"] == code
     executed = json.loads((root / ".mlops/executed/use.ipynb").read_text())
     injected = [c for c in executed["cells"] if "injected-parameters" in
                 c["metadata"].get("tags", [])]
@@ -100,13 +110,39 @@ def test_failing_cell_fails_the_stage_and_keeps_it_stale(built):
     proc = doit(root, check=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "execute:make" in output and "ValueError: bad data in row 7" in output
-    assert "cell" in output
+    assert "execute:make: code cell 3 failed with ValueError: bad data in row 7" in output
     assert (root / ".mlops/executed/make.failed.ipynb").exists()
+    failure = json.loads((root / ".mlops/executed/make.failure.json").read_text())
+    assert (failure["kind"], failure["outcome"], failure["cell"]) == ("failure", "failed", 3)
+    assert failure["notebook"] == ".mlops/executed/make.failed.ipynb"
+    assert "ValueError: bad data in row 7" in failure["cause"]
     assert ran(doit(root, check=False).stdout) >= {"execute:make"}  # still stale
     write_notebook(root / "notebooks" / "make.ipynb", good)
     assert "execute:make" in ran(doit(root).stdout)
     assert not (root / ".mlops/executed/make.failed.ipynb").exists()
+    assert not (root / ".mlops/executed/make.failure.json").exists()
+
+
+def test_an_edit_saved_during_the_run_is_neither_run_nor_recorded(built):
+    """The stage key's code is what executed: the notebook is read once, before it runs."""
+    root, _ = built
+    from mlops_tasks.notebooks import code_digest, notebook_code, read_notebook
+
+    from .conftest import NOTEBOOK_CELLS, notebook_json
+
+    path = root / "notebooks" / "make.ipynb"
+    later = json.dumps(notebook_json([*NOTEBOOK_CELLS["make"], (None, "print('later')")]))
+    write_notebook(path, [*NOTEBOOK_CELLS["make"],
+                          (None, f"Path('notebooks/make.ipynb').write_text({later!r})")])
+    ran_code = code_digest(notebook_code(read_notebook(path)))
+    doit(root, "run", "execute:make")
+    record = json.loads((root / ".mlops/executed/make.json").read_text())
+    assert record["key"]["code"] == ran_code != code_digest(notebook_code(read_notebook(path)))
+    executed = json.loads((root / ".mlops/executed/make.ipynb").read_text())
+    assert "print('later')" not in ["".join(c["source"]) for c in executed["cells"]]
+    assert "execute:make" in ran(doit(root).stdout)  # the saved edit runs next time
+    write_notebook(path, NOTEBOOK_CELLS["make"])
+    doit(root)
     assert ran(doit(root).stdout) == set()
 
 

@@ -253,7 +253,8 @@ def test_raising_cell_names_stage_cell_and_exception(project):
                              (None, "Path('out/report.txt').write_text('half')\n"
                                     "raise KeyError('column price')")])
     text = proc.stdout + proc.stderr
-    assert "execute:report: cell" in text and "KeyError" in text and "column price" in text
+    # the cell is numbered as in the source notebook (the injected parameters cell not counted)
+    assert "execute:report: code cell 3 failed with KeyError: 'column price'" in text
     assert (project / ".mlops/executed/report.failed.ipynb").exists()
     assert (project / ".mlops/executed/report.ipynb").exists()  # the last good one stays
     assert (project / "out" / "report.txt").read_text() == good  # not half-written

@@ -105,4 +105,4 @@ def test_venv_layout_on_both_platforms():
     assert layout.venv_python(".venvs/train", windows=True) == ".venvs/train/Scripts/python.exe"
     assert layout.venv_python(".venvs/train", windows=False) == ".venvs/train/bin/python"
     stage = stages()[1]
-    assert layout.lock_path(stage) == "env_specs/train.lock"
+    assert layout.pins_file(stage) == "env_specs/train.lock"

@@ -73,7 +73,9 @@ def test_every_audit_field_on_a_server_run(served, mlflow_server):
     for key in ("mlops.env_fingerprint", "mlops.notebook_code_sha256", "mlops.spec_sha256",
                 "mlops.python_path", "mlops.python_version", "mlops.venv", "mlops.host",
                 "mlops.user", "mlops.version.doit", "mlops.version.papermill",
-                "mlops.version.mlflow", "mlops.invocation_id", "mlops.freeze_sha256"):
+                "mlops.version.mlflow", "mlops.invocation_id", "mlops.freeze_sha256",
+                "mlops.stage_key", "mlops.key.freeze", "mlops.key.code",
+                "mlops.key.parameters", "mlops.key.inputs"):
         assert tags.get(key), key
     assert tags["mlops.invocation_id"] == runs["make"].data.tags["mlops.invocation_id"]
     assert use.data.metrics["length"] == 15.0  # declared metrics file

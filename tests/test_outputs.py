@@ -1,4 +1,5 @@
-"""Outputs are replaced only on success, and a killed run is recovered exactly."""
+"""Outputs are replaced only on success, and a killed run is recovered exactly; --param
+overrides are read as YAML."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import pytest
 
 from mlops_tasks.errors import MlopsError
-from mlops_tasks.runner import OutputSet, parse_overrides
+from mlops_tasks.execute import parse_overrides
+from mlops_tasks.outputs import OutputSet
 from mlops_tasks.spec import Stage
 
 STAGE = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",

@@ -1,0 +1,196 @@
+"""The `log:S` step: record one executed stage in MLflow (params, metrics, tags, artifacts,
+through the `tracking` adapter) and keep a local copy under .mlops/runs/<stage>/<run_id>/,
+which `doit audit` and the reports read."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import console, layout, record, tracking
+from .config import Config
+from .drift import Drift, freeze_drift
+from .errors import MlopsError, RecordError, StageError
+from .files import write_json
+from .redact import redact, redact_data, redacted_copy
+from .render import notebook_html
+from .spec import Stage
+
+Artifacts = list[tuple[Path, str | None]]
+
+
+def read_metrics(root: Path, stage: Stage) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for rel in stage.metrics:
+        try:
+            data = json.loads((root / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise StageError("log", stage.name, f"metrics file {rel} is not readable JSON: "
+                             f"{err}") from None
+        if not isinstance(data, dict):
+            raise StageError("log", stage.name, f"metrics file {rel} must hold a JSON object "
+                             "of {name: number}")
+        for key, value in data.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[str(key)] = float(value)
+            else:
+                console.say(f"skipping non-numeric metric {key!r} in {rel}", "log", stage.name)
+    return found
+
+
+def previous_freeze(root: Path, stage: Stage) -> str | None:
+    """The freeze of the stage's last logged run, from its local copy."""
+    try:
+        last = record.read(record.LogRecord, root / layout.log_record(stage), root)
+        if last is None:
+            return None
+        return (root / last.local_copy / layout.FREEZE).read_text(encoding="utf-8")
+    except (OSError, MlopsError):
+        return None
+
+
+def env_drift(root: Path, stage: Stage, freeze_text: str) -> Drift | None:
+    """What changed in the env since the last logged run (None: no earlier run)."""
+    previous = previous_freeze(root, stage)
+    drift = freeze_drift(previous, freeze_text) if previous is not None else None
+    if drift:
+        console.say(f"env drift since the last run ({drift.summary()}):", "log", stage.name)
+        for line in drift.lines():
+            console.say(f"    {line}")
+    return drift
+
+
+def split_outputs(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb: float
+                  ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Outputs small enough to upload, and those recorded by size and hash only."""
+    limit = limit_mb * 1024 * 1024
+    uploaded, by_reference = [], {}
+    for rel in (*stage.outputs, *stage.metrics):
+        path = root / rel
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        if size <= limit:
+            uploaded.append(rel)
+        else:
+            by_reference[rel] = {"size": size, "sha256": done.outputs.get(rel)}
+    return uploaded, by_reference
+
+
+def audit_json(done: record.ExecuteRecord, drift: Drift | None,
+               by_reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """audit.json: the execution record (diff as its own file), drift, outputs left out."""
+    data = record.to_json(done)
+    data.pop("git_diff")
+    data["git"]["diff_file"] = "git.diff" if done.git_diff else None
+    data["env_drift"] = None if drift is None else asdict(drift_record(drift))
+    data["outputs_not_uploaded"] = by_reference
+    return redact_data(data)
+
+
+def drift_record(drift: Drift) -> record.EnvDrift:
+    return record.EnvDrift(dict(drift.added), dict(drift.removed),
+                           {k: list(v) for k, v in drift.changed.items()})
+
+
+def notebook_page(stage: Stage, done: record.ExecuteRecord, notebook: Path, target: Path
+                  ) -> Path:
+    """The executed notebook rendered as a self-contained HTML page."""
+    git = f"{done.git.sha} ({done.git.branch})" + (" dirty" if done.git.dirty else "")
+    target.write_text(notebook_html(
+        json.loads(notebook.read_text(encoding="utf-8")), f"{stage.name}: {stage.notebook}",
+        {"run": done.run_id, "git": git, "python": done.python.version, "start": done.start,
+         "duration": f"{done.duration_s} s"}), encoding="utf-8")
+    return target
+
+
+def local_copy(root: Path, stage: Stage, done: record.ExecuteRecord, local: Path,
+               freeze_text: str, drift: Drift | None) -> Artifacts:
+    """Write the run's files under .mlops/runs/; return them as (file, artifact folder)."""
+    executed = root / layout.executed_notebook(stage)
+    notebook = redacted_copy(executed, local / executed.name)
+    freeze = local / layout.FREEZE
+    freeze.write_text(freeze_text, encoding="utf-8")
+    artifacts: Artifacts = [
+        (notebook, "notebook"),
+        (notebook_page(stage, done, notebook, local / f"{stage.name}.html"), "notebook"),
+        (freeze, "env"),
+        (redacted_copy(root / stage.spec_path, local / Path(stage.spec_path).name), "spec"),
+    ]
+    pins = root / layout.pins_file(stage)
+    if pins.is_file():
+        artifacts.append((redacted_copy(pins, local / pins.name), "spec"))
+    if drift:
+        drift_file = local / "env-drift.txt"
+        drift_file.write_text("\n".join(drift.lines()) + "\n", encoding="utf-8")
+        artifacts.append((drift_file, "env"))
+    if done.git_diff:
+        diff = local / "git.diff"
+        diff.write_text(done.git_diff, encoding="utf-8")
+        artifacts.append((diff, None))
+    return artifacts
+
+
+def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
+    tags = {
+        "mlops.notebook_code_sha256": done.key.code,
+        "mlops.spec_sha256": done.spec_sha256,
+        "mlops.python_version": done.python.version,
+        "mlops.python_path": done.python.base_interpreter,
+        "mlops.venv": stage.env_dir,
+        "mlops.freeze_sha256": done.key.freeze,
+        "mlops.host": done.host.get("host", ""),
+        "mlops.user": done.host.get("user", ""),
+        "mlops.env_drift": "unknown" if drift is None else str(bool(drift)).lower(),
+        **{f"mlops.version.{k}": v for k, v in done.tools.items()},
+    }
+    if drift:
+        tags["mlops.env_drift_summary"] = drift.summary()
+    return tags
+
+
+def read_execution(root: Path, stage: Stage) -> record.ExecuteRecord:
+    try:
+        done = record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
+    except RecordError as err:
+        raise StageError("log", stage.name, f"{err}; run `doit run execute:{stage.name}`"
+                         ) from None
+    if done is None:
+        raise StageError("log", stage.name, f"no execution to record; run `doit run "
+                         f"execute:{stage.name}` first")
+    return done
+
+
+def log_stage(config: Config, stage: Stage) -> record.LogRecord:
+    """Record the executed run: MLflow params, metrics, tags, artifacts; a local copy."""
+    root, uri, t0 = config.root, config.resolved_tracking_uri(), time.perf_counter()
+    done = read_execution(root, stage)
+    local = root / layout.run_copy(stage, done.run_id)
+    local.mkdir(parents=True, exist_ok=True)
+    freeze_text = redact((root / layout.freeze_file(stage)).read_text("utf-8"))
+    drift = env_drift(root, stage, freeze_text)
+    uploaded, by_reference = split_outputs(root, stage, done, config.artifact_max_mb)
+    artifacts = local_copy(root, stage, done, local, freeze_text, drift)
+    write_json(local / "audit.json", audit_json(done, drift, by_reference))
+    artifacts.append((local / "audit.json", None))
+    artifacts += [(root / rel, Path("outputs", rel).parent.as_posix()) for rel in uploaded]
+    params = {**done.stage_parameters, "stage_name": stage.name}
+    tracking.log_run(uri, done.run_id, params=redact_data(params),
+                     metrics=read_metrics(root, stage),
+                     tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts)
+    logged = record.LogRecord(
+        stage=stage.name, run_id=done.run_id, logged=record.timestamp(),
+        tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),
+        log_seconds=round(time.perf_counter() - t0, 3),
+        env_drift=None if drift is None else drift_record(drift),
+        outputs_not_uploaded=by_reference)
+    record.write(root / layout.log_record(stage), logged)
+    console.say(f"run {done.run_id} logged in {time.perf_counter() - t0:.1f} s", "log",
+                stage.name)
+    if uri.startswith(("http://", "https://")):
+        console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"
+                    f"{done.experiment_id}/runs/{done.run_id}", "log", stage.name)
+    return logged

@@ -1,0 +1,169 @@
+"""The papermill/Jupyter adapter: run one notebook on a stage's kernel and turn papermill's
+and nbclient's failures into StageFailed with the stage, the cell and the cause (the only
+papermill import)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import papermill
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
+
+from . import console, interrupt
+from .errors import StageFailed
+from .notebooks import source_cell_number
+from .redact import redact
+
+_logging_ready = False
+_logging_lock = threading.Lock()
+
+
+def _setup_logging() -> None:
+    """Papermill logs cell output through `logging`; show it in doit's output."""
+    global _logging_ready
+    with _logging_lock:
+        if not _logging_ready:
+            _add_handler()
+            _logging_ready = True
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        console.write(self.format(record) + "\n")
+
+
+def _add_handler() -> None:
+    handler = _ConsoleHandler()
+    handler.setFormatter(logging.Formatter("    %(message)s"))
+    # The execute step warns about undeclared spec parameters itself; papermill's own warning
+    # would also fire for the context it injects (stage_name, mlflow_run_id, ...).
+    handler.addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
+    log = logging.getLogger("papermill")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class StageKernelManager(AsyncKernelManager):
+    """A kernel manager that adds per-stage variables to the kernel's environment."""
+
+    extra_env: dict[str, str] = {}
+    drop_env: tuple[str, ...] = ()
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+        env = dict(kw.pop("env", None) or os.environ)
+        for name in self.drop_env:
+            env.pop(name, None)
+        env.update(self.extra_env)
+        kw["env"] = env
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        pid = getattr(self.provisioner, "pid", None)
+        if pid:  # jupyter_client starts kernels in their own session: stop them on abort
+            self.kernel_pid = pid
+            interrupt.track(pid, group=os.name != "nt")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        pid = getattr(self, "kernel_pid", None)
+        if pid:
+            interrupt.untrack(pid)
+        await super()._async_cleanup_resources(restart=restart)
+
+
+def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:
+    text = "\n".join(err.traceback or [])
+    # tracebacks carry ANSI colours for the notebook UI; strip them for logs
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _failed_cell(output: Path, cell_index: int | None) -> int | None:
+    """The failing cell's number in the source notebook, from the notebook papermill saved."""
+    if cell_index is None:
+        return None
+    try:
+        cells = json.loads(output.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return None
+    return source_cell_number(cells, cell_index)
+
+
+def run_notebook(
+    *,
+    stage: str,
+    notebook: Path,
+    output: Path,
+    failed: Path,
+    kernel_name: str,
+    kernel_dir: Path,
+    parameters: Mapping[str, Any],
+    cwd: Path,
+    env: Mapping[str, str],
+    drop_env: tuple[str, ...],
+    timeout: float | None,
+) -> None:
+    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
+    _setup_logging()
+    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
+    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
+    km.extra_env = dict(env)
+    # Let the stage kernel write bytecode into its own venv: later starts import fast.
+    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
+                   *drop_env)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            language="python",
+            progress_bar=False,
+            log_output=True,
+            cwd=str(cwd),
+            execution_timeout=timeout,
+            km=km,
+        )
+    except (PapermillExecutionError, DeadKernelError, CellTimeoutError, NoSuchKernel,
+            FileNotFoundError, RuntimeError) as err:
+        failure = stage_failure(err, stage, output, failed, kernel_name, timeout)
+        if failure is err:
+            raise
+        raise failure from None
+
+
+def stage_failure(err: Exception, stage: str, output: Path, failed: Path, kernel_name: str,
+                  timeout: float | None) -> Exception:
+    """papermill's and nbclient's failures as StageFailed naming the stage, cell and cause."""
+    if isinstance(err, PapermillExecutionError):
+        cell = _failed_cell(output, err.cell_index)
+        return StageFailed(stage, redact(
+            f"{'code cell ' + str(cell) if cell else 'a cell'} failed with "
+            f"{err.ename}: {err.evalue}\n{_traceback_tail(err)}\n"
+            f"The executed notebook with the error: {failed}"),
+            cell=cell, notebook=str(failed))
+    if isinstance(err, DeadKernelError):
+        return StageFailed(stage, f"the kernel died ({err}); the notebook so far: {failed}",
+                           notebook=str(failed))
+    if isinstance(err, CellTimeoutError):
+        return StageFailed(stage, f"a cell ran over the spec's timeout of {timeout} s "
+                           f"({str(err).splitlines()[0]}); the notebook so far: {failed}",
+                           notebook=str(failed))
+    # A kernelspec whose interpreter is gone surfaces as one of these at start (a plain
+    # RuntimeError: "Kernel died before replying"); papermill's own errors subclass it.
+    if isinstance(err, RuntimeError) and type(err) is not RuntimeError:
+        return err
+    return StageFailed(stage, redact(
+        f"could not start kernel '{kernel_name}': {err}. If the stage's venv is broken, "
+        f"remove it (`doit clean venv:{stage}`) and run again"))

@@ -1,0 +1,107 @@
+"""The package's shape: small functions, a leaf redaction module, command names from doit
+itself, and the plugin commands pyproject.toml registers."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "mlops_tasks"
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these: " + ", ".join(long)
+
+
+def package_imports(module: str) -> set[str]:
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or 0) > 0:
+            found.add(node.module or ".")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                node.module or ""]
+            found |= {n for n in names if n.startswith("mlops_tasks")}
+    return found
+
+
+def test_leaf_modules_import_nothing_of_the_package():
+    for leaf in ("redact", "errors", "files"):
+        assert package_imports(leaf) == set(), f"{leaf}.py must stay a leaf"
+
+
+def test_only_one_module_imports_each_heavy_library():
+    importers: dict[str, set[str]] = {"mlflow": set(), "papermill": set(), "subprocess": set()}
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in importers:
+                    importers[top].add(path.stem)
+    assert importers == {"mlflow": {"tracking"}, "papermill": {"papermill_adapter"},
+                         "subprocess": {"command"}}
+
+
+def test_no_module_prints_directly():
+    """User-facing output goes through console.py (one prefix rule, any console encoding)."""
+    offenders = []
+    for path in PACKAGE.glob("*.py"):
+        if path.stem == "console":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and func.id == "print":
+                    offenders.append(f"{path.name}:{node.lineno}")
+                if (isinstance(func, ast.Attribute) and func.attr == "write"
+                        and isinstance(func.value, ast.Attribute)
+                        and func.value.attr in ("stdout", "stderr")):
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders
+
+
+def test_reserved_stage_names_come_from_doit():
+    from doit.doit_cmd import DoitMain
+
+    from mlops_tasks.doit_names import GUARDED_COMMANDS, OWN_COMMANDS, RESERVED_NAMES
+
+    doit_commands = {cmd.get_name() for cmd in DoitMain.DOIT_CMDS}
+    assert doit_commands <= RESERVED_NAMES
+    assert doit_commands >= GUARDED_COMMANDS
+    assert {"venv", "kernel", "execute", "log"} <= RESERVED_NAMES
+    points = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["entry-points"]["doit.COMMAND"]
+    assert set(points) == OWN_COMMANDS | GUARDED_COMMANDS
+
+
+def test_guarded_commands_keep_doits_options():
+    """doit passes options to `_execute` by its signature: the wrapper must keep it."""
+    import inspect
+
+    from doit.cmd_run import Run as DoitRun
+
+    from mlops_tasks.cmd_doit import Run
+
+    assert Run.get_name() == "run"
+    assert (inspect.signature(Run._execute).parameters.keys()
+            == inspect.signature(DoitRun._execute).parameters.keys())

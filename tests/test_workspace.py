@@ -1,0 +1,86 @@
+"""Loading the dodo is free of side effects; the commands that run tasks take the workspace
+mutex, read-only ones never wait for it; output survives any console encoding."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from .conftest import PYTHON, clean_env, doit, write_notebook, write_spec
+
+
+def tiny_project(root: Path) -> Path:
+    (root / "env_specs").mkdir(parents=True)
+    write_spec(root, "s", """
+        name: s
+        notebook: nb/s.ipynb
+        outputs: [out/s.txt]
+    """)
+    write_notebook(root / "nb" / "s.ipynb", [(None, "x = 1")])
+    (root / "pyproject.toml").write_text('[tool.mlops_tasks]\nexperiment = "t"\n')
+    (root / "dodo.py").write_text(
+        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    return root
+
+
+def tree(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")
+            if "__pycache__" not in p.parts}
+
+
+def test_importing_the_dodo_and_listing_create_nothing(tmp_path):
+    import subprocess
+
+    root = tiny_project(tmp_path / "p")
+    before = tree(root)
+    subprocess.run([PYTHON, "-c", "import dodo"], cwd=root, env=clean_env(), check=True)
+    doit(root, "list")
+    doit(root, "-f", "dodo.py", "list", "--all")
+    doit(root, "list", "greeting=1")  # a doit variable does not make it a run
+    assert tree(root) == before
+
+
+def test_list_returns_at_once_while_another_doit_holds_the_workspace(tmp_path):
+    root = tiny_project(tmp_path / "p")
+    (root / ".mlops").mkdir()
+    with FileLock(str(root / ".mlops" / "workspace.lock"), timeout=0):
+        start = time.monotonic()
+        listed = doit(root, "-f", "dodo.py", "list")
+        assert "execute" in listed.stdout
+        busy = doit(root, "run", "s", check=False, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
+        forget = doit(root, "forget", check=False, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
+        elapsed = time.monotonic() - start
+    assert busy.returncode == 3 and "the workspace is busy" in busy.stderr
+    assert forget.returncode == 3 and "the workspace is busy" in forget.stderr
+    assert elapsed < 30  # nothing waited for the holder
+
+
+def test_console_escapes_what_the_stream_cannot_encode(monkeypatch):
+    from mlops_tasks import console
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="cp1252", errors="strict")
+    console.write("python 3.10.13 → 3.11.7\n", stream)
+    assert raw.getvalue().decode("cp1252") == "python 3.10.13 \\u2192 3.11.7\n"
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    console.say("params: a → b", "info", "train")  # must not raise
+
+
+def test_the_dep_db_is_made_on_first_write_only(tmp_path):
+    from doit.dependency import JSONCodec
+
+    from mlops_tasks.statedb import DurableSqliteDB
+
+    name = str(tmp_path / "state" / "doit.db")
+    db = DurableSqliteDB(name, JSONCodec())
+    assert not db.in_("execute:s") and db.get("execute:s", "deps:") is None
+    db.remove("execute:s")
+    db.dump()
+    assert not (tmp_path / "state").exists()
+    db = DurableSqliteDB(name, JSONCodec())
+    db.set("execute:s", "deps:", ["x"])  # committed at once
+    assert DurableSqliteDB(name, JSONCodec()).get("execute:s", "deps:") == ["x"]
+    db.dump()
