@@ -32,7 +32,9 @@ def pins_header(spec_path: str, python_version: str, universal: bool) -> str:
             "# Delete this file to go back to resolving the spec's packages.\n")
 
 
-class Lock(ProjectCommand):
+class PinRequirements(ProjectCommand):
+    """`doit lock`: the command keeps the name users know; the file it writes is a pins file."""
+
     name = "lock"
     doc_purpose = "pin each stage's requirements into env_specs/<spec>.lock (uses uv)"
     doc_usage = "[STAGE ...]"
@@ -44,7 +46,7 @@ class Lock(ProjectCommand):
     )
     cmd_options = (
         {"name": "universal", "long": "universal", "type": bool, "default": False,
-         "help": "resolve for every platform (Windows and Linux agents share one lock)"},
+         "help": "resolve for every platform (Windows and Linux agents share one pins file)"},
     )
 
     def run(self, project: Project, params: Any, stages: list[Stage]) -> int:

@@ -1,5 +1,5 @@
 """Every line the package shows a user goes through here: one prefix rule (`task:stage:`),
-one lock so lines from parallel stages never interleave, and writes that no console
+one mutex so lines from parallel stages never interleave, and writes that no console
 encoding can crash (a character the stream cannot encode is escaped, not fatal)."""
 
 from __future__ import annotations

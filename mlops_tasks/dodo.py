@@ -1,6 +1,6 @@
 """The doit entry point: `from mlops_tasks.dodo import *` in a project's dodo.py.
 
-Importing it has no side effect: nothing is written and no lock is taken, so `doit list`
+Importing it has no side effect: nothing is written and no mutex is taken, so `doit list`
 and `doit info` never wait. The commands that run tasks prepare the workspace themselves
 (cmd_doit.py)."""
 

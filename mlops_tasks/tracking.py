@@ -48,7 +48,7 @@ def _client(uri: str) -> Any:
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path) -> str:
-    """Create (once, under a lock) the store and the experiment; return its id.
+    """Create (once, under a mutex) the store and the experiment; return its id.
 
     A fresh sqlite store is migrated here, before any stage logs, so stages logging in
     parallel never race on schema creation.
