@@ -24,7 +24,7 @@ def last_run(root: Path, stage: Stage) -> tuple[record.LogRecord, record.Execute
     logged = record.read(record.LogRecord, root / layout.log_record(stage), root)
     if logged is None:
         return None
-    done = record.read(record.ExecuteRecord, root / logged.local_copy / "audit.json", root)
+    done = record.read(record.ExecuteRecord, root / logged.local_copy / layout.AUDIT, root)
     return None if done is None else (logged, done)
 
 

@@ -15,7 +15,7 @@ from .spec import Stage
 def orphans(root: Path, project: Project) -> list[Path]:
     """Folders this tool built (they hold its marker) that no current spec names."""
     known_envs = {(root / s.env_dir).resolve() for s in project.stages}
-    parents = {(root / s.env_dir).parent for s in project.stages} | {root / ".venvs"}
+    parents = {(root / s.env_dir).parent for s in project.stages} | {root / layout.VENVS}
     found: list[Path] = []
     for parent in sorted(parents):
         if not parent.is_dir():

@@ -13,6 +13,7 @@ from typing import Any
 from doit.exceptions import InvalidDodoFile
 
 from .errors import MlopsError
+from .layout import dep_db
 from .project import load_project, print_warnings
 from .tasks import all_tasks
 
@@ -20,7 +21,7 @@ __all__ = ["DOIT_CONFIG", "task_mlops"]
 
 # Defaults for projects whose pyproject.toml has no [tool.doit] table.
 DOIT_CONFIG = {
-    "dep_file": ".mlops/doit.db",
+    "dep_file": dep_db(),
     "backend": "sqlite3-durable",
     "verbosity": 2,
     "par_type": "thread",

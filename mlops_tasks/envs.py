@@ -203,7 +203,7 @@ def check_pins_cover(stage: Stage, pins_text: str, pins_file: str) -> None:
 
 def _requirements_file(stage: Stage, plan: EnvPlan, root: Path, env_dir: Path) -> Path:
     """What the installer reads: the pins file as it is, or the plan's requirements."""
-    requirements = env_dir.parent / f".{env_dir.name}.requirements.txt"
+    requirements = root / layout.requirements_file(stage.env_dir)
     if plan.pins_file:
         check_pins_cover(stage, (root / plan.pins_file).read_text(encoding="utf-8"),
                          plan.pins_file)

@@ -12,6 +12,13 @@ from .spec import Stage
 STATE = ".mlops"
 MARKER = ".mlops-env.json"
 FREEZE = "pip-freeze.txt"
+AUDIT = "audit.json"  # in a run's local copy and among its artifacts
+VENVS = ".venvs"  # where stage venvs go unless a spec says otherwise
+
+
+def dep_db() -> str:
+    """doit's dependency DB."""
+    return f"{STATE}/doit.db"
 
 
 def venv_python(env_dir: str, windows: bool | None = None) -> str:
@@ -24,6 +31,12 @@ def venv_python(env_dir: str, windows: bool | None = None) -> str:
 def pins_file(stage: Stage) -> str:
     """Pinned requirements for a stage: its spec file with the .lock suffix."""
     return os.path.splitext(stage.spec_path)[0] + ".lock"
+
+
+def requirements_file(env_dir: str) -> str:
+    """What the installer reads while a venv is built (beside it, removed after)."""
+    parent, _, name = env_dir.rpartition("/")
+    return f"{parent + '/' if parent else ''}.{name}.requirements.txt"
 
 
 def pins_input(stage: Stage) -> str:

@@ -174,8 +174,8 @@ def log_stage(config: Config, stage: Stage) -> record.LogRecord:
     drift = env_drift(root, stage, freeze_text)
     uploaded, by_reference = split_outputs(root, stage, done, config.artifact_max_mb)
     artifacts = local_copy(root, stage, done, local, freeze_text, drift)
-    write_json(local / "audit.json", audit_json(done, drift, by_reference))
-    artifacts.append((local / "audit.json", None))
+    write_json(local / layout.AUDIT, audit_json(done, drift, by_reference))
+    artifacts.append((local / layout.AUDIT, None))
     artifacts += [(root / rel, Path("outputs", rel).parent.as_posix()) for rel in uploaded]
     params = {**done.stage_parameters, "stage_name": stage.name}
     tracking.log_run(uri, done.run_id, params=redact_data(params),
