@@ -16,6 +16,7 @@ from typing import Any
 import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
@@ -141,6 +142,26 @@ def run_notebook(
         if failure is err:
             raise
         raise failure from None
+    finally:
+        stop_kernel(km)
+
+
+def stop_kernel(km: StageKernelManager) -> None:
+    """papermill leaves running a kernel whose manager it was given: stop it as the stage ends
+    (one kernel per running stage), with a shutdown request, so the notebook's atexit
+    handlers run; a kernel that does not answer is killed after the manager's wait."""
+
+    async def stop() -> None:
+        if await km.is_alive():
+            await km.shutdown_kernel(now=False)
+        else:
+            await km.cleanup_resources()
+
+    try:
+        run_sync(stop)()
+    except RuntimeError as err:  # "No kernel is running!": it stopped on its own
+        if "No kernel" not in str(err):
+            raise
 
 
 def stage_failure(err: Exception, stage: str, output: Path, failed: Path, kernel_name: str,

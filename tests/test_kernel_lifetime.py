@@ -1,0 +1,88 @@
+"""A stage's kernel stops when its stage ends: one kernel per running stage, the notebook's
+atexit handlers run, and nothing is left when doit returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not Path("/proc").is_dir(), reason="samples /proc")]
+
+CELL = ("import atexit, time\nfrom pathlib import Path\n"
+        "atexit.register(lambda: Path('out/atexit-{name}.txt').write_text('ran'))\n"
+        "time.sleep(0.5)\nPath('out/{name}.txt').write_text('x')")
+
+
+def project(root: Path, wheelhouse: Path) -> Path:
+    """Two chains of two stages: s0 -> s1 and s2 -> s3, one shared venv build each."""
+    (root / "env_specs").mkdir(parents=True)
+    (root / "nb").mkdir()
+    (root / "out").mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[tool.mlops_tasks]\nexperiment = "k"\nindex_policy = "offline"\n'
+        f"wheels_cache = {json.dumps(str(wheelhouse))}\n")
+    (root / "dodo.py").write_text(
+        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    for i in range(4):
+        name = f"s{i}"
+        nb = {"cells": [{"cell_type": "code", "id": "c", "execution_count": None,
+                         "outputs": [], "metadata": {}, "source": CELL.format(name=name)}],
+              "nbformat": 4, "nbformat_minor": 5,
+              "metadata": {"kernelspec": {"name": "python3", "display_name": "P",
+                                          "language": "python"}}}
+        (root / "nb" / f"{name}.ipynb").write_text(json.dumps(nb))
+        spec = f"name: {name}\nnotebook: nb/{name}.ipynb\noutputs: [out/{name}.txt]\n"
+        if i % 2:
+            spec += f"inputs: [out/s{i - 1}.txt]\n"
+        (root / "env_specs" / f"{name}.yaml").write_text(spec)
+    return root
+
+
+def kernels(root: Path) -> int:
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "ipykernel_launcher" in cmd and str(root) in cmd:
+            count += 1
+    return count
+
+
+def run_sampled(root: Path, *args: str) -> tuple[int, str]:
+    """Run doit, sampling the project's kernels; the peak count and the output."""
+    from .conftest import clean_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=root, env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, kernels(root))
+        time.sleep(0.02)
+    output = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 0, output[-3000:]
+    return peak, output
+
+
+def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
+    root = project(tmp_path / "p", wheelhouse)
+    peak, output = run_sampled(root)
+    assert peak == 1
+    assert kernels(root) == 0
+    assert sorted(p.name for p in (root / "out").glob("atexit-*")) == [
+        f"atexit-s{i}.txt" for i in range(4)]
+    assert "Parent appears to have exited" not in output
+    for path in (root / "out").glob("*.txt"):
+        path.unlink()
+    peak, output = run_sampled(root, "-n", "2")
+    assert 1 <= peak <= 2
+    assert kernels(root) == 0
+    assert "Parent appears to have exited" not in output
