@@ -10,7 +10,7 @@ from . import console
 from .config import Config, load_config
 from .errors import SpecError
 from .graph import Graph, build_graph
-from .spec import Stage, Warning_, parse_stage
+from .spec import Stage, Warning_, decode_spec, parse_stage
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def load_project(root: Path) -> Project:
     seen: dict[str, Stage] = {}
     for path in spec_files(root, config.specs_dir):
         rel = path.relative_to(root).as_posix()
-        text = path.read_text(encoding="utf-8")
+        text = decode_spec(path.read_bytes(), rel)
         stage = parse_stage(text, rel, exists=lambda p: (root / p).is_file())
         if stage.name in seen:
             raise SpecError(rel, f"stage name '{stage.name}' is already used by "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import keyword
 import posixpath
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 
 from .doit_names import RESERVED_NAMES
 from .errors import SpecError
@@ -90,6 +92,27 @@ def requirement_name(req: str) -> str | None:
     return match.group(1) if match else None
 
 
+def requirement_problem(req: str) -> str:
+    """Why req is not a valid PEP 508 requirement ('' when it is)."""
+    if requirement_name(req) is None:
+        return "it does not start with a package name"
+    if req.startswith(("-", "git+", "http:", "https:", "file:")):
+        return ""  # pip options and URLs are passed to the installer as they are
+    try:
+        Requirement(req)
+    except InvalidRequirement as err:
+        return str(err).splitlines()[0]
+    return ""
+
+
+def requirement_fix(req: str) -> str:
+    name = requirement_name(req) or "pandas"
+    rest = req[len(name):].strip()
+    if rest.startswith("=") and not rest.startswith("=="):
+        return f"use '==' for an exact version: {name}=={rest.lstrip('=').strip()}"
+    return "write it as pip would take it, such as pandas>=2.0 or pandas==2.2.3"
+
+
 def is_stdlib_only(req: str) -> bool:
     """A bare name that is a standard-library module (the seed lists `warnings`)."""
     name = requirement_name(req)
@@ -114,6 +137,45 @@ def _project_path(value: str) -> str | None:
     return norm
 
 
+# A spec's values, with aliases expanded, may hold this many YAML nodes: a "billion laughs"
+# file (aliases of aliases) is refused before anything expands it.
+MAX_NODES = 100_000
+BOMS = (("utf-8-sig", b"\xef\xbb\xbf"), ("utf-16", b"\xff\xfe"), ("utf-16", b"\xfe\xff"))
+
+
+def decode_spec(raw: bytes, path: str) -> str:
+    """A spec's text: UTF-8 with or without a BOM, or UTF-16 with its BOM (what Windows
+    editors and PowerShell's `>` write). Anything else is refused with the byte offset."""
+    for encoding, bom in BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                raise SpecError(path, f"byte {err.start}: not valid {encoding.upper()} after "
+                                "its byte-order mark; save the file as UTF-8") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError(path, f"byte {err.start} ({raw[err.start:err.start + 1]!r}) is not "
+                        "UTF-8 (a file saved as cp1252 or Latin-1?); save it as UTF-8",
+                        line=line) from None
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many nodes the value holds once aliases are expanded, counting up to limit."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        current = stack.pop()
+        count += 1
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.extend((key, value))
+    return count
+
+
 def _compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
     """Load a YAML mapping with a safe loader, keeping each key's line and scalar text."""
     loader = _Loader(text)
@@ -136,6 +198,10 @@ def _compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict
             if key in data:
                 raise SpecError(path, f"'{key}' is given twice (first on line {lines[key]}); "
                                 "keep one", line=line, key=key)
+            if _expanded_size(value_node, MAX_NODES) > MAX_NODES:
+                raise SpecError(path, f"'{key}' expands to more than {MAX_NODES:,} values "
+                                "(aliases of aliases?); write the values out or shorten them",
+                                line=line, key=key)
             data[key] = loader.construct_object(value_node, deep=True)
             lines[key] = line
             raw[key] = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
@@ -275,15 +341,28 @@ def _packages(spec: _Raw) -> tuple[list[str], list[Warning_]]:
                                      "standard-library module, not a package; dropped from "
                                      "'packages'"))
             continue
-        if requirement_name(req) is None:
+        problem = requirement_problem(req)
+        if problem:
             raise spec.fail("packages", f"'packages' entry {item!r} is not a pip requirement "
-                            "(such as pandas>=2.0)")
+                            f"({problem}); {requirement_fix(req)}")
         packages.append(req)
     return packages, warnings
 
 
+def _plain(value: Any) -> Any:
+    """YAML dates and times (`cutoff: 2024-01-01`) reach the notebook as ISO 8601 strings;
+    everything else as YAML read it."""
+    if isinstance(value, datetime.date):  # datetime.datetime included
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _parameters(spec: _Raw) -> dict[str, Any]:
-    params = spec.data.get("parameters") or {}
+    params = _plain(spec.data.get("parameters") or {})
     if not isinstance(params, dict):
         raise spec.fail("parameters", f"'parameters' must be a mapping of name: value; got "
                         f"{params!r}")
