@@ -67,9 +67,8 @@ def remove_env(config: Config, stage: Stage) -> None:
     """doit clean for venvs: only a folder that is a venv (never .venv running doit)."""
     from .envs import discard
 
-    path = config.root / stage.env_dir
-    if path.exists():
-        discard(stage, path)
+    if (config.root / stage.env_dir).exists():
+        discard(stage, config.root)
         console.say(f"removed {stage.env_dir}")
 
 

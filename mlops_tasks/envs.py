@@ -154,34 +154,90 @@ def _installer_env() -> dict[str, str]:
     return env
 
 
-VENV_ENTRIES = frozenset({"bin", "Scripts", "lib", "Lib", "lib64", "include", "Include",
-                          "share", "pyvenv.cfg", ".gitignore", ".lock", layout.MARKER})
-
-
-def is_venv(folder: Path) -> bool:
-    """Made by a venv build (possibly a killed one), not a folder of the user's."""
-    if (folder / layout.MARKER).exists() or (folder / "pyvenv.cfg").exists():
+def owned(stage: Stage, root: Path) -> bool:
+    """The stage's env_dir was made by this tool: it holds our marker (even a stale one), or
+    the state folder records that a build of ours started there (a build killed before its
+    marker). A folder of the user's, venv or not, is never ours."""
+    env_dir = root / stage.env_dir
+    if (env_dir / layout.MARKER).exists():
         return True
-    return {child.name for child in folder.iterdir()} <= VENV_ENTRIES
-
-
-def discard(stage: Stage, env_dir: Path) -> None:
-    """Remove a stage venv before a rebuild; refuse anything that is not a venv, or is the
-    environment running doit (env_dir: .venv, data, ... would otherwise be wiped)."""
-    if not env_dir.exists():
-        return
-    if not is_venv(env_dir) or env_dir.resolve() == Path(sys.prefix).resolve():
-        raise EnvBuildError(
-            stage.name, f"env_dir {stage.env_dir!r} exists and is not a stage venv "
-            f"(or is the environment running doit); it is left untouched. Point 'env_dir' in "
-            f"{stage.spec_path} at a folder of its own, such as .venvs/{stage.name}")
-    (env_dir / layout.MARKER).unlink(missing_ok=True)  # invalid from here on, whatever happens
     try:
-        shutil.rmtree(env_dir)
+        claim = json.loads((root / layout.env_claim(stage)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(claim, dict) and claim.get("env_dir") == stage.env_dir
+
+
+def _refuse_foreign(stage: Stage, root: Path) -> None:
+    env_dir = root / stage.env_dir
+    if env_dir.resolve() == Path(sys.prefix).resolve():
+        raise EnvBuildError(
+            stage.name, f"env_dir {stage.env_dir!r} is the environment running doit; it is "
+            f"left untouched. Point 'env_dir' in {stage.spec_path} at a folder of its own, "
+            f"such as .venvs/{stage.name}")
+    if not owned(stage, root):
+        what = "a virtualenv" if (env_dir / "pyvenv.cfg").exists() else "a folder"
+        raise EnvBuildError(
+            stage.name, f"env_dir {stage.env_dir!r} is {what} this tool did not build (it has "
+            f"no {layout.MARKER}); it is left untouched. Point 'env_dir' in {stage.spec_path} "
+            f"at a folder of its own, such as .venvs/{stage.name}, or remove {stage.env_dir} "
+            "yourself if nothing in it is needed")
+
+
+def _remove(stage: Stage, folder: Path, what: str) -> None:
+    try:
+        shutil.rmtree(folder)
     except OSError as err:
         raise EnvBuildError(
-            stage.name, f"cannot remove {stage.env_dir} to rebuild it ({err}); close "
-            "the programs using it (a Jupyter kernel of this stage?) and run again") from None
+            stage.name, f"cannot remove {what} ({err}); close the programs using it (a "
+            "Jupyter kernel of this stage?) and run again") from None
+
+
+def discard(stage: Stage, root: Path) -> None:
+    """Remove a stage venv (`doit clean`); refuse anything this tool did not build."""
+    env_dir = root / stage.env_dir
+    if not env_dir.exists():
+        return
+    _refuse_foreign(stage, root)
+    (env_dir / layout.MARKER).unlink(missing_ok=True)  # invalid from here on, whatever happens
+    _remove(stage, env_dir, stage.env_dir)
+    (root / layout.env_claim(stage)).unlink(missing_ok=True)
+
+
+def recover_previous(stage: Stage, root: Path) -> None:
+    """A rebuild killed midway: the env it replaced comes back (a completed rebuild, whose
+    marker is written last, keeps the new one)."""
+    env_dir, previous = root / stage.env_dir, root / layout.previous_env(stage)
+    if not previous.exists():
+        return
+    if (env_dir / layout.MARKER).exists():
+        _remove(stage, previous, layout.previous_env(stage))
+        return
+    if env_dir.exists():
+        _remove(stage, env_dir, stage.env_dir)
+    os.replace(previous, env_dir)
+    console.say(f"put back {stage.env_dir} as it was before an interrupted rebuild", "venv",
+                stage.name)
+
+
+def set_aside(stage: Stage, root: Path) -> Path | None:
+    """Move the current env aside while its replacement is built; None when there is none."""
+    env_dir, previous = root / stage.env_dir, root / layout.previous_env(stage)
+    if not env_dir.exists():
+        return None
+    _refuse_foreign(stage, root)
+    try:
+        os.replace(env_dir, previous)
+    except OSError as err:
+        raise EnvBuildError(
+            stage.name, f"cannot move {stage.env_dir} aside to rebuild it ({err}); close the "
+            "programs using it (a Jupyter kernel of this stage?) and run again") from None
+    return previous
+
+
+def claim(stage: Stage, root: Path) -> None:
+    """Record, before the folder exists, that a build of ours starts at env_dir."""
+    atomic_write(root / layout.env_claim(stage), json.dumps({"env_dir": stage.env_dir}) + "\n")
 
 
 def freeze_header(interpreter: Interpreter) -> str:
@@ -250,28 +306,48 @@ def _write_marker(plan: EnvPlan, env_dir: Path, venv_py: Path, freeze_text: str)
 
 
 def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
-    """(Re)build the stage's venv; write pip-freeze.txt, then the marker, last. Returns why."""
+    """(Re)build the stage's venv; write pip-freeze.txt, then the marker, last. The env it
+    replaces stays aside until the new one is complete, and comes back if the build fails.
+    Returns why it was built ('' when it was reused)."""
     env_dir = root / stage.env_dir
-    freeze = root / layout.freeze_file(stage)
-    why = env_problem(env_dir, plan, freeze)
+    recover_previous(stage, root)
+    why = env_problem(env_dir, plan, root / layout.freeze_file(stage))
     if why is None:
         return ""
     console.say(f"building {stage.env_dir} with Python {plan.interpreter.version}: {why}",
                 "venv", stage.name)
+    previous = set_aside(stage, root)
+    try:
+        _build(stage, plan, root, config)
+    except BaseException:
+        if env_dir.exists():
+            shutil.rmtree(env_dir, ignore_errors=True)
+        if previous is not None:
+            os.replace(previous, env_dir)
+            console.say(f"the build failed: {stage.env_dir} is kept as it was", "venv",
+                        stage.name)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    return why
+
+
+def _build(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> None:
+    env_dir = root / stage.env_dir
+    claim(stage, root)
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
     requirements = None
     try:
-        discard(stage, env_dir)
-        env_dir.parent.mkdir(parents=True, exist_ok=True)
         requirements = _requirements_file(stage, plan, root, env_dir)
         venv_py = root / layout.venv_python(stage.env_dir)
         text = _create_and_install(stage, plan, env_dir, venv_py, requirements, config)
     finally:
         if requirements is not None:
             requirements.unlink(missing_ok=True)
+    freeze = root / layout.freeze_file(stage)
     if not freeze.is_file() or freeze.read_text(encoding="utf-8") != text:
         atomic_write(freeze, text)
     _write_marker(plan, env_dir, venv_py, text)
-    return why
 
 
 MISSING_PATTERNS = (

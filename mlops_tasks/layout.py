@@ -33,6 +33,17 @@ def pins_file(stage: Stage) -> str:
     return os.path.splitext(stage.spec_path)[0] + ".lock"
 
 
+def previous_env(stage: Stage) -> str:
+    """Where a stage's env waits while its replacement is built (beside it: same disk)."""
+    parent, _, name = stage.env_dir.rpartition("/")
+    return f"{parent + '/' if parent else ''}.{name}.previous"
+
+
+def env_claim(stage: Stage) -> str:
+    """Written before a build of ours creates env_dir: the folder is ours to remove."""
+    return f"{STATE}/envs/{stage.name}.json"
+
+
 def requirements_file(env_dir: str) -> str:
     """What the installer reads while a venv is built (beside it, removed after)."""
     parent, _, name = env_dir.rpartition("/")
