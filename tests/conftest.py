@@ -1,36 +1,16 @@
-"""Shared fixtures: one wheelhouse per session, tiny real projects, a leak guard."""
+"""Shared fixtures: one wheelhouse per session, a real MLflow server, a leak guard. The
+helpers they use live in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import textwrap
-import time
-import urllib.request
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
-PYTHON = sys.executable
-# A notebook that logs to the local sqlite store needs mlflow's SQL store at the
-# orchestrator's version.
-MLFLOW_IN_KERNEL = [f"mlflow-skinny=={metadata.version('mlflow')}", "sqlalchemy", "alembic"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment a user's machine has: no pip config, no tracking server."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_", "MLFLOW_", "JUPYTER_", "VIRTUAL_ENV"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["UV_NO_CONFIG"] = "1"
-    env.update(extra)
-    return env
+from .helpers import MlflowServer, fill_for_version, fill_wheelhouse
 
 
 @pytest.fixture(autouse=True)
@@ -56,119 +36,6 @@ def wheelhouse(request: pytest.FixtureRequest) -> Path:
     return folder
 
 
-def fill_wheelhouse(folder: Path) -> None:
-    if not any(folder.glob("mlflow_skinny-*.whl")) or not any(folder.glob("idna-3.6-*")):
-        # two idna versions, so a test can change a pinned version and see drift
-        for reqs in (["ipykernel", "idna>3.6", *MLFLOW_IN_KERNEL], ["idna==3.6"]):
-            subprocess.run(
-                [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-                 "--dest", str(folder), *reqs],
-                check=True, env=clean_env(),
-            )
-
-
-NOTEBOOK_CELLS = {
-    "make": [
-        ("parameters", 'greeting = "hello"\nrepeat = 1'),
-        (None, 'from pathlib import Path\ntext = " ".join([greeting] * repeat)\n'
-               'Path("out/greeting.txt").write_text(text)\nprint(text)'),
-    ],
-    "use": [
-        ("parameters", "scale = 1"),
-        (None, 'import json\nfrom pathlib import Path\n'
-               'text = Path("out/greeting.txt").read_text()\n'
-               'Path("out/metrics.json").write_text(json.dumps({"length": len(text) * scale}))'),
-        (None, 'import mlflow\nmlflow.log_metric("logged_by_notebook", 42)'),
-    ],
-}
-
-
-def notebook_json(cells: list[tuple[str | None, str]]) -> dict:
-    out = []
-    for i, (tag, source) in enumerate(cells):
-        out.append({
-            "cell_type": "code", "id": f"c{i}", "execution_count": None, "outputs": [],
-            "metadata": {"tags": [tag]} if tag else {}, "source": source,
-        })
-    return {
-        "cells": out, "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"},
-                     "language_info": {"name": "python"}},
-    }
-
-
-def write_notebook(path: Path, cells: list[tuple[str | None, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(notebook_json(cells), indent=1), encoding="utf-8")
-
-
-def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
-    """A two-stage project (make -> use) that installs offline from the wheelhouse;
-    `with_use=False` leaves only `make`, whose venv holds just ipykernel."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
-        [tool.doit]
-        dep_file = ".mlops/doit.db"
-        backend = "sqlite3-durable"
-        verbosity = 2
-        par_type = "thread"
-
-        [tool.mlops_tasks]
-        experiment = "test-pipeline"
-        index_policy = "offline"
-        wheels_cache = {json.dumps(str(wheelhouse))}
-    """), encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
-    specs = root / "env_specs"
-    specs.mkdir(exist_ok=True)
-    (specs / "make.yaml").write_text(textwrap.dedent("""
-        name: make
-        notebook: notebooks/make.ipynb
-        env_dir: .venvs/shared-make
-        parameters:
-          greeting: hi
-          repeat: 2
-        outputs:
-          - out/greeting.txt
-    """), encoding="utf-8")
-    if with_use:
-        write_spec(root, "use", f"""
-        name: use
-        notebook: notebooks/use.ipynb
-        packages: {json.dumps(MLFLOW_IN_KERNEL)}
-        parameters:
-          scale: 3
-        inputs:
-          - out/greeting.txt
-        metrics:
-          - out/metrics.json
-        """)
-    for name, cells in NOTEBOOK_CELLS.items():
-        write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
-                    "-qm", "init"], cwd=root, check=True)
-    return root
-
-
-def doit(root: Path, *args: str, check: bool = True,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([PYTHON, "-m", "doit", *args], cwd=root, env=env or clean_env(),
-                          capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def ran(output: str) -> set[str]:
-    """Task names doit executed ('.  name'), from its own output."""
-    return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}
-
-
 @pytest.fixture(scope="session")
 def other_python(wheelhouse: Path) -> str:
     """An installed Python version other than the orchestrator's, with ipykernel wheels for it
@@ -189,71 +56,6 @@ def other_python(wheelhouse: Path) -> str:
             fill_for_version(wheelhouse, marker, version)
         return version
     pytest.skip("no second Python version installed")
-
-
-def fill_for_version(wheelhouse: Path, marker: Path, version: str) -> None:
-    if not marker.exists():
-        subprocess.run(
-            [PYTHON, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-             "--python-version", version, "--dest", str(wheelhouse), "ipykernel"],
-            check=True, env=clean_env(),
-        )
-        marker.write_text("ok")
-
-
-def write_spec(root: Path, name: str, text: str) -> None:
-    (root / "env_specs" / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-
-
-def set_config(root: Path, **values: str) -> None:
-    """Replace keys of [tool.mlops_tasks] in the project's pyproject.toml."""
-    lines = (root / "pyproject.toml").read_text(encoding="utf-8").splitlines()
-    for key, value in values.items():
-        lines = [line for line in lines if not line.startswith(f"{key} =")]
-        index = lines.index("[tool.mlops_tasks]") + 1
-        lines.insert(index, f"{key} = {json.dumps(value)}")
-    (root / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1, started and stopped by the tests."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1", "--backend-store-uri",
-             f"sqlite:///{(self.folder / 'server.db').as_posix()}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")

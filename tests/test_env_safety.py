@@ -82,7 +82,7 @@ def test_recovery_after_a_rebuild_killed_midway(tmp_path):
 
 @pytest.mark.integration
 def test_a_failed_package_addition_keeps_the_working_env(tmp_path, wheelhouse):
-    from .conftest import doit, make_project, ran, write_spec
+    from .helpers import doit, make_project, ran, write_spec
 
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     doit(root)

@@ -18,7 +18,7 @@ from mlops_tasks.envs import describe_change, env_problem, missing_requirements,
 from mlops_tasks.interpreters import Interpreter
 from mlops_tasks.spec import Stage
 
-from .conftest import PYTHON, clean_env, doit, make_project, ran, set_config, write_spec
+from .helpers import PYTHON, clean_env, doit, make_project, ran, set_config, write_spec
 
 ENV = ".venvs/shared-make"
 
@@ -202,7 +202,7 @@ def test_two_stages_on_two_python_versions(tmp_path, wheelhouse, other_python):
         notebook: notebooks/other.ipynb
         outputs: [out/version.txt]
     """)
-    from .conftest import write_notebook
+    from .helpers import write_notebook
 
     write_notebook(root / "notebooks" / "other.ipynb", [
         (None, "import platform, pathlib\npathlib.Path('out').mkdir(exist_ok=True)\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
+from .helpers import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and /proc")]

@@ -13,7 +13,7 @@ from mlops_tasks.fingerprint import (
 from mlops_tasks.notebooks import notebook_code
 from mlops_tasks.spec import Stage
 
-from .conftest import notebook_json
+from .helpers import notebook_json
 
 
 def test_requirement_normalisation():

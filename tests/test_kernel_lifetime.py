@@ -59,7 +59,7 @@ def kernels(root: Path) -> int:
 
 def run_sampled(root: Path, *args: str) -> tuple[int, str]:
     """Run doit, sampling the project's kernels; the peak count and the output."""
-    from .conftest import clean_env
+    from .helpers import clean_env
 
     proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=root, env=clean_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

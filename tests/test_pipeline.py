@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .conftest import doit, make_project, ran, write_notebook
+from .helpers import doit, make_project, ran, write_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_second_run_executes_nothing(built):
 
 def test_code_edit_reruns_stage_and_downstream_only(built):
     root, _ = built
-    from .conftest import NOTEBOOK_CELLS
+    from .helpers import NOTEBOOK_CELLS
 
     cells = list(NOTEBOOK_CELLS["make"])
     cells[1] = (None, cells[1][1].replace("text = ", "text = '!' + "))
@@ -102,7 +102,7 @@ def test_resaved_notebook_outputs_rerun_nothing(built):
 
 def test_failing_cell_fails_the_stage_and_keeps_it_stale(built):
     root, _ = built
-    from .conftest import NOTEBOOK_CELLS
+    from .helpers import NOTEBOOK_CELLS
 
     good = list(NOTEBOOK_CELLS["make"])
     write_notebook(root / "notebooks" / "make.ipynb",
@@ -128,7 +128,7 @@ def test_an_edit_saved_during_the_run_is_neither_run_nor_recorded(built):
     root, _ = built
     from mlops_tasks.notebooks import code_digest, notebook_code, read_notebook
 
-    from .conftest import NOTEBOOK_CELLS, notebook_json
+    from .helpers import NOTEBOOK_CELLS, notebook_json
 
     path = root / "notebooks" / "make.ipynb"
     later = json.dumps(notebook_json([*NOTEBOOK_CELLS["make"], (None, "print('later')")]))

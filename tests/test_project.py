@@ -10,7 +10,7 @@ from mlops_tasks.config import load_config
 from mlops_tasks.errors import ConfigError, SpecError
 from mlops_tasks.project import load_project
 
-from .conftest import doit, write_notebook
+from .helpers import doit, write_notebook
 
 
 def project(tmp_path, specs: dict[str, str], pyproject: str = ""):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
+from .helpers import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
 
 pytestmark = pytest.mark.integration
 

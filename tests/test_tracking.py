@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
+from .helpers import (
     NOTEBOOK_CELLS,
     clean_env,
     doit,

@@ -9,7 +9,7 @@ import pytest
 
 from mlops_tasks.cmd_wheels import download_argv
 
-from .conftest import clean_env, doit, make_project
+from .helpers import clean_env, doit, make_project
 
 
 def test_download_argv_for_another_platform():

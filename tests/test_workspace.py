@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .conftest import PYTHON, clean_env, doit, write_notebook, write_spec
+from .helpers import PYTHON, clean_env, doit, write_notebook, write_spec
 
 
 def tiny_project(root: Path) -> Path:
