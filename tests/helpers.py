@@ -155,8 +155,9 @@ def write_notebook(path: Path, cells: list[tuple[str | None, str]]) -> None:
 
 
 def git_commit_all(root: Path) -> None:
-    """A git repository with one commit of everything in root."""
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    """A git repository on branch `main` (whatever the machine's default branch is), with
+    one commit of everything in root."""
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
                     "-qm", "init"], cwd=root, check=True)

@@ -18,13 +18,14 @@ def test_git_info_reports_dirty_tree_and_diff(tmp_path):
     from mlops_tasks.audit import git_info
 
     assert git_info(tmp_path)["sha"] == "no-git"
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
     (tmp_path / "a.txt").write_text("one\n")
     subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
                     "-qm", "init"], cwd=tmp_path, check=True)
     clean = git_info(tmp_path)
     assert len(clean["sha"]) == 40 and clean["dirty"] is False and clean["diff"] == ""
+    assert clean["branch"] == "main"
     (tmp_path / "a.txt").write_text("two https://me:pw@example.com\n")
     dirty = git_info(tmp_path)
     assert dirty["dirty"] is True

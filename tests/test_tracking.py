@@ -69,7 +69,7 @@ def test_every_audit_field_on_a_server_run(served, mlflow_server):
     assert use.data.params["scale"] == "3" and use.data.params["stage_name"] == "use"
     tags = use.data.tags
     assert tags["mlops.git_sha"] == head and tags["mlops.git_dirty"] == "false"
-    assert tags["mlops.git_branch"] in {"master", "main"}
+    assert tags["mlops.git_branch"] == "main"
     for key in ("mlops.env_fingerprint", "mlops.notebook_code_sha256", "mlops.spec_sha256",
                 "mlops.python_path", "mlops.python_version", "mlops.venv", "mlops.host",
                 "mlops.user", "mlops.version.doit", "mlops.version.papermill",
