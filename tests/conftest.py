@@ -13,6 +13,22 @@ from filelock import FileLock
 from .helpers import MlflowServer, fill_for_version, fill_wheelhouse
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test is marked `integration` exactly when it builds real venvs (it uses the
+    wheelhouse, directly or through a fixture), so `-m "not integration"` runs every quick
+    test and nothing slow. A test marked otherwise stops the session, named."""
+    wrong = []
+    for item in items:
+        builds = "wheelhouse" in getattr(item, "fixturenames", ())
+        marked = item.get_closest_marker("integration") is not None
+        if builds and not marked:
+            wrong.append(f"{item.nodeid}: builds venvs but is not marked integration")
+        elif marked and not builds:
+            wrong.append(f"{item.nodeid}: marked integration but builds no venv; unmark it")
+    if wrong:
+        raise pytest.UsageError("\n".join(wrong))
+
+
 @pytest.fixture(autouse=True)
 def no_env_leaks():
     """Fail a test that leaves environment variables changed."""

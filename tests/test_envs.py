@@ -93,6 +93,17 @@ def test_freeze_names_the_interpreter():
     assert freeze_header(Interpreter("/py", "3.12.1", "cpython")) == "# python 3.12.1 (cpython)\n"
 
 
+def test_uv_lookup_is_safe_from_threads():
+    """`doit -n 2` builds venvs from two threads; uv's own lookup is not thread-safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_tasks.envs import find_uv
+
+    with ThreadPoolExecutor(8) as pool:
+        found = set(pool.map(lambda _: find_uv(), range(32)))
+    assert len(found) == 1 and None not in found
+
+
 # -- real venvs --------------------------------------------------------------------------
 
 
@@ -107,9 +118,7 @@ def marker(root: Path) -> dict:
     return json.loads((root / ENV / ".mlops-env.json").read_text())
 
 
-pytestmark = pytest.mark.integration
-
-
+@pytest.mark.integration
 def test_spec_edits_that_do_not_touch_the_env_rebuild_nothing(project):
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
@@ -125,6 +134,7 @@ def test_spec_edits_that_do_not_touch_the_env_rebuild_nothing(project):
     assert ran(doit(project).stdout) == {"execute:make", "log:make"}
 
 
+@pytest.mark.integration
 def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project):
     import shutil
 
@@ -136,6 +146,7 @@ def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project)
     assert (project / ENV / "pip-freeze.txt").read_bytes() == freeze
 
 
+@pytest.mark.integration
 def test_half_built_or_edited_venv_is_discarded(project):
     (project / ENV / ".mlops-env.json").unlink()
     out = doit(project).stdout
@@ -147,6 +158,7 @@ def test_half_built_or_edited_venv_is_discarded(project):
     assert "hand-edit" not in freeze.read_text()
 
 
+@pytest.mark.integration
 def test_package_change_rebuilds_with_a_reason_and_reruns_downstream(project):
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
@@ -161,6 +173,7 @@ def test_package_change_rebuilds_with_a_reason_and_reruns_downstream(project):
     assert "packages: -idna" in doit(project).stdout
 
 
+@pytest.mark.integration
 def test_lock_file_pins_the_env(project):
     out = doit(project, "lock", "make").stdout
     lock = project / "env_specs" / "make.lock"
@@ -177,6 +190,7 @@ def test_lock_file_pins_the_env(project):
     assert "lock file removed" in doit(project).stdout
 
 
+@pytest.mark.integration
 def test_clean_and_gc(project):
     write_spec(project, "make", (project / "env_specs" / "make.yaml").read_text()
                .replace(".venvs/shared-make", ".venvs/make2"))
@@ -194,6 +208,7 @@ def test_clean_and_gc(project):
                    .replace(".venvs/make2", ".venvs/shared-make"))
 
 
+@pytest.mark.integration
 def test_two_stages_on_two_python_versions(tmp_path, wheelhouse, other_python):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     write_spec(root, "other", f"""
@@ -222,6 +237,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/simple"
 
 
+@pytest.mark.integration
 def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     set_config(root, index_policy="offline-first")
@@ -250,6 +266,7 @@ def _alive(pgid: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.integration
 def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     set_config(root, installer="pip")  # pip is slow enough to be killed mid-install
@@ -274,6 +291,7 @@ def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
     assert not _alive(proc.pid)
 
 
+@pytest.mark.integration
 def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     procs = [subprocess.Popen([PYTHON, "-m", "doit", "run", "venv:make"], cwd=root,
@@ -283,14 +301,3 @@ def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum(o.count("building .venvs/shared-make") for o in outputs) == 1, outputs
     assert marker(root)["freeze_sha256"]
-
-
-def test_uv_lookup_is_safe_from_threads():
-    """`doit -n 2` builds venvs from two threads; uv's own lookup is not thread-safe."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mlops_tasks.envs import find_uv
-
-    with ThreadPoolExecutor(8) as pool:
-        found = set(pool.map(lambda _: find_uv(), range(32)))
-    assert len(found) == 1 and None not in found
