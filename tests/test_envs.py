@@ -56,23 +56,35 @@ def test_missing_requirement_names_from_installer_messages():
     assert missing_requirements(pip) == ["tabulate"]
 
 
-def test_only_venvs_are_discarded(tmp_path):
-    from mlops_tasks.envs import discard
+def test_only_venvs_are_discarded(tmp_path, monkeypatch):
+    from mlops_tasks.envs import claim, discard
     from mlops_tasks.errors import EnvBuildError
 
-    stage = Stage("s", "env_specs/s.yaml", "n.ipynb", "data", "k")
     data = tmp_path / "data"
     data.mkdir()
     (data / "raw.csv").write_text("a,b\n")
-    with pytest.raises(EnvBuildError, match="not a stage venv"):
-        discard(stage, data)
-    assert (data / "raw.csv").exists()
-    with pytest.raises(EnvBuildError, match="environment running doit"):
-        discard(stage, Path(sys.prefix))
-    half = tmp_path / "half"
-    (half / "bin").mkdir(parents=True)  # a build killed before pyvenv.cfg was written
-    discard(stage, half)
-    assert not half.exists()
+    with pytest.raises(EnvBuildError, match="'data' is a folder this tool did not build"):
+        discard(Stage("s", "env_specs/s.yaml", "n.ipynb", "data", "k"), tmp_path)
+    assert (data / "raw.csv").read_text() == "a,b\n"
+    # a venv of this tool's in every other respect, but the one running doit
+    stage = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venv", "k")
+    running = tmp_path / ".venv"
+    (running / "bin").mkdir(parents=True)
+    (running / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (running / ".mlops-env.json").write_text("{}")
+    monkeypatch.setattr(sys, "prefix", str(running))
+    with pytest.raises(EnvBuildError, match="'.venv' is the environment running doit"):
+        discard(stage, tmp_path)
+    assert sorted(p.name for p in running.iterdir()) == [".mlops-env.json", "bin",
+                                                         "pyvenv.cfg"]
+    monkeypatch.undo()  # the same folder, no longer the running environment, is ours
+    discard(stage, tmp_path)
+    assert not running.exists()
+    half = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/half", "k")
+    claim(half, tmp_path)  # a build killed before pyvenv.cfg was written
+    (tmp_path / ".venvs" / "half" / "bin").mkdir(parents=True)
+    discard(half, tmp_path)
+    assert not (tmp_path / ".venvs" / "half").exists()
 
 
 def test_a_lock_file_older_than_the_spec_is_refused():
