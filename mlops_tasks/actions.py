@@ -78,11 +78,11 @@ def execute_stage(config: Config, stage: Stage, param: list[str] | None = None) 
     from .execute import parse_overrides
 
     overrides = parse_overrides(stage, param or [])
-    execute(config, stage, overrides)
-    if overrides:  # log:S will not run for an override run: record it now
+    done = execute(config, stage, overrides)
+    if overrides:  # log:S does not run for an override run: record it now
         from .log import log_stage as log
 
-        log(config, stage)
+        log(config, stage, override=done.run_id)
 
 
 @user_errors

@@ -133,6 +133,45 @@ class ParametersUnchanged(Check):
         return False
 
 
+class UpstreamRunsUnchanged(Check):
+    """execute:S reruns when a stage it names in `depends_on` produced a new run since S's
+    last execution (S may read those runs, not files, so no file says so)."""
+
+    def __init__(self, root: Path, stage: Stage, by_name: Mapping[str, Stage]):
+        super().__init__()
+        self.root, self.stage = root, stage
+        self.upstream = [by_name[name] for name in stage.depends_on]
+        self.label = "runs of " + ", ".join(stage.depends_on)
+
+    def current(self) -> dict[str, str | None]:
+        runs: dict[str, str | None] = {}
+        for up in self.upstream:
+            try:
+                done = record.read(record.ExecuteRecord,
+                                   self.root / layout.execute_record(up), self.root)
+            except MlopsError:
+                done = None
+            runs[up.name] = done.run_id if done else None
+        return runs
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(lambda: {"_upstream_runs": self.current()})
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        old, new = values.get("_upstream_runs"), self.current()
+        if old == new:
+            return True
+        changed = [name for name in new if (old or {}).get(name) != new[name]]
+        self.reason = ("never executed" if old is None else
+                       "new run of " + ", ".join(changed))
+        return False
+
+
+def interrupted_text(stage: Stage) -> str:
+    return (f"a run was interrupted: its outputs may be half-written; the last good ones wait "
+            f"in {layout.previous_outputs(stage)} and are put back when the stage runs again")
+
+
 class OutputsUnchanged(Check):
     """execute:S reruns when a declared output was deleted or edited after the run."""
 
@@ -150,6 +189,9 @@ class OutputsUnchanged(Check):
             return False
         if done is None:
             self.reason = "no record of a finished run"
+            return False
+        if (self.root / layout.previous_outputs(self.stage)).exists():
+            self.reason = interrupted_text(self.stage)
             return False
         hashes, stats = done.outputs, done.outputs_stat
         for rel in (*self.stage.outputs, *self.stage.metrics):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import console, layout, record
+from .checks import interrupted_text
 from .cmd_project import ProjectCommand
 from .errors import RecordError
 from .fingerprint import sha256_file
@@ -31,6 +32,8 @@ def last_run(root: Path, stage: Stage) -> tuple[record.LogRecord, record.Execute
 def compare(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[tuple[str, str]]:
     """What still matches the run: (what, "ok" or what changed)."""
     checks: list[tuple[str, str]] = []
+    if (root / layout.previous_outputs(stage)).exists():
+        checks.append(("interrupted run", "BROKEN: " + interrupted_text(stage)))
     executed = _hash(root / layout.executed_notebook(stage))
     checks.append(("executed notebook", "ok" if executed == done.executed_notebook_sha256
                    else "CHANGED or missing since the run"))

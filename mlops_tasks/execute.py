@@ -153,9 +153,41 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
     }
 
 
+def prepare_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
+                 key: record.StageKey, overrides: Mapping[str, Any]) -> dict[str, str]:
+    tags = run_tags(stage, git, marker, key)
+    if overrides:
+        tags["mlops.override"] = "true"
+    return tags
+
+
+def check_language(stage: Stage, nb: Mapping[str, Any]) -> None:
+    """Stage kernels run Python: a notebook written for another kernel fails before one
+    starts, not with a NameError in its first cell."""
+    language = str(notebook_code(nb)["language"]).lower()
+    if language != "python":
+        raise StageFailed(stage.name, f"{stage.notebook} is a {language} notebook (its "
+                          "metadata names that kernel language); stages run on Python "
+                          "kernels. Port it to Python or run it outside this pipeline")
+
+
+def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
+            stage_parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters injected: the spec's, then the context. A spec parameter named like a
+    context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's)."""
+    names = {"stage_name": stage.name, "git_commit": git["sha"],
+             "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
+    for name in names.keys() & stage_parameters.keys():
+        console.warn(f"parameter '{name}' is also a context name; the spec's value is "
+                     "injected (the kernel's environment keeps the tool's MLflow settings)",
+                     "execute", stage.name)
+    return {**names, **stage_parameters}
+
+
 def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepared:
     root = config.root
     source, nb, code = snapshot_notebook(root, stage)
+    check_language(stage, nb)
     stage_parameters = {**stage.parameters, **overrides}
     key, inputs = compute_key(root, stage, code, stage_parameters)
     marker = read_marker(root / stage.env_dir) or {}
@@ -163,15 +195,15 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     uri, exp_id = experiment(config)
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
-    run_id = tracking.start_run(uri, exp_id, run_name, run_tags(stage, git, marker, key))
+    run_id = tracking.start_run(uri, exp_id, run_name,
+                                prepare_tags(stage, git, marker, key, overrides))
     console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
                 "execute", stage.name)
     if overrides:
         console.say("overriding parameters for this run: " + redact(
             ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
     warn_undeclared(stage, nb, stage_parameters)
-    parameters = {**stage_parameters, "stage_name": stage.name, "git_commit": git["sha"],
-                  "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
+    parameters = context(stage, git, uri, run_id, stage_parameters)
     return Prepared(stage, root, source, key, inputs, marker, git, uri, exp_id, run_id,
                     run_name, stage_parameters, dict(overrides), parameters)
 
@@ -198,6 +230,7 @@ def run(prep: Prepared, outputs: OutputSet) -> None:
         kernel_name=stage.kernel_name, kernel_dir=root / layout.kernels_dir(),
         parameters=prep.parameters, cwd=root, env=kernel_env(prep),
         drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
+        allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
     )
     missing = outputs.missing()
     if missing:
@@ -240,14 +273,37 @@ def finish(prep: Prepared, outputs: OutputSet, started: str, seconds: float
     os.replace(root / layout.partial_notebook(stage), executed)
     (root / layout.failed_notebook(stage)).unlink(missing_ok=True)
     (root / layout.failure_record(stage)).unlink(missing_ok=True)
-    done = build_record(prep, outputs, started, seconds)
+    done = build_record(prep, root, executed, started, seconds)
     record.write(root / layout.execute_record(stage), done)
     return done
 
 
-def build_record(prep: Prepared, outputs: OutputSet, started: str, seconds: float
-                 ) -> record.ExecuteRecord:
-    stage, root, marker = prep.stage, prep.root, prep.marker
+def finish_override(prep: Prepared, outputs: OutputSet, started: str, seconds: float
+                    ) -> record.ExecuteRecord:
+    """An override run's outputs, notebook and record go under .mlops/overrides/; the
+    declared outputs go back to what the last real run wrote, so nothing downstream reads
+    an override's results and the stage stays as it was."""
+    stage, root = prep.stage, prep.root
+    folder = root / layout.override_dir(stage, prep.run_id)
+    for rel in outputs.paths:
+        if (root / rel).exists():
+            target = folder / layout.OVERRIDE_OUTPUTS / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(root / rel, target)
+    outputs.rollback()
+    executed = folder / f"{stage.name}.ipynb"
+    os.replace(root / layout.partial_notebook(stage), executed)
+    done = build_record(prep, folder / layout.OVERRIDE_OUTPUTS, executed, started, seconds)
+    record.write(folder / layout.OVERRIDE_RECORD, done)
+    console.say(f"override run: outputs kept apart in {layout.override_dir(stage, prep.run_id)}"
+                f"; the declared outputs are untouched", "execute", stage.name)
+    return done
+
+
+def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: str,
+                 seconds: float) -> record.ExecuteRecord:
+    stage, marker = prep.stage, prep.marker
+    written = [*stage.outputs, *stage.metrics]
     return record.ExecuteRecord(
         stage=stage.name, run_id=prep.run_id, run_name=prep.run_name,
         experiment_id=prep.experiment_id, tracking_uri=redact(prep.uri),
@@ -263,9 +319,9 @@ def build_record(prep: Prepared, outputs: OutputSet, started: str, seconds: floa
             base_interpreter=str(marker.get("base_python", "")), venv=stage.env_dir,
             venv_python=layout.venv_python(stage.env_dir)),
         env_fingerprint=str(marker.get("fingerprint", "")),
-        inputs=prep.inputs, outputs=audit.file_hashes(root, [*stage.outputs, *stage.metrics]),
-        outputs_stat=outputs.stats(),
-        executed_notebook_sha256=sha256_file(root / layout.executed_notebook(stage)),
+        inputs=prep.inputs, outputs=audit.file_hashes(outputs_root, written),
+        outputs_stat=OutputSet.stats_of(outputs_root, written),
+        executed_notebook_sha256=sha256_file(executed),
         host=audit.host_info(), tools=audit.tool_versions())
 
 
@@ -280,6 +336,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
     except BaseException as err:
         fail(prep, outputs, err, started)
         raise
-    done = finish(prep, outputs, started, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    done = (finish_override if overrides else finish)(prep, outputs, started, seconds)
     console.say(f"done in {done.duration_s:.1f} s", "execute", stage.name)
     return done

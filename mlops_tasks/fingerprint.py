@@ -73,6 +73,7 @@ def spec_hash(stage: Stage) -> str:
         "metrics": list(stage.metrics),
         "depends_on": list(stage.depends_on),
         "timeout": stage.timeout,
+        **({"allow_early_exit": True} if stage.allow_early_exit else {}),
     }
     return sha256_text(canonical_json(payload))
 

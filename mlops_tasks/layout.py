@@ -99,6 +99,16 @@ def previous_outputs(stage: Stage) -> str:
     return f"{STATE}/previous/{stage.name}"
 
 
+OVERRIDE_OUTPUTS = "outputs"
+OVERRIDE_RECORD = "record.json"
+OVERRIDE_LOG = "last-run.json"
+
+
+def override_dir(stage: Stage, run_id: str) -> str:
+    """Everything of one `--param` override run: its outputs, notebook and records."""
+    return f"{STATE}/overrides/{stage.name}/{run_id}"
+
+
 def runs_dir(stage: Stage) -> str:
     return f"{STATE}/runs/{stage.name}"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +107,10 @@ def notebook_page(stage: Stage, done: record.ExecuteRecord, notebook: Path, targ
     return target
 
 
-def local_copy(root: Path, stage: Stage, done: record.ExecuteRecord, local: Path,
+def local_copy(root: Path, stage: Stage, run: Execution, local: Path,
                freeze_text: str, drift: Drift | None) -> Artifacts:
     """Write the run's files under .mlops/runs/; return them as (file, artifact folder)."""
-    executed = root / layout.executed_notebook(stage)
+    done, executed = run.done, run.notebook
     notebook = redacted_copy(executed, local / executed.name)
     freeze = local / layout.FREEZE
     freeze.write_text(freeze_text, encoding="utf-8")
@@ -152,9 +152,31 @@ def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> d
     return tags
 
 
-def read_execution(root: Path, stage: Stage) -> record.ExecuteRecord:
+@dataclass(frozen=True)
+class Execution:
+    """One execution to log: its record, its executed notebook, where its outputs are (the
+    project, or an override run's own folder) and where its logging is recorded."""
+
+    done: record.ExecuteRecord
+    notebook: Path
+    outputs: Path
+    log_record: Path
+
+
+def find_execution(root: Path, stage: Stage, override: str | None) -> Execution:
+    if override is None:
+        return Execution(read_execution(root / layout.execute_record(stage), root, stage),
+                         root / layout.executed_notebook(stage), root,
+                         root / layout.log_record(stage))
+    folder = root / layout.override_dir(stage, override)
+    return Execution(read_execution(folder / layout.OVERRIDE_RECORD, root, stage),
+                     folder / f"{stage.name}.ipynb", folder / layout.OVERRIDE_OUTPUTS,
+                     folder / layout.OVERRIDE_LOG)
+
+
+def read_execution(path: Path, root: Path, stage: Stage) -> record.ExecuteRecord:
     try:
-        done = record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
+        done = record.read(record.ExecuteRecord, path, root)
     except RecordError as err:
         raise StageError("log", stage.name, f"{err}; run `doit run execute:{stage.name}`"
                          ) from None
@@ -164,22 +186,25 @@ def read_execution(root: Path, stage: Stage) -> record.ExecuteRecord:
     return done
 
 
-def log_stage(config: Config, stage: Stage) -> record.LogRecord:
-    """Record the executed run: MLflow params, metrics, tags, artifacts; a local copy."""
+def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
+    """Record the executed run (or the override run `override`, a run id): MLflow params,
+    metrics, tags, artifacts; a local copy."""
     root, uri, t0 = config.root, config.resolved_tracking_uri(), time.perf_counter()
-    done = read_execution(root, stage)
+    run = find_execution(root, stage, override)
+    done = run.done
     local = root / layout.run_copy(stage, done.run_id)
     local.mkdir(parents=True, exist_ok=True)
     freeze_text = redact((root / layout.freeze_file(stage)).read_text("utf-8"))
     drift = env_drift(root, stage, freeze_text)
-    uploaded, by_reference = split_outputs(root, stage, done, config.artifact_max_mb)
-    artifacts = local_copy(root, stage, done, local, freeze_text, drift)
+    uploaded, by_reference = split_outputs(run.outputs, stage, done, config.artifact_max_mb)
+    artifacts = local_copy(root, stage, run, local, freeze_text, drift)
     write_json(local / layout.AUDIT, audit_json(done, drift, by_reference))
     artifacts.append((local / layout.AUDIT, None))
-    artifacts += [(root / rel, Path("outputs", rel).parent.as_posix()) for rel in uploaded]
+    artifacts += [(run.outputs / rel, Path("outputs", rel).parent.as_posix())
+                  for rel in uploaded]
     params = {**done.stage_parameters, "stage_name": stage.name}
     tracking.log_run(uri, done.run_id, params=redact_data(params),
-                     metrics=read_metrics(root, stage),
+                     metrics=read_metrics(run.outputs, stage),
                      tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts)
     logged = record.LogRecord(
         stage=stage.name, run_id=done.run_id, logged=record.timestamp(),
@@ -187,7 +212,7 @@ def log_stage(config: Config, stage: Stage) -> record.LogRecord:
         log_seconds=round(time.perf_counter() - t0, 3),
         env_drift=None if drift is None else drift_record(drift),
         outputs_not_uploaded=by_reference)
-    record.write(root / layout.log_record(stage), logged)
+    record.write(run.log_record, logged)
     console.say(f"run {done.run_id} logged in {time.perf_counter() - t0:.1f} s", "log",
                 stage.name)
     if uri.startswith(("http://", "https://")):

@@ -94,6 +94,17 @@ def declared_parameters(nb: Mapping[str, Any]) -> set[str] | None:
     return None
 
 
+def early_exit_cell(executed_cells: list[Mapping[str, Any]]) -> int | None:
+    """The source cell number where execution stopped early: a cell that raised SystemExit,
+    which papermill lets pass for `sys.exit(0)` while the cells after it never run."""
+    for index, cell in enumerate(executed_cells):
+        if cell.get("cell_type") != "code":
+            continue
+        if any(out.get("ename") == "SystemExit" for out in cell.get("outputs", [])):
+            return source_cell_number(executed_cells, index)
+    return None
+
+
 def source_cell_number(executed_cells: list[Mapping[str, Any]], cell_index: int) -> int | None:
     """The number (1-based, counting code cells, as `doit info` does) in the source notebook
     of the cell papermill reports at cell_index. The executed notebook holds cells the source

@@ -63,9 +63,11 @@ class OutputSet:
         """Declared outputs the notebook did not write."""
         return [rel for rel in self.paths if not (self.root / rel).is_file()]
 
-    def stats(self) -> dict[str, list[int]]:
+    @staticmethod
+    def stats_of(root: Path, paths: list[str]) -> dict[str, list[int]]:
+        """Size and mtime of each output: a cheap "unchanged since the run" test."""
         out = {}
-        for rel in self.paths:
-            st = (self.root / rel).stat()
+        for rel in paths:
+            st = (root / rel).stat()
             out[rel] = [st.st_size, st.st_mtime_ns]
         return out

@@ -22,7 +22,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from . import console, interrupt
 from .errors import StageFailed
-from .notebooks import source_cell_number
+from .notebooks import early_exit_cell, source_cell_number
 from .redact import redact
 
 _logging_ready = False
@@ -114,6 +114,8 @@ def run_notebook(
     env: Mapping[str, str],
     drop_env: tuple[str, ...],
     timeout: float | None,
+    allow_early_exit: bool = False,
+    spec_path: str = "",
 ) -> None:
     """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
     _setup_logging()
@@ -124,7 +126,7 @@ def run_notebook(
     km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
                    *drop_env)
     try:
-        papermill.execute_notebook(
+        nb = papermill.execute_notebook(
             str(notebook),
             str(output),
             parameters=dict(parameters),
@@ -144,6 +146,12 @@ def run_notebook(
         raise failure from None
     finally:
         stop_kernel(km)
+    stopped = early_exit_cell(nb.cells)
+    if stopped and not allow_early_exit:
+        raise StageFailed(stage, f"the notebook stopped early: code cell {stopped} called "
+                          "sys.exit() and the cells after it never ran. If stopping there is "
+                          f"intended, set allow_early_exit: true in {spec_path}",
+                          cell=stopped, notebook=str(failed))
 
 
 def stop_kernel(km: StageKernelManager) -> None:

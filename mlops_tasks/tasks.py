@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from doit.tools import config_changed
@@ -58,23 +58,27 @@ def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
     }
 
 
-def execute_task(config: Config, stage: Stage, graph: Graph) -> dict[str, Any]:
-    upstream = graph.upstream[stage.name]
+def execute_task(config: Config, stage: Stage, graph: Graph,
+                 by_name: Mapping[str, Stage]) -> dict[str, Any]:
+    """Runs after every direct upstream stage is logged (a notebook that reads its upstream's
+    MLflow runs finds them complete)."""
+    checks_: list[Any] = [
+        checks.NotebookCodeUnchanged(config.root, stage.notebook),
+        checks.ParametersUnchanged(config.root, stage),
+        checks.OutputsUnchanged(config.root, stage),
+    ]
+    if stage.depends_on:
+        checks_.append(checks.UpstreamRunsUnchanged(config.root, stage, by_name))
     return {
         "basename": "execute",
         "name": stage.name,
         "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
         "actions": [(actions.execute_stage, [config, stage])],
         "file_dep": [*stage.inputs, layout.freeze_file(stage)],
-        "task_dep": [f"kernel:{stage.name}"]
-        + [f"execute:{up}" for up in upstream if up in stage.depends_on],
+        "task_dep": [f"kernel:{stage.name}", *(f"log:{up}" for up in graph.upstream[stage.name])],
         "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
                     *stage.outputs, *stage.metrics],
-        "uptodate": [
-            checks.NotebookCodeUnchanged(config.root, stage.notebook),
-            checks.ParametersUnchanged(config.root, stage),
-            checks.OutputsUnchanged(config.root, stage),
-        ],
+        "uptodate": checks_,
         "params": [{"name": "param", "long": "param", "type": list, "default": [],
                     "help": "override a parameter for this run: --param=name=value"}],
         "clean": True,
@@ -105,10 +109,11 @@ def group_task(stage: Stage, graph: Graph) -> dict[str, Any]:
     }
 
 
-def stage_tasks(config: Config, stage: Stage, graph: Graph) -> list[dict[str, Any]]:
+def stage_tasks(config: Config, stage: Stage, graph: Graph,
+                by_name: Mapping[str, Stage]) -> list[dict[str, Any]]:
     """The four tasks of one stage plus its group task."""
     return [venv_task(config, stage), kernel_task(config, stage),
-            execute_task(config, stage, graph), log_task(config, stage),
+            execute_task(config, stage, graph, by_name), log_task(config, stage),
             group_task(stage, graph)]
 
 
@@ -117,4 +122,4 @@ def all_tasks(config: Config, stages: list[Stage], graph: Graph) -> Iterator[dic
         yield {"basename": prefix, "name": None, "doc": doc}
     by_name = {s.name: s for s in stages}
     for name in graph.order:
-        yield from stage_tasks(config, by_name[name], graph)
+        yield from stage_tasks(config, by_name[name], graph, by_name)

@@ -1,0 +1,131 @@
+"""Stage rules on real kernels: depends_on reruns and waits for logging, early exits,
+non-Python notebooks, context names in specs, override runs kept apart, interrupted runs
+reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .helpers import doit, make_project, ran, write_notebook, write_spec
+
+pytestmark = pytest.mark.integration
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, wheelhouse):
+    root = make_project(tmp_path_factory.mktemp("rules") / "p", wheelhouse, with_use=False)
+    write_notebook(root / "notebooks" / "compare.ipynb", [
+        ("parameters", "mlflow_tracking_uri = ''"),
+        (None, "import os\nfrom pathlib import Path\n"
+               "Path('out/compare.txt').write_text(mlflow_tracking_uri + '|' + "
+               "os.environ['MLFLOW_TRACKING_URI'])")])
+    # compare reads no file of make's: only depends_on links them
+    write_spec(root, "compare", """
+        name: compare
+        notebook: notebooks/compare.ipynb
+        env_dir: .venvs/shared-compare
+        depends_on: [make]
+        parameters:
+          mlflow_tracking_uri: http://example.invalid:5000
+        outputs: [out/compare.txt]
+    """)
+    doit(root)
+    return root
+
+
+def test_depends_on_waits_for_the_upstream_log_and_reruns_on_a_new_run(project):
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 3"))
+    try:
+        doit(project, "run", "execute:make")
+        info = doit(project, "info", "execute:compare", check=False).stdout
+        assert "<runs of make: new run of make>" in info
+        out = doit(project).stdout
+    finally:
+        spec.write_text(original)
+    order = [line[3:].strip() for line in out.splitlines() if line.startswith(".  ")]
+    assert order.index("log:make") < order.index("execute:compare")
+    assert {"log:make", "execute:compare", "log:compare"} <= set(order)
+    out = doit(project).stdout  # back to repeat: 2, a new run of make again
+    assert "execute:compare" in ran(out)
+    assert ran(doit(project).stdout) == set()
+
+
+def test_a_spec_parameter_named_like_the_context_wins_for_the_notebook(project):
+    text = (project / "out" / "compare.txt").read_text()
+    notebook_value, kernel_env = text.split("|")
+    assert notebook_value == "http://example.invalid:5000"
+    assert kernel_env.startswith("sqlite:///")  # the kernel still logs to the tool's store
+
+
+def test_an_early_exit_fails_unless_the_spec_allows_it(project):
+    path = project / "notebooks" / "make.ipynb"
+    good = path.read_text()
+    write_notebook(path, [("parameters", 'greeting = "hello"\nrepeat = 1'),
+                          (None, "import sys\nsys.exit(0)"),
+                          (None, "from pathlib import Path\n"
+                                 "Path('out/greeting.txt').write_text('late')")])
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    try:
+        proc = doit(project, "run", "execute:make", check=False)
+        assert proc.returncode != 0
+        assert ("execute:make: the notebook stopped early: code cell 2 called sys.exit()"
+                in proc.stdout + proc.stderr)
+        spec.write_text(original.replace("outputs:\n  - out/greeting.txt", "outputs: []")
+                        + "allow_early_exit: true\n")
+        doit(project, "run", "execute:make")
+    finally:
+        path.write_text(good)
+        spec.write_text(original)
+    doit(project)
+
+
+def test_a_non_python_notebook_fails_before_a_kernel_starts(project):
+    path = project / "notebooks" / "make.ipynb"
+    good = path.read_text()
+    nb = json.loads(good)
+    nb["metadata"]["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    nb["metadata"]["language_info"] = {"name": "R"}
+    path.write_text(json.dumps(nb))
+    try:
+        proc = doit(project, "run", "execute:make", check=False)
+    finally:
+        path.write_text(good)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "execute:make: notebooks/make.ipynb is a r notebook" in text
+    assert "MLflow run" not in text  # nothing started
+    doit(project)
+
+
+def test_an_override_run_keeps_its_outputs_apart(project):
+    before = (project / "out" / "greeting.txt").read_bytes()
+    proc = doit(project, "run", "execute:make", "--param=repeat=4")
+    run_id = json.loads(next(project.glob(".mlops/overrides/make/*/record.json")).read_text()
+                        )["run_id"]
+    folder = project / ".mlops" / "overrides" / "make" / run_id
+    assert (folder / "outputs" / "out" / "greeting.txt").read_text() == " ".join(["hi"] * 4)
+    assert (folder / "make.ipynb").exists() and (folder / "last-run.json").exists()
+    assert (project / "out" / "greeting.txt").read_bytes() == before
+    assert "the declared outputs are untouched" in proc.stdout
+    assert ran(doit(project).stdout) == set()  # the stage stays as it was
+
+
+def test_an_interrupted_run_is_reported_until_the_stage_runs_again(project):
+    previous = project / ".mlops" / "previous" / "make"
+    (previous / "files" / "out").mkdir(parents=True)
+    (previous / "files" / "out" / "greeting.txt").write_text("hi hi")
+    (previous / "manifest.json").write_text(json.dumps({"existed": ["out/greeting.txt"]}))
+    (project / "out" / "greeting.txt").write_text("half")  # what the killed run left
+    status = doit(project, "list", "--all", "--status").stdout
+    assert "R execute:make" in status
+    info = doit(project, "info", "execute:make", check=False).stdout
+    assert "a run was interrupted: its outputs may be half-written" in info
+    audit = doit(project, "audit", "make", check=False)
+    assert audit.returncode == 1 and "interrupted run: BROKEN" in audit.stdout
+    assert "execute:make" in ran(doit(project).stdout)
+    assert not previous.exists()
+    assert (project / "out" / "greeting.txt").read_text() == "hi hi"
