@@ -9,7 +9,9 @@ from pathlib import Path
 from . import console
 from .config import Config, load_config
 from .errors import SpecError
+from .gitindex import tracked
 from .graph import Graph, build_graph
+from .output_rules import check_outputs
 from .spec import Stage, Warning_, decode_spec, parse_stage
 
 
@@ -56,6 +58,7 @@ def load_project(root: Path) -> Project:
     if not stages:
         raise SpecError(config.specs_dir, "no stage specs found (*.yaml); add one per stage")
     graph = build_graph(stages)
+    check_outputs(stages, tracked(root))
     for stage in stages:
         for rel in stage.inputs:
             if rel not in graph.producer and not (root / rel).exists():
