@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,20 @@ from mlops_tasks.envs import describe_change, env_problem, missing_requirements,
 from mlops_tasks.interpreters import Interpreter
 from mlops_tasks.spec import Stage
 
-from .helpers import PYTHON, clean_env, doit, make_project, ran, set_config, write_spec
+from .helpers import (
+    PYTHON,
+    clean_env,
+    closed_port,
+    doit,
+    group_alive,
+    make_project,
+    needs_process_groups,
+    ran,
+    set_config,
+    wait_until,
+    write_notebook,
+    write_spec,
+)
 
 ENV = ".venvs/shared-make"
 
@@ -229,8 +240,6 @@ def test_two_stages_on_two_python_versions(tmp_path, wheelhouse, other_python):
         notebook: notebooks/other.ipynb
         outputs: [out/version.txt]
     """)
-    from .helpers import write_notebook
-
     write_notebook(root / "notebooks" / "other.ipynb", [
         (None, "import platform, pathlib\npathlib.Path('out').mkdir(exist_ok=True)\n"
                "pathlib.Path('out/version.txt').write_text(platform.python_version())")])
@@ -243,10 +252,7 @@ def test_two_stages_on_two_python_versions(tmp_path, wheelhouse, other_python):
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/simple"
+    return f"http://127.0.0.1:{closed_port()}/simple"
 
 
 @pytest.mark.integration
@@ -269,16 +275,8 @@ def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, w
     assert "trying the package index" in proc.stdout + proc.stderr
 
 
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
 @pytest.mark.integration
+@needs_process_groups
 def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     set_config(root, installer="pip")  # pip is slow enough to be killed mid-install
@@ -286,21 +284,15 @@ def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     site = root / ENV / "lib"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if any(site.glob("python*/site-packages/tornado")):
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the pip install never started")
+    wait_until(lambda: any(site.glob("python*/site-packages/tornado")), 120,
+               "the pip install never started", poll=0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    wait_until(lambda: not group_alive(proc.pid), 10, "the killed doit's installer lives on")
     assert not (root / ENV / ".mlops-env.json").exists()
     out = doit(root, "run", "venv:make").stdout
     assert "no valid marker" in out
     assert marker(root)["options"] == {"installer": "pip"}
-    time.sleep(0.2)
-    assert not _alive(proc.pid)
 
 
 @pytest.mark.integration

@@ -7,16 +7,26 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import PYTHON, clean_env, doit, make_project, ran, write_notebook, write_spec
+from .helpers import (
+    PYTHON,
+    clean_env,
+    command_lines,
+    doit,
+    make_project,
+    needs_proc,
+    needs_process_groups,
+    ran,
+    wait_until,
+    write_notebook,
+    write_spec,
+)
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and /proc")]
+pytestmark = pytest.mark.integration
 
 SLOW = ("import os, time\nfrom pathlib import Path\nPath('out').mkdir(exist_ok=True)\n"
         "Path('out/{name}.started').write_text('yes')\n"
@@ -49,15 +59,9 @@ def setup(root: Path, wheelhouse: Path) -> Path:
 
 
 def kernels_of(root: Path) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(root) in cmd and ("ipykernel" in cmd or " -m doit" in cmd):
-            found.append(cmd)
-    return found
+    """Live kernels and doit processes of the project (Linux)."""
+    return [cmd for cmd in command_lines()
+            if str(root) in cmd and ("ipykernel" in cmd or " -m doit" in cmd)]
 
 
 def no_processes_left(root: Path, within: float = 10) -> None:
@@ -129,6 +133,8 @@ def rerun_after(project: Path) -> set[str]:
     return ran(doit(project).stdout)
 
 
+@needs_process_groups
+@needs_proc
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_execute_keeps_finished_work(project, signum, code):
     with interrupted_run(project, 3 if signum == 15 else 4, "count") as proc:
@@ -144,9 +150,13 @@ def test_signal_during_execute_keeps_finished_work(project, signum, code):
         assert "HALF" not in (project / "out" / "count.txt").read_text()
 
 
+@needs_process_groups
+@needs_proc
 def test_sigkill_during_execute_with_a_half_written_output(project):
+    half = project / "out" / "count.txt"
     with interrupted_run(project, 5, "count") as proc:
-        time.sleep(0.5)
+        wait_until(lambda: half.exists() and half.read_text() == "HALF", 30,
+                   "the notebook never wrote its half output")
         os.kill(proc.pid, signal.SIGKILL)  # doit only: its kernel must notice and exit
         proc.communicate(timeout=30)
         assert (project / "out" / "count.txt").read_text() == "HALF"
@@ -156,6 +166,8 @@ def test_sigkill_during_execute_with_a_half_written_output(project):
         assert (project / "out" / "count.txt").read_text().startswith("count hi hi hi hi hi")
 
 
+@needs_process_groups
+@needs_proc
 def test_parallel_run_then_sigterm(project):
     with interrupted_run(project, 6, "count", "side", args=("-n", "2")) as proc:
         t0 = time.monotonic()
@@ -168,6 +180,8 @@ def test_parallel_run_then_sigterm(project):
         assert {"execute:count", "execute:side"} <= again and "execute:make" not in again
 
 
+@needs_process_groups
+@needs_proc
 def test_lock_holder_killed_then_a_new_run_takes_over(project):
     with interrupted_run(project, 7, "count") as proc:
         busy = doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
