@@ -62,6 +62,19 @@ def remove_tree(path: Path) -> None:
         console.say(f"removed {path}")
 
 
+def clean_outputs(config: Config, stage: Stage) -> None:
+    """doit clean for execute:S: its outputs (files or folders, which validation keeps away
+    from the user's sources), executed notebook and record."""
+    from .outputs import remove
+
+    for rel in (*stage.outputs, *stage.metrics, layout.executed_notebook(stage),
+                layout.execute_record(stage)):
+        path = config.root / rel
+        if path.exists() or path.is_symlink():
+            remove(path)
+            console.say(f"removed {rel}")
+
+
 @user_errors
 def remove_env(config: Config, stage: Stage) -> None:
     """doit clean for venvs: only a folder that is a venv (never .venv running doit)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import command
 from .errors import CommandFailed
-from .fingerprint import sha256_file
+from .fingerprint import content_hash
 from .redact import redact
 
 
@@ -50,10 +50,10 @@ def host_info() -> dict[str, str]:
     return {"host": socket.gethostname(), "user": user, "platform": platform.platform()}
 
 
-def file_hashes(root: Path, paths: list[str] | tuple[str, ...]) -> dict[str, str | None]:
+def content_hashes(root: Path, paths: list[str] | tuple[str, ...]) -> dict[str, str | None]:
     """sha256 of each project file; None for one that does not exist."""
     out: dict[str, str | None] = {}
     for rel in paths:
         path = root / rel
-        out[rel] = sha256_file(path) if path.is_file() else None
+        out[rel] = content_hash(path)
     return out

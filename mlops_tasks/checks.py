@@ -16,7 +16,7 @@ from . import layout, record
 from .config import Config
 from .envs import env_problem, plan_for
 from .errors import MlopsError
-from .fingerprint import canonical_json, parameters_digest, sha256_file
+from .fingerprint import canonical_json, content_hash, content_stat, parameters_digest
 from .notebooks import (
     cell_digests,
     code_digest,
@@ -133,6 +133,47 @@ class ParametersUnchanged(Check):
         return False
 
 
+class InputsUnchanged(Check):
+    """execute:S reruns when an input's content differs from what its last run read (files
+    or folders; touching one changes nothing). The hashes are those taken before that run
+    started, so an input edited during a run counts as changed."""
+
+    def __init__(self, root: Path, stage: Stage):
+        super().__init__()
+        self.root, self.stage = root, stage
+        self.label = "inputs"
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(self._saved)
+
+    def _saved(self) -> dict[str, Any]:
+        try:
+            done = record.read(record.ExecuteRecord,
+                               self.root / layout.execute_record(self.stage), self.root)
+        except MlopsError:
+            done = None
+        if done is None:
+            return {}
+        return {"_inputs": done.inputs, "_inputs_stat": done.inputs_stat}
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        hashes, stats = values.get("_inputs"), values.get("_inputs_stat") or {}
+        if hashes is None:
+            self.reason = "never executed"
+            return False
+        changed = [f"+{rel}" for rel in self.stage.inputs if rel not in hashes]
+        changed += [f"-{rel}" for rel in hashes if rel not in self.stage.inputs]
+        for rel in self.stage.inputs:
+            stat = content_stat(self.root / rel)
+            if stat is None:
+                changed.append(f"{rel} is missing")
+            elif rel in hashes and stats.get(rel) != stat and (
+                    content_hash(self.root / rel) != hashes[rel]):
+                changed.append(f"{rel} changed")
+        self.reason = ", ".join(changed)
+        return not changed
+
+
 class UpstreamRunsUnchanged(Check):
     """execute:S reruns when a stage it names in `depends_on` produced a new run since S's
     last execution (S may read those runs, not files, so no file says so)."""
@@ -196,13 +237,13 @@ class OutputsUnchanged(Check):
         hashes, stats = done.outputs, done.outputs_stat
         for rel in (*self.stage.outputs, *self.stage.metrics):
             path = self.root / rel
-            if not path.is_file():
+            stat = content_stat(path)
+            if stat is None:
                 self.reason = f"{rel} is missing"
                 return False
-            st = path.stat()
-            if stats.get(rel) == [st.st_size, st.st_mtime_ns]:
+            if stats.get(rel) == stat:
                 continue
-            if sha256_file(path) != hashes.get(rel):
+            if content_hash(path) != hashes.get(rel):
                 self.reason = f"{rel} was changed after the run"
                 return False
         return True

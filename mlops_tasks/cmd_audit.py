@@ -10,14 +10,14 @@ from . import console, layout, record
 from .checks import interrupted_text
 from .cmd_project import ProjectCommand
 from .errors import RecordError
-from .fingerprint import sha256_file
+from .fingerprint import content_hash
 from .notebooks import code_digest, notebook_code, read_notebook
 from .project import Project
 from .spec import Stage
 
 
 def _hash(path: Path) -> str | None:
-    return sha256_file(path) if path.is_file() else None
+    return content_hash(path)
 
 
 def last_run(root: Path, stage: Stage) -> tuple[record.LogRecord, record.ExecuteRecord] | None:

@@ -20,7 +20,14 @@ from . import audit, console, layout, record, tracking
 from .config import Config
 from .envs import read_marker
 from .errors import MlopsError, StageError, StageFailed
-from .fingerprint import inputs_digest, parameters_digest, sha256_file, spec_hash, stage_key
+from .fingerprint import (
+    content_stat,
+    inputs_digest,
+    parameters_digest,
+    sha256_file,
+    spec_hash,
+    stage_key,
+)
 from .notebooks import code_digest, declared_parameters, notebook_code, parse_notebook
 from .outputs import OutputSet
 from .redact import redact, redacted_copy
@@ -100,6 +107,7 @@ class Prepared:
     source: Path  # the snapshot of the notebook that runs
     key: record.StageKey
     inputs: dict[str, str | None]
+    inputs_stat: dict[str, list[int]]
     marker: dict[str, Any]
     git: dict[str, Any]
     uri: str
@@ -128,9 +136,13 @@ def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, An
     """The stage key of this execution, from what is on disk before the notebook starts."""
     freeze = sha256_file(root / layout.freeze_file(stage))
     params = parameters_digest(parameters)
-    inputs = audit.file_hashes(root, stage.inputs)
+    inputs = audit.content_hashes(root, stage.inputs)
     key = stage_key(freeze, code, params, inputs)
     return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
+
+
+def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
+    return {rel: content_stat(root / rel) or [] for rel in stage.inputs}
 
 
 def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
@@ -189,6 +201,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     source, nb, code = snapshot_notebook(root, stage)
     check_language(stage, nb)
     stage_parameters = {**stage.parameters, **overrides}
+    stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
     key, inputs = compute_key(root, stage, code, stage_parameters)
     marker = read_marker(root / stage.env_dir) or {}
     git = audit.git_info(root)
@@ -204,7 +217,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
             ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
     warn_undeclared(stage, nb, stage_parameters)
     parameters = context(stage, git, uri, run_id, stage_parameters)
-    return Prepared(stage, root, source, key, inputs, marker, git, uri, exp_id, run_id,
+    return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
                     run_name, stage_parameters, dict(overrides), parameters)
 
 
@@ -319,10 +332,10 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
             base_interpreter=str(marker.get("base_python", "")), venv=stage.env_dir,
             venv_python=layout.venv_python(stage.env_dir)),
         env_fingerprint=str(marker.get("fingerprint", "")),
-        inputs=prep.inputs, outputs=audit.file_hashes(outputs_root, written),
+        inputs=prep.inputs, outputs=audit.content_hashes(outputs_root, written),
         outputs_stat=OutputSet.stats_of(outputs_root, written),
         executed_notebook_sha256=sha256_file(executed),
-        host=audit.host_info(), tools=audit.tool_versions())
+        host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat)
 
 
 def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]

@@ -29,6 +29,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_tree(folder: Path) -> str:
+    """A folder's content: every file's relative name and content, in name order. Empty
+    folders and mtimes do not count."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def content_hash(path: Path) -> str | None:
+    """A file's or a folder's content hash; None when there is nothing at path."""
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        return sha256_tree(path)
+    return None
+
+
+def content_stat(path: Path) -> list[int] | None:
+    """Cheap "unchanged" evidence: size and mtime of a file; for a folder, its file count,
+    total size and latest mtime. None when there is nothing at path."""
+    if path.is_file():
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    if path.is_dir():
+        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+        return [len(stats), sum(s.st_size for s in stats),
+                max((s.st_mtime_ns for s in stats), default=0)]
+    return None
+
+
 def normalise_requirement(req: str) -> str:
     """'Scikit_Learn >= 1.3' -> 'scikit-learn>=1.3': same requirement, same hash."""
     name = requirement_name(req) or req

@@ -42,6 +42,17 @@ class Graph:
         return [s for s in self.order if s in needed]
 
 
+def producer_of(path: str, producer: dict[str, str]) -> str | None:
+    """The stage that writes path: as an output itself, or inside a folder output."""
+    found = producer.get(path)
+    parts = path.split("/")
+    for end in range(len(parts) - 1, 0, -1):
+        if found is not None:
+            break
+        found = producer.get("/".join(parts[:end]))
+    return found
+
+
 def build_graph(stages: Sequence[Stage]) -> Graph:
     by_name = {s.name: s for s in stages}
     producer: dict[str, str] = {}
@@ -59,7 +70,7 @@ def build_graph(stages: Sequence[Stage]) -> Graph:
     for stage in stages:
         ups: list[str] = []
         for path in stage.inputs:
-            maker = producer.get(path)
+            maker = producer_of(path, producer)
             if maker == stage.name:
                 raise SpecError(stage.spec_path, f"{path!r} is both an input and an output of "
                                 "this stage", line=stage.line_of("inputs"), key="inputs")

@@ -15,6 +15,7 @@ from .config import Config
 from .drift import Drift, freeze_drift
 from .errors import MlopsError, RecordError, StageError
 from .files import write_json
+from .fingerprint import content_stat
 from .redact import redact, redact_data, redacted_copy
 from .render import notebook_html
 from .spec import Stage
@@ -69,10 +70,10 @@ def split_outputs(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb
     limit = limit_mb * 1024 * 1024
     uploaded, by_reference = [], {}
     for rel in (*stage.outputs, *stage.metrics):
-        path = root / rel
-        if not path.is_file():
+        stat = content_stat(root / rel)
+        if stat is None:
             continue
-        size = path.stat().st_size
+        size = stat[-2]  # a file's size, or a folder's total
         if size <= limit:
             uploaded.append(rel)
         else:

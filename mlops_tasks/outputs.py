@@ -13,7 +13,16 @@ from pathlib import Path
 from . import layout
 from .errors import StageFailed
 from .files import read_json, write_json
+from .fingerprint import content_stat
 from .spec import Stage
+
+
+def remove(path: Path) -> None:
+    """Remove an output, file or folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 class OutputSet:
@@ -51,9 +60,11 @@ class OutputSet:
             for rel in self.paths:
                 target, saved = self.root / rel, self.backup / "files" / rel
                 if saved.exists():
+                    if target.exists() or target.is_symlink():
+                        remove(target)  # a folder is not replaced by os.replace
                     os.replace(saved, target)
                 elif rel not in existed and target.exists():
-                    target.unlink()  # written by the failed run
+                    remove(target)  # written by the failed run
         shutil.rmtree(self.backup, ignore_errors=True)
 
     def commit(self) -> None:
@@ -61,13 +72,9 @@ class OutputSet:
 
     def missing(self) -> list[str]:
         """Declared outputs the notebook did not write."""
-        return [rel for rel in self.paths if not (self.root / rel).is_file()]
+        return [rel for rel in self.paths if not (self.root / rel).exists()]
 
     @staticmethod
     def stats_of(root: Path, paths: list[str]) -> dict[str, list[int]]:
-        """Size and mtime of each output: a cheap "unchanged since the run" test."""
-        out = {}
-        for rel in paths:
-            st = (root / rel).stat()
-            out[rel] = [st.st_size, st.st_mtime_ns]
-        return out
+        """Size and mtime of each output (file or folder): a cheap "unchanged" test."""
+        return {rel: content_stat(root / rel) or [] for rel in paths}

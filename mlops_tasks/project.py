@@ -10,7 +10,7 @@ from . import console
 from .config import Config, load_config
 from .errors import SpecError
 from .gitindex import tracked
-from .graph import Graph, build_graph
+from .graph import Graph, build_graph, producer_of
 from .output_rules import check_outputs
 from .spec import Stage, Warning_, decode_spec, parse_stage
 
@@ -61,7 +61,7 @@ def load_project(root: Path) -> Project:
     check_outputs(stages, tracked(root))
     for stage in stages:
         for rel in stage.inputs:
-            if rel not in graph.producer and not (root / rel).exists():
+            if producer_of(rel, graph.producer) is None and not (root / rel).exists():
                 raise SpecError(stage.spec_path, f"input {rel!r} does not exist and no stage "
                                 "lists it in 'outputs'; add the file or the stage that makes "
                                 "it", line=stage.line_of("inputs"), key="inputs")

@@ -98,6 +98,7 @@ class ExecuteRecord:
     host: dict[str, str]
     tools: dict[str, str]
     git_diff: str = ""  # kept out of audit.json, which names the git.diff artifact instead
+    inputs_stat: dict[str, list[int]] = field(default_factory=dict)  # when they were hashed
 
 
 @dataclass(frozen=True)

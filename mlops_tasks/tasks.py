@@ -65,6 +65,7 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
     checks_: list[Any] = [
         checks.NotebookCodeUnchanged(config.root, stage.notebook),
         checks.ParametersUnchanged(config.root, stage),
+        checks.InputsUnchanged(config.root, stage),
         checks.OutputsUnchanged(config.root, stage),
     ]
     if stage.depends_on:
@@ -74,14 +75,14 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
         "name": stage.name,
         "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
         "actions": [(actions.execute_stage, [config, stage])],
-        "file_dep": [*stage.inputs, layout.freeze_file(stage)],
+        "file_dep": [layout.freeze_file(stage)],  # inputs (files or folders): InputsUnchanged
         "task_dep": [f"kernel:{stage.name}", *(f"log:{up}" for up in graph.upstream[stage.name])],
         "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
                     *stage.outputs, *stage.metrics],
         "uptodate": checks_,
         "params": [{"name": "param", "long": "param", "type": list, "default": [],
                     "help": "override a parameter for this run: --param=name=value"}],
-        "clean": True,
+        "clean": [(actions.clean_outputs, [config, stage])],
     }
 
 

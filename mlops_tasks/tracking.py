@@ -108,7 +108,11 @@ def log_run(
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
         for path, dest in artifacts:
-            client.log_artifact(run_id, str(path), dest)
+            if path.is_dir():  # a folder output: logged as a folder of artifacts
+                folder = f"{dest}/{path.name}" if dest else path.name
+                client.log_artifacts(run_id, str(path), folder)
+            else:
+                client.log_artifact(run_id, str(path), dest)
         client.set_terminated(run_id, status=status)
     except Exception as err:
         raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
