@@ -12,6 +12,7 @@ from typing import Any
 from doit.cmd_clean import Clean as DoitClean
 from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_ignore import Ignore as DoitIgnore
+from doit.cmd_list import List as DoitList
 from doit.cmd_resetdep import ResetDep as DoitResetDep
 from doit.cmd_run import Run as DoitRun
 from doit.cmd_strace import Strace as DoitStrace
@@ -44,9 +45,47 @@ def guarded(base: Any) -> Any:
     return type(base.__name__, (base,), {"_execute": _execute, "__doc__": base.__doc__})
 
 
+class _Forget(DoitForget):
+    """`doit forget` with no task named and no default tasks forgets every task (doit's own
+    would fail with a TypeError)."""
+
+    def _execute(self, forget_sub: bool, forget_disable_default: bool, forget_all: bool
+                 ) -> Any:
+        if not self.sel_tasks and not forget_disable_default:
+            forget_all = True
+        return super()._execute(forget_sub, forget_disable_default, forget_all)
+
+
+class List(DoitList):
+    """`doit list --status` with groups (a stage, `venv`, `execute`, ...) marked up to date
+    when every task they run is (doit's own marks a group R forever)."""
+
+    def _group_status(self, task: Any, tasks: dict[str, Any], seen: dict[str, str]) -> str:
+        if task.name in seen:
+            return seen[task.name]
+        seen[task.name] = "up-to-date"  # a cycle cannot make it stale
+        if task.actions:
+            status = self.dep_manager.get_status(task, tasks).status
+        else:
+            parts = [self._group_status(tasks[dep], tasks, seen) for dep in task.task_dep]
+            status = "up-to-date" if all(p == "up-to-date" for p in parts) else "run"
+        seen[task.name] = status
+        return status
+
+    def _print_task(self, template: str, task: Any, status: bool, list_deps: bool,
+                    tasks: dict[str, Any]) -> None:
+        if not (status and not task.actions and task.task_dep):
+            super()._print_task(template, task, status, list_deps, tasks)
+            return
+        cache: dict[str, str] = self.__dict__.setdefault("_statuses", {})
+        state = self._group_status(task, tasks, cache)
+        self.outstream.write(template.format(name=task.name, doc=task.doc,
+                                             status=self.STATUS_MAP[state]))
+
+
 Run = guarded(DoitRun)
 Clean = guarded(DoitClean)
-Forget = guarded(DoitForget)
+Forget = guarded(_Forget)
 Ignore = guarded(DoitIgnore)
 ResetDep = guarded(DoitResetDep)
 Strace = guarded(DoitStrace)

@@ -15,4 +15,7 @@ TASK_PREFIXES = frozenset({"venv", "kernel", "execute", "log", "default", "all"}
 # kernels on a signal: every command that runs tasks or writes the dependency DB.
 GUARDED_COMMANDS = frozenset({"run", "clean", "forget", "ignore", "reset-dep", "strace"})
 
+# All doit commands this package registers in place of doit's own (`list` only reads).
+REPLACED_COMMANDS = GUARDED_COMMANDS | {"list"}
+
 RESERVED_NAMES = DOIT_COMMANDS | OWN_COMMANDS | TASK_PREFIXES | {"auto"}

@@ -129,3 +129,16 @@ def test_an_interrupted_run_is_reported_until_the_stage_runs_again(project):
     assert "execute:make" in ran(doit(project).stdout)
     assert not previous.exists()
     assert (project / "out" / "greeting.txt").read_text() == "hi hi"
+
+
+def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(project):
+    doit(project)
+    status = doit(project, "list", "--all", "--status").stdout.splitlines()
+    assert status and all(line.startswith("U ") for line in status), status
+    forget = doit(project, "forget")  # no default tasks: every task, not a TypeError
+    assert "forgetting all tasks" in forget.stdout
+    status = doit(project, "list", "--status").stdout
+    assert "R make " in status and "R execute " in status
+    doit(project)
+    assert all(line.startswith("U ") for line in
+               doit(project, "list", "--all", "--status").stdout.splitlines())

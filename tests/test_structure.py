@@ -83,7 +83,12 @@ def test_no_module_prints_directly():
 def test_reserved_stage_names_come_from_doit():
     from doit.doit_cmd import DoitMain
 
-    from mlops_tasks.doit_names import GUARDED_COMMANDS, OWN_COMMANDS, RESERVED_NAMES
+    from mlops_tasks.doit_names import (
+        GUARDED_COMMANDS,
+        OWN_COMMANDS,
+        REPLACED_COMMANDS,
+        RESERVED_NAMES,
+    )
 
     doit_commands = {cmd.get_name() for cmd in DoitMain.DOIT_CMDS}
     assert doit_commands <= RESERVED_NAMES
@@ -91,7 +96,7 @@ def test_reserved_stage_names_come_from_doit():
     assert {"venv", "kernel", "execute", "log"} <= RESERVED_NAMES
     points = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
         "project"]["entry-points"]["doit.COMMAND"]
-    assert set(points) == OWN_COMMANDS | GUARDED_COMMANDS
+    assert set(points) == OWN_COMMANDS | REPLACED_COMMANDS
 
 
 def test_guarded_commands_keep_doits_options():
