@@ -244,6 +244,7 @@ def run(prep: Prepared, outputs: OutputSet) -> None:
         parameters=prep.parameters, cwd=root, env=kernel_env(prep),
         drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
         allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
+        sockets=root / layout.kernel_sockets(),
     )
     missing = outputs.missing()
     if missing:

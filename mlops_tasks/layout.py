@@ -63,6 +63,11 @@ def kernels_dir() -> str:
     return f"{STATE}/jupyter/kernels"
 
 
+def kernel_sockets() -> str:
+    """Where running kernels' IPC sockets live (POSIX)."""
+    return f"{STATE}/sockets"
+
+
 def kernel_json(stage: Stage) -> str:
     return f"{kernels_dir()}/{stage.kernel_name}/kernel.json"
 
