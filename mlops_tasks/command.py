@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from . import console, interrupt
@@ -25,8 +26,10 @@ def run(
     env: Mapping[str, str] | None = None,
     echo: bool = True,
     timeout: float | None = None,
+    on_stderr: Callable[[str], None] | None = None,
 ) -> str:
-    """Run argv to completion; return stdout. Raise CommandFailed with stderr's tail."""
+    """Run argv to completion; return stdout. Raise CommandFailed with stderr's tail.
+    `on_stderr` sees each stderr line as it comes (progress of a long install)."""
     args = [os.fspath(a) for a in argv]
     if echo:
         console.write(f"$ {_display(args)}\n")
@@ -46,7 +49,10 @@ def run(
         raise CommandFailed(args, 127, f"{args[0]}: no such file or command") from None
     interrupt.track(proc.pid)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        if on_stderr is None:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        else:
+            stdout, stderr = _stream(proc, on_stderr, timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
@@ -62,6 +68,22 @@ def run(
     if echo and stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
         console.write(stderr, sys.stderr)
     return stdout
+
+
+def _stream(proc: subprocess.Popen[str], on_stderr: Callable[[str], None],
+            timeout: float | None) -> tuple[str, str]:
+    """Collect stdout in a thread while stderr's lines go to on_stderr as they arrive."""
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read() if proc.stdout
+                                                           else ""), daemon=True)
+    reader.start()
+    lines: list[str] = []
+    for line in proc.stderr or []:
+        lines.append(line)
+        on_stderr(line.rstrip("\n"))
+    proc.wait(timeout=timeout)
+    reader.join()
+    return "".join(chunks), "".join(lines)
 
 
 def output(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,

@@ -8,7 +8,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,7 +283,8 @@ def _create_and_install(stage: Stage, plan: EnvPlan, env_dir: Path, venv_py: Pat
                          str(env_dir)], env=env)
         else:
             command.run([plan.interpreter.path, "-m", "venv", str(env_dir)], env=env)
-        _install(stage, uv, venv_py, requirements, config, env, plan.pins_file is not None)
+        _install(stage, uv, venv_py, requirements, config, env, plan.pins_file is not None,
+                 plan.interpreter.version)
         return freeze_header(plan.interpreter) + _freeze(uv, venv_py, env)
     except CommandFailed as err:
         raise EnvBuildError(stage.name, f"could not build {stage.env_dir}: {err}") from None
@@ -373,21 +374,58 @@ def install_argv(uv: str | None, venv_py: Path, requirements: Path, pinned: bool
     if uv and pinned:
         return [uv, "pip", "sync", "--quiet", "--python", str(venv_py), str(requirements)]
     if uv:
-        return [uv, "pip", "install", "--quiet", "--python", str(venv_py), "-r",
+        return [uv, "pip", "install", "--python", str(venv_py), "-r",
                 str(requirements)]
     argv = [str(venv_py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--no-compile", "-r", str(requirements)]
     return argv + (["--no-deps"] if pinned else [])
 
 
+BUILDING = re.compile(r"^\s*Building ([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+BUILD_FAILED = (
+    re.compile(r"Failed to (?:download and )?build `([A-Za-z0-9][A-Za-z0-9._-]*)"),
+    re.compile(r"Failed (?:to build|building wheel for) ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+)
+
+
+def failed_builds(stderr: str) -> list[str]:
+    """Packages an installer tried to build from source and could not. Pure."""
+    found: list[str] = []
+    for pattern in BUILD_FAILED:
+        for name in pattern.findall(stderr):
+            if name not in found:
+                found.append(name)
+    return found
+
+
+def _progress(stage: Stage, python: str) -> Callable[[str], None]:
+    """Say when a package is built from source: it has no wheel here, and it takes long."""
+
+    def on_line(line: str) -> None:
+        match = BUILDING.match(line)
+        if match:
+            console.say(f"building {match.group(1)} {match.group(2)} from source (no wheel for "
+                        f"Python {python} on this platform); this can take minutes", "venv",
+                        stage.name)
+
+    return on_line
+
+
 def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
-             env: dict[str, str], pinned: bool) -> None:
+             env: dict[str, str], pinned: bool, python: str = "") -> None:
     sources, offline = wheel_sources(config)
     argv = install_argv(uv, venv_py, requirements, pinned)
     try:
-        command.run(argv + sources, env=env)
+        command.run(argv + sources, env=env, on_stderr=_progress(stage, python))
         return
     except CommandFailed as err:
+        built = failed_builds(err.stderr_tail)
+        if built:
+            raise EnvBuildError(stage.name, f"{', '.join(built)}: no wheel for Python {python} "
+                                "on this platform, and building it from source failed. Pick a "
+                                "version that publishes a wheel for this Python, or build the "
+                                f"wheel once where a compiler is set up and put it in "
+                                f"{config.wheels_cache}/.\n{err.stderr_tail}") from None
         missing = missing_requirements(err.stderr_tail)
         if not offline or config.index_policy != "offline-first":
             what = ", ".join(missing) if missing else "a requirement"
@@ -401,7 +439,8 @@ def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, co
         console.say(f"{', '.join(missing) or 'a requirement'} not in {config.wheels_cache}/; "
                     "trying the package index (index_policy = offline-first)", "venv",
                     stage.name)
-    command.run(argv + ["--find-links", sources[-1]], env=env)
+    command.run(argv + ["--find-links", sources[-1]], env=env,
+                on_stderr=_progress(stage, python))
 
 
 def _freeze(uv: str | None, venv_py: Path, env: dict[str, str]) -> str:
