@@ -78,6 +78,9 @@ def split_outputs(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb
             uploaded.append(rel)
         else:
             by_reference[rel] = {"size": size, "sha256": done.outputs.get(rel)}
+            console.say(f"{rel} ({size / 2**20:.1f} MB) is not uploaded, over artifact_max_mb "
+                        f"= {limit_mb:g} in [tool.mlops_tasks]; audit.json records its size "
+                        "and hash", "log", stage.name)
     return uploaded, by_reference
 
 

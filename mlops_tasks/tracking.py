@@ -4,6 +4,7 @@ on first use."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -120,7 +121,13 @@ def log_run(
 
 
 def _param_text(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    """Strings as they are, nested values as JSON (what a notebook's reader can parse)."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict | list | tuple):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    else:
+        text = repr(value)
     return text[:MAX_PARAM]
 
 
