@@ -101,3 +101,23 @@ def test_a_failed_package_addition_keeps_the_working_env(tmp_path, wheelhouse):
     assert ran(doit(root).stdout) == set()  # nothing to rebuild: the old env is the env
     doit(root, "forget", "execute:make")
     assert "execute:make" in ran(doit(root, "run", "execute:make").stdout)  # its kernel runs
+
+
+@pytest.mark.integration
+def test_doit_leaves_a_real_user_venv_alone(tmp_path, wheelhouse):
+    from .helpers import doit, make_project, write_spec
+
+    root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
+    mine = root / "myenv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(mine)], check=True)
+    (mine / "notes.txt").write_text("keep me")
+    before = sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*"))
+    spec = (root / "env_specs" / "make.yaml").read_text()
+    write_spec(root, "make", spec.replace("env_dir: .venvs/shared-make", "env_dir: myenv"))
+    for command in ((), ("clean",)):  # doit clean reports it and goes on with the rest
+        proc = doit(root, *command, check=False)
+        assert proc.returncode != 0 or command == ("clean",)
+        assert ("venv:make: env_dir 'myenv' is a virtualenv this tool did not build"
+                in proc.stdout + proc.stderr)
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*")) == before
+    assert (mine / "notes.txt").read_text() == "keep me"
