@@ -16,20 +16,33 @@ from .fingerprint import content_hash
 from .redact import redact
 
 
-def git_info(root: Path) -> dict[str, Any]:
-    """Commit, branch, dirty flag and diff of the project's work tree ('no-git' outside one)."""
+def untracked_of(porcelain: str) -> list[str]:
+    """Untracked paths in `git status --porcelain -z` output. Pure."""
+    entries = [e for e in porcelain.split("\0") if e]
+    return sorted(e[3:] for e in entries if e.startswith("?? "))
+
+
+def git_info(root: Path, depends: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Commit, branch, dirty flag and diff of the project's work tree ('no-git' outside one).
+    Dirty: any tracked file modified, or any of `depends` (the files a run depends on: its
+    notebook, spec, inputs, ...) modified or not under version control; those untracked
+    files are listed, so they can be kept with the run."""
     try:
         sha = command.output(["git", "rev-parse", "HEAD"], cwd=root)
     except CommandFailed:
-        return {"sha": "no-git", "branch": "", "dirty": False, "diff": ""}
+        return {"sha": "no-git", "branch": "", "dirty": False, "diff": "", "untracked": []}
     try:
         branch = command.output(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root)
         status = command.output(["git", "status", "--porcelain", "--untracked-files=no"],
                                 cwd=root)
+        mine = command.run(["git", "status", "--porcelain", "-z", "--untracked-files=all",
+                            "--", *depends], cwd=root, echo=False) if depends else ""
         diff = command.run(["git", "diff", "HEAD"], cwd=root, echo=False) if status else ""
     except CommandFailed:
-        branch, status, diff = "", "", ""
-    return {"sha": sha, "branch": branch, "dirty": bool(status), "diff": redact(diff)}
+        branch, status, mine, diff = "", "", "", ""
+    untracked = untracked_of(mine)
+    return {"sha": sha, "branch": branch, "dirty": bool(status or mine.strip("\0")),
+            "diff": redact(diff), "untracked": untracked}
 
 
 def tool_versions() -> dict[str, str]:

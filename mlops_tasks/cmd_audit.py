@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from . import console, layout, record
-from .checks import interrupted_text
+from .checks import describe_parameter_change, interrupted_text
 from .cmd_project import ProjectCommand
 from .errors import RecordError
-from .fingerprint import content_hash
+from .fingerprint import content_hash, parameters_digest, spec_hash
 from .notebooks import code_digest, notebook_code, read_notebook
 from .project import Project
 from .spec import Stage
@@ -45,7 +45,40 @@ def compare(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[tuple[
     code = code_digest(notebook_code(read_notebook(root / stage.notebook)))
     checks.append(("notebook code", "ok" if code == done.key.code else
                    f"CHANGED: {stage.notebook} was edited since the run"))
+    return checks + compare_spec(root, stage, done)
+
+
+def compare_spec(root: Path, stage: Stage, done: record.ExecuteRecord
+                 ) -> list[tuple[str, str]]:
+    """The rest of what the stage key covers (parameters, inputs) and the spec itself."""
+    checks: list[tuple[str, str]] = []
+    if parameters_digest(dict(stage.parameters)) == done.key.parameters:
+        checks.append(("parameters", "ok"))
+    else:
+        change = describe_parameter_change(done.stage_parameters, dict(stage.parameters))
+        checks.append(("parameters", f"CHANGED in {stage.spec_path}: {change}"))
+    changed = [rel for rel in sorted(set(done.inputs) | set(stage.inputs))
+               if content_hash(root / rel) != done.inputs.get(rel)]
+    checks.append(("inputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
+    checks.append(("spec", "ok" if spec_hash(stage) == done.spec_sha256 else
+                   f"CHANGED: {stage.spec_path} says something else than at the run"))
     return checks
+
+
+def overrides_since(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[str]:
+    """Override runs (`--param`) made after the last real run: listed, never counted."""
+    lines = []
+    for path in sorted((root / layout.overrides_of(stage)).glob(
+            f"*/{layout.OVERRIDE_RECORD}")):
+        try:
+            other = record.read(record.ExecuteRecord, path, root)
+        except RecordError:
+            continue
+        if other is not None and other.start >= done.start:
+            given = ", ".join(f"{k}={v!r}" for k, v in other.overrides.items())
+            lines.append(f"    override run {other.run_id} at {other.start}: {given} (its "
+                         f"outputs are in {path.parent.relative_to(root).as_posix()})")
+    return lines
 
 
 def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
@@ -67,6 +100,7 @@ def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
                   f"{len(drift.changed)} changed since the run before")
     lines = [head] + [f"    {name}: {state}" for name, state in checks]
     lines.append(f"    env drift at that run: {drift_text}")
+    lines += overrides_since(root, stage, done)
     return lines, all(state == "ok" for _, state in checks)
 
 

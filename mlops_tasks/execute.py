@@ -196,6 +196,14 @@ def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
     return {**names, **stage_parameters}
 
 
+def depends_on_files(root: Path, stage: Stage) -> list[str]:
+    """The project files a run depends on: what `dirty` and the untracked list look at."""
+    files = [stage.notebook, stage.spec_path, "pyproject.toml", *stage.inputs]
+    if (root / layout.pins_file(stage)).is_file():
+        files.append(layout.pins_file(stage))
+    return [rel for rel in files if (root / rel).exists()]
+
+
 def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepared:
     root = config.root
     source, nb, code = snapshot_notebook(root, stage)
@@ -204,7 +212,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
     key, inputs = compute_key(root, stage, code, stage_parameters)
     marker = read_marker(root / stage.env_dir) or {}
-    git = audit.git_info(root)
+    git = audit.git_info(root, depends_on_files(root, stage))
     uri, exp_id = experiment(config)
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
@@ -325,7 +333,8 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
         duration_s=round(seconds, 3), key=prep.key, parameters=prep.parameters,
         stage_parameters=prep.stage_parameters, overrides=prep.overrides,
         notebook=stage.notebook, spec=stage.spec_path, spec_sha256=spec_hash(stage),
-        git=record.GitState(prep.git["sha"], prep.git["branch"], prep.git["dirty"]),
+        git=record.GitState(prep.git["sha"], prep.git["branch"], prep.git["dirty"],
+                            prep.git["untracked"]),
         git_diff=prep.git["diff"],
         python=record.PythonEnv(
             version=str(marker.get("python_version", "")),

@@ -109,9 +109,13 @@ OVERRIDE_RECORD = "record.json"
 OVERRIDE_LOG = "last-run.json"
 
 
+def overrides_of(stage: Stage) -> str:
+    return f"{STATE}/overrides/{stage.name}"
+
+
 def override_dir(stage: Stage, run_id: str) -> str:
     """Everything of one `--param` override run: its outputs, notebook and records."""
-    return f"{STATE}/overrides/{stage.name}/{run_id}"
+    return f"{overrides_of(stage)}/{run_id}"
 
 
 def runs_dir(stage: Stage) -> str:

@@ -138,6 +138,24 @@ def local_copy(root: Path, stage: Stage, run: Execution, local: Path,
     return artifacts
 
 
+def untracked_files(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb: float
+                    ) -> Artifacts:
+    """Files the run depends on that git does not track: kept with the run (a notebook
+    never committed is otherwise lost to the audit trail), within the size limit."""
+    kept: Artifacts = []
+    for rel in done.git.untracked:
+        path = root / rel
+        stat = content_stat(path)
+        if stat is None:
+            continue
+        if stat[-2] > limit_mb * 2**20:
+            console.say(f"untracked {rel} is not uploaded, over artifact_max_mb = {limit_mb:g}",
+                        "log", stage.name)
+            continue
+        kept.append((path, Path("untracked", rel).parent.as_posix()))
+    return kept
+
+
 def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
     tags = {
         "mlops.notebook_code_sha256": done.key.code,
@@ -202,6 +220,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     drift = env_drift(root, stage, freeze_text)
     uploaded, by_reference = split_outputs(run.outputs, stage, done, config.artifact_max_mb)
     artifacts = local_copy(root, stage, run, local, freeze_text, drift)
+    artifacts += untracked_files(root, stage, done, config.artifact_max_mb)
     write_json(local / layout.AUDIT, audit_json(done, drift, by_reference))
     artifacts.append((local / layout.AUDIT, None))
     artifacts += [(run.outputs / rel, Path("outputs", rel).parent.as_posix())

@@ -55,6 +55,7 @@ class GitState:
     sha: str
     branch: str
     dirty: bool
+    untracked: list[str] = field(default_factory=list)  # files the run depends on, unversioned
 
 
 @dataclass(frozen=True)

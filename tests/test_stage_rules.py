@@ -142,3 +142,44 @@ def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(p
     doit(project)
     assert all(line.startswith("U ") for line in
                doit(project, "list", "--all", "--status").stdout.splitlines())
+
+
+def test_audit_names_each_change_and_lists_override_runs(project):
+    doit(project)
+    assert doit(project, "audit", "make").returncode == 0
+    doit(project, "run", "execute:make", "--param=repeat=5")
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 3") + "timeout: 600\n")
+    try:
+        audit = doit(project, "audit", "make", check=False)
+    finally:
+        spec.write_text(original)
+    assert audit.returncode == 1
+    out = audit.stdout
+    assert "parameters: CHANGED in env_specs/make.yaml: repeat: 2 → 3" in out
+    assert "spec: CHANGED: env_specs/make.yaml says something else" in out
+    assert "override run " in out and "repeat=5" in out
+
+
+def test_a_run_of_an_uncommitted_notebook_is_dirty_and_keeps_it(project):
+    from mlflow.tracking import MlflowClient
+
+    write_notebook(project / "notebooks" / "fresh.ipynb", [
+        (None, "from pathlib import Path\nPath('out/fresh.txt').write_text('new')")])
+    write_spec(project, "fresh", """
+        name: fresh
+        notebook: notebooks/fresh.ipynb
+        outputs: [out/fresh.txt]
+    """)
+    try:
+        doit(project, "run", "fresh")
+        done = json.loads((project / ".mlops/executed/fresh.json").read_text())
+    finally:
+        (project / "env_specs" / "fresh.yaml").unlink()
+    assert done["git"]["dirty"] is True
+    assert done["git"]["untracked"] == ["env_specs/fresh.yaml", "notebooks/fresh.ipynb"]
+    client = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
+    kept = {a.path for a in client.list_artifacts(done["run_id"], "untracked/notebooks")}
+    assert kept == {"untracked/notebooks/fresh.ipynb"}
+    assert client.get_run(done["run_id"]).data.tags["mlops.git_dirty"] == "true"
