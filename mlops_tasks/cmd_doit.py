@@ -18,28 +18,34 @@ from doit.cmd_run import Run as DoitRun
 from doit.cmd_strace import Strace as DoitStrace
 from doit.exceptions import InvalidDodoFile
 
-from . import interrupt, workspace
+from . import interrupt, layout, workspace
 from .config import load_config
 from .errors import MlopsError
 
 
-def prepare_workspace(root: Path) -> None:
-    """Before the first task: hold the workspace, stop kernels and installers on a signal."""
+def prepare_workspace(root: Path, runs_tasks: bool) -> None:
+    """Before the first task: hold the workspace, stop kernels and installers on a signal,
+    and (for commands that run tasks) close the runs a killed doit left RUNNING."""
     try:
-        workspace.acquire(root, wait=load_config(root).workspace_busy == "wait")
+        config = load_config(root)
+        workspace.acquire(root, wait=config.workspace_busy == "wait")
     except MlopsError as err:
         raise InvalidDodoFile(str(err)) from None
     interrupt.install()
+    if runs_tasks and any(root.glob(layout.running_records())):
+        from .execute import close_killed_runs
+
+        close_killed_runs(config)
 
 
-def guarded(base: Any) -> Any:
+def guarded(base: Any, runs_tasks: bool = False) -> Any:
     """`base` with the workspace prepared once the dodo is loaded (doit has changed into the
     project folder by then) and before any task runs. doit reads `_execute`'s signature to
     pass its options, so the wrapper keeps it."""
 
     @functools.wraps(base._execute)
     def _execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        prepare_workspace(Path.cwd())
+        prepare_workspace(Path.cwd(), runs_tasks)
         return base._execute(self, *args, **kwargs)
 
     return type(base.__name__, (base,), {"_execute": _execute, "__doc__": base.__doc__})
@@ -83,9 +89,9 @@ class List(DoitList):
                                              status=self.STATUS_MAP[state]))
 
 
-Run = guarded(DoitRun)
+Run = guarded(DoitRun, runs_tasks=True)
 Clean = guarded(DoitClean)
 Forget = guarded(_Forget)
 Ignore = guarded(DoitIgnore)
 ResetDep = guarded(DoitResetDep)
-Strace = guarded(DoitStrace)
+Strace = guarded(DoitStrace, runs_tasks=True)

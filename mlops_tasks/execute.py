@@ -98,6 +98,42 @@ def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
                     "execute", stage.name)
 
 
+def close_killed_runs(config: Config) -> None:
+    """Runs whose doit was killed (SIGKILL, power loss) stay RUNNING in MLflow: the next doit,
+    holding the workspace, closes each as KILLED and records the interruption."""
+    root = config.root
+    for path in sorted(root.glob(layout.running_records())):
+        try:
+            left = record.read(record.RunningRecord, path, root)
+        except MlopsError:
+            path.unlink(missing_ok=True)
+            continue
+        if left is None:
+            continue
+        uri = config.resolved_tracking_uri()
+        if left.tracking_uri != redact(uri):
+            console.notice(f"run {left.run_id} of stage '{left.stage}' was left RUNNING at "
+                           f"{left.tracking_uri}, not the current store; close it there")
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            tracking.log_run(uri, left.run_id, params={}, metrics={},
+                             tags={"mlops.interrupted": "true"}, artifacts=[], status="KILLED")
+        except MlopsError as err:
+            console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
+                           f"left RUNNING by a killed doit: {err}")
+            continue
+        record.write(root / layout.failure_record(left.stage),
+                     record.FailureRecord(
+                         stage=left.stage, task="execute", outcome="interrupted",
+                         cause="doit was killed during the run", cell=None, notebook=None,
+                         run_id=left.run_id, invocation_id=left.invocation_id,
+                         start=left.start, end=record.timestamp(), key=left.key))
+        path.unlink()
+        console.notice(f"closed run {left.run_id} of stage '{left.stage}' as KILLED: the doit "
+                       "running it was killed")
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Everything decided before the notebook starts."""
@@ -218,6 +254,8 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     close_unlogged_run(root, stage, uri)
     run_id = tracking.start_run(uri, exp_id, run_name,
                                 prepare_tags(stage, git, marker, key, overrides))
+    record.write(root / layout.running_record(stage), record.RunningRecord(
+        stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
                 "execute", stage.name)
     if overrides:
@@ -284,6 +322,8 @@ def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -
                          status="KILLED" if interrupted else "FAILED")
     except MlopsError as err2:
         console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
+        return  # the running record stays: the next doit closes the run
+    (root / layout.running_record(stage)).unlink(missing_ok=True)
 
 
 def finish(prep: Prepared, outputs: OutputSet, started: str, seconds: float
@@ -361,5 +401,6 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
         raise
     seconds = time.perf_counter() - t0
     done = (finish_override if overrides else finish)(prep, outputs, started, seconds)
+    (config.root / layout.running_record(stage)).unlink(missing_ok=True)
     console.say(f"done in {done.duration_s:.1f} s", "execute", stage.name)
     return done

@@ -94,9 +94,20 @@ def execute_record(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.json"
 
 
-def failure_record(stage: Stage) -> str:
-    """The record of the stage's last failed or interrupted execution."""
-    return f"{STATE}/executed/{stage.name}.failure.json"
+def running_record(stage: Stage) -> str:
+    """Written when the stage's MLflow run is created, removed when the run is closed: one
+    left behind means the doit that made it was killed."""
+    return f"{STATE}/executed/{stage.name}.running.json"
+
+
+def running_records() -> str:
+    return f"{STATE}/executed/*.running.json"
+
+
+def failure_record(stage: Stage | str) -> str:
+    """The record of the stage's last failed or interrupted execution (by stage or name)."""
+    name = stage if isinstance(stage, str) else stage.name
+    return f"{STATE}/executed/{name}.failure.json"
 
 
 def previous_outputs(stage: Stage) -> str:

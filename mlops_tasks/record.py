@@ -146,14 +146,31 @@ class FailureRecord:
     key: StageKey | None
 
 
-R = TypeVar("R", ExecuteRecord, LogRecord, FailureRecord)
+@dataclass(frozen=True)
+class RunningRecord:
+    """A stage run that was created and not yet closed."""
+
+    KIND = "running"
+
+    stage: str
+    run_id: str
+    tracking_uri: str  # redacted
+    invocation_id: str
+    start: str
+    key: StageKey
 
 
-def to_json(record: ExecuteRecord | LogRecord | FailureRecord) -> dict[str, Any]:
+R = TypeVar("R", ExecuteRecord, LogRecord, FailureRecord, RunningRecord)
+
+
+AnyRecord = ExecuteRecord | LogRecord | FailureRecord | RunningRecord
+
+
+def to_json(record: AnyRecord) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "kind": record.KIND, **asdict(record)}
 
 
-def write(path: Path, record: ExecuteRecord | LogRecord | FailureRecord) -> None:
+def write(path: Path, record: AnyRecord) -> None:
     write_json(path, to_json(record))
 
 
@@ -178,6 +195,7 @@ _NESTED: dict[str, dict[str, type]] = {
     "ExecuteRecord": {"key": StageKey, "git": GitState, "python": PythonEnv},
     "LogRecord": {"env_drift": EnvDrift},
     "FailureRecord": {"key": StageKey},
+    "RunningRecord": {"key": StageKey},
 }
 
 

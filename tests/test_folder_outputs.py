@@ -130,6 +130,15 @@ def test_a_kill_mid_run_is_recovered_on_the_next_run(project):
         marker.unlink(missing_ok=True)
     assert (project / "data/outdir/sub/b.txt").read_text() == "half"  # what the kill left
     assert "R execute:make" in doit(project, "list", "--all", "--status").stdout
-    assert "execute:make" in ran(doit(project).stdout)
+    killed = json.loads((project / ".mlops/executed/make.running.json").read_text())["run_id"]
+    out = doit(project)
+    assert f"closed run {killed} of stage 'make' as KILLED" in out.stderr
+    assert "execute:make" in ran(out.stdout)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
+    run = client.get_run(killed)
+    assert run.info.status == "KILLED" and run.data.tags["mlops.interrupted"] == "true"
+    assert not list(project.glob(".mlops/executed/*.running.json"))
     assert (project / "data/outdir/sub/b.txt").read_text() == "hihi"
     assert not (project / ".mlops/previous/make").exists()
