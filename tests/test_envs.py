@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +143,11 @@ def marker(root: Path) -> dict:
     return json.loads((root / ENV / ".mlops-env.json").read_text())
 
 
+def building(why: str) -> str:
+    """The line venv:make prints when it builds the env (on the Python running doit)."""
+    return f"venv:make: building {ENV} with Python {platform.python_version()}: {why}\n"
+
+
 @pytest.mark.integration
 def test_spec_edits_that_do_not_touch_the_env_rebuild_nothing(project):
     spec = project / "env_specs" / "make.yaml"
@@ -165,7 +172,7 @@ def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project)
     shutil.rmtree(project / ENV)
     out = doit(project).stdout
     assert ran(out) == {"venv:make"}
-    assert "not built yet" in out
+    assert building("not built yet") in out
     assert (project / ENV / "pip-freeze.txt").read_bytes() == freeze
 
 
@@ -173,11 +180,13 @@ def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project)
 def test_half_built_or_edited_venv_is_discarded(project):
     (project / ENV / ".mlops-env.json").unlink()
     out = doit(project).stdout
-    assert "no valid marker" in out and ran(out) == {"venv:make"}
+    assert ran(out) == {"venv:make"}
+    assert building("shared-make has no valid marker (a build was interrupted or the folder "
+                    "was made by hand)") in out
     freeze = project / ENV / "pip-freeze.txt"
     freeze.write_text(freeze.read_text() + "hand-edit==1.0\n")
     out = doit(project).stdout
-    assert "changed by hand" in out and "venv:make" in ran(out)
+    assert building("pip-freeze.txt was changed by hand") in out and "venv:make" in ran(out)
     assert "hand-edit" not in freeze.read_text()
 
 
@@ -188,29 +197,45 @@ def test_package_change_rebuilds_with_a_reason_and_reruns_downstream(project):
     spec.write_text(original.replace("name: make", "name: make\npackages: [idna]"))
     try:
         out = doit(project).stdout
-        assert "packages: +idna" in out
+        assert building("packages: +idna") in out
         assert ran(out) == {"venv:make", "kernel:make", "execute:make", "log:make"}
         assert "idna==" in (project / ENV / "pip-freeze.txt").read_text()
     finally:
         spec.write_text(original)
-    assert "packages: -idna" in doit(project).stdout
+    assert building("packages: -idna") in doit(project).stdout
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned(lock_text: str) -> dict[str, str]:
+    """{name: version} of a pins file's `name==version` lines."""
+    pins = [line.split("==") for line in lock_text.splitlines()
+            if "==" in line and not line.startswith(("#", " "))]
+    return {canonical(name): version.strip() for name, version in pins}
+
+
+def frozen(freeze: Path) -> dict[str, str]:
+    """{name: version} of a pip-freeze.txt, its interpreter line left out."""
+    pins = [line.split("==") for line in freeze.read_text().splitlines()
+            if not line.startswith("#")]
+    return {canonical(name): version for name, version in pins}
 
 
 @pytest.mark.integration
 def test_lock_file_pins_the_env(project):
     out = doit(project, "lock", "make").stdout
     lock = project / "env_specs" / "make.lock"
-    assert "pins" in out and "ipykernel==" in lock.read_text()
+    pins = pinned(lock.read_text())
+    assert "ipykernel" in pins
+    assert f"lock: env_specs/make.lock pins {len(pins)} packages\n" in out
     out = doit(project).stdout
-    assert "lock file added" in out and "venv:make" in ran(out)
-    pins = {line.split("==")[0].lower() for line in lock.read_text().splitlines()
-            if "==" in line and not line.startswith(("#", " "))}
-    frozen = {line.split("==")[0].lower().replace("_", "-")
-              for line in (project / ENV / "pip-freeze.txt").read_text().splitlines()
-              if not line.startswith("#")}
-    assert {p.replace("_", "-") for p in pins} == frozen
+    assert building("lock file added") in out and "venv:make" in ran(out)
+    assert "venv:make: installing exactly the pins of env_specs/make.lock\n" in out
+    assert frozen(project / ENV / "pip-freeze.txt") == pins
     lock.unlink()
-    assert "lock file removed" in doit(project).stdout
+    assert building("lock file removed") in doit(project).stdout
 
 
 @pytest.mark.integration
@@ -267,12 +292,14 @@ def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, w
     set_config(root, index_policy="offline")
     proc = doit(root, "run", "venv:make", env=env, check=False)
     assert proc.returncode != 0
-    text = proc.stdout + proc.stderr
-    assert "venv:make: tabulate is not in" in text and "doit wheels" in text
+    assert (f"venv:make: tabulate is not in {wheelhouse}/ and the index policy is offline; "
+            "fill the cache with `doit wheels` (or `doit wheels make`) on a machine with "
+            "network access.") in proc.stdout + proc.stderr
     set_config(root, index_policy="offline-first")
     proc = doit(root, "run", "venv:make", env=env, check=False)
     assert proc.returncode != 0
-    assert "trying the package index" in proc.stdout + proc.stderr
+    assert (f"venv:make: tabulate not in {wheelhouse}/; trying the package index "
+            "(index_policy = offline-first)\n") in proc.stdout
 
 
 @pytest.mark.integration

@@ -141,7 +141,9 @@ def test_signal_during_execute_keeps_finished_work(project, signum, code):
         os.kill(proc.pid, signum)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == code, (out, err)
-        assert f"{signal.Signals(signum).name} received" in err
+        assert (f"mlops-tasks: {signal.Signals(signum).name} received: stopped the running "
+                "stage; finished tasks are recorded, the interrupted one will run again\n"
+                ) in err
         assert "Traceback" not in err
         no_processes_left(project)
         again = rerun_after(project)
@@ -199,7 +201,13 @@ def test_two_runs_started_together_both_succeed(tmp_path, wheelhouse):
     procs = [start(root) for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    assert any("waiting for the workspace, held by doit pid" in err for _, err in results)
+    waited = [i for i, (_, err) in enumerate(results) if "waiting for the workspace" in err]
+    assert len(waited) == 1, results  # the other one held it
+    holder = procs[1 - waited[0]]
+    assert (f"mlops-tasks: waiting for the workspace, held by doit pid {holder.pid} on "
+            in results[waited[0]][1])
+    # the waiter found everything done by the holder
+    assert ran(results[waited[0]][0]) == set() and "execute:make" in ran(results[1 - waited[0]][0])
     assert ran(doit(root).stdout) == set()
 
 
@@ -218,19 +226,33 @@ def test_corrupted_dep_db_is_moved_aside(tmp_path, wheelhouse):
 
 
 def test_dep_db_opens_under_every_supported_python(project):
+    """Every task of the finished pipeline is in the DB, read alike by the sqlite3 of each
+    installed Python the project supports (a stage venv's Python may differ from doit's)."""
+    import json
+    import sqlite3
+
     from mlops_tasks.errors import InterpreterNotFound
     from mlops_tasks.interpreters import Resolver
 
+    status = {line.split()[1]: line.split()[0] for line in
+              doit(project, "list", "--all", "--status").stdout.splitlines()}
+    stage_tasks = {f"{t}:{s}" for t in ("venv", "kernel", "execute", "log")
+                   for s in ("make", "count", "report", "side")}
+    assert stage_tasks <= set(status) and set(status.values()) == {"U"}, status
+    db = project / ".mlops" / "doit.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        own = sorted(row[0] for row in conn.execute("select task_id from doit"))
+    assert set(own) == set(status)  # every task of the run, groups included
+    code = ("import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(json.dumps(sorted(r[0] for r in c.execute('select task_id from doit'))))")
     checked = []
     for version in ("3.10", "3.11", "3.12", "3.13"):
         try:
             python = Resolver().resolve("probe", version, None).path
         except InterpreterNotFound:
             continue
-        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
-                "print(c.execute('select count(*) from doit').fetchone()[0])")
-        out = subprocess.run([python, "-c", code, str(project / ".mlops" / "doit.db")],
-                             capture_output=True, text=True, check=True).stdout
-        assert int(out) > 10
+        out = subprocess.run([python, "-c", code, str(db)], capture_output=True, text=True,
+                             check=True).stdout
+        assert json.loads(out) == own, version
         checked.append(version)
     assert checked

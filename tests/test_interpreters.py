@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import sys
 
 import pytest
@@ -61,10 +64,20 @@ def test_missing_python_exe(tmp_path):
 
 
 def test_unknown_version_lists_what_was_found(tmp_path):
+    """The interpreter running the tests, on PATH, is listed with its version and path."""
+    running = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     with pytest.raises(InterpreterNotFound) as info:
-        Resolver(tmp_path / "c.json").resolve("train", "2.1", None)
-    assert "stage 'train': no Python 2.1" in str(info.value)
-    assert "Found:" in str(info.value)
+        Resolver(tmp_path / "c.json").resolve("train", "2.1", None,
+                                              {"PATH": os.path.dirname(running)})
+    message = str(info.value)
+    head = ("stage 'train': no Python 2.1 found on PATH, pyenv, uv or the usual install "
+            "folders. Found: ")
+    assert message.startswith(head)
+    listing, rest = message[len(head):].split(". Install Python 2.1 ", 1)
+    assert rest.startswith("(e.g. `uv python install 2.1` or pyenv)")
+    found = {(version, os.path.realpath(path))
+             for version, path in re.findall(r"(\S+) \(([^()]+)\)", listing)}
+    assert (platform.python_version(), running) in found, listing
 
 
 def test_py_launcher_output_both_formats():

@@ -151,5 +151,6 @@ def test_run_one_stage_runs_only_its_upstream(tmp_path, wheelhouse):
     tasks = ran(doit(root, "run", "make").stdout)
     assert {"venv:make", "execute:make", "log:make"} <= tasks
     assert not {t for t in tasks if t.endswith(":use")}
-    listing = doit(root, "list").stdout
-    assert "make" in listing and "use" in listing
+    listed = dict(line.split(None, 1) for line in doit(root, "list").stdout.splitlines())
+    assert listed["make"] == "bring stage 'make' and its upstream up to date, logged"
+    assert listed["use"] == "bring stage 'use' and its upstream up to date, logged (after make)"

@@ -91,4 +91,5 @@ def test_stdlib_package_warning_is_printed(tmp_path):
                                         "  - warnings ; # stdlib\n"})
     proc = doit(root, "list")
     assert "env_specs/a.yaml:3: warning: 'warnings' is a standard-library module" in proc.stderr
-    assert "a " in proc.stdout
+    listed = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+    assert listed["a"] == "bring stage 'a' and its upstream up to date, logged"
