@@ -322,13 +322,51 @@ def test_killed_build_is_detected_and_rebuilt(tmp_path, wheelhouse):
     assert marker(root)["options"] == {"installer": "pip"}
 
 
+# One build of stage `make`, straight through the venv task's action (so no workspace
+# mutex is involved), started when the test says go; prints when it ran and any failure.
+BUILD_WHEN_TOLD = """
+import json, sys, time
+from pathlib import Path
+from mlops_tasks.actions import build_venv
+from mlops_tasks.project import load_project
+
+root, flags, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+project = load_project(root)
+(flags / f"ready-{me}").write_text("")
+while not (flags / "go").exists():
+    time.sleep(0.005)
+start = time.monotonic()
+failed = build_venv(project.config, project.stage("make"))
+print(json.dumps({"start": start, "end": time.monotonic(), "failed": failed and str(failed)}))
+"""
+
+
 @pytest.mark.integration
 def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
+    """Two processes build one stage's venv at the same moment: the venv mutex lets one
+    build while the other waits, then finds the env valid and reuses it."""
+    from mlops_tasks.envs import env_problem, plan_for
+    from mlops_tasks.project import load_project
+
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
-    procs = [subprocess.Popen([PYTHON, "-m", "doit", "run", "venv:make"], cwd=root,
-                              env=clean_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sum(o.count("building .venvs/shared-make") for o in outputs) == 1, outputs
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    procs = [subprocess.Popen([PYTHON, "-c", BUILD_WHEN_TOLD, str(root), str(flags), str(i)],
+                              cwd=root, env=clean_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    wait_until(lambda: len(list(flags.glob("ready-*"))) == 2
+               or any(p.poll() is not None for p in procs), 120, "the builders never started")
+    (flags / "go").write_text("")
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    reports = [json.loads(out.splitlines()[-1]) for out, _ in results]
+    assert [r["failed"] for r in reports] == [None, None], results
+    builds = [out.count(building("not built yet")) for out, _ in results]
+    assert sorted(builds) == [0, 1], results
+    builder, waiter = reports[builds.index(1)], reports[builds.index(0)]
+    assert waiter["start"] < builder["end"] <= waiter["end"]  # it waited out the build
+    project = load_project(root)
+    stage = project.stage("make")
+    assert env_problem(root / ENV, plan_for(project.config, stage),
+                       root / ENV / "pip-freeze.txt") is None
     assert marker(root)["freeze_sha256"]
