@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +113,30 @@ def test_a_lock_file_older_than_the_spec_is_refused():
     check_pins_cover(stage, lock + "xgboost==2.1\n", "env_specs/s.lock")
 
 
+@pytest.mark.parametrize(("policy", "empty", "filled"), [
+    ("online", [], ["--find-links", "{cache}"]),
+    ("offline-first", [], ["--no-index", "--find-links", "{cache}"]),
+    ("offline", ["--no-index", "--find-links", "{cache}"],
+     ["--no-index", "--find-links", "{cache}"]),
+])
+def test_index_options_by_policy(tmp_path, policy, empty, filled):
+    """`online` adds a filled wheel cache to the index, never `--no-index`; the other
+    policies install offline from a filled cache."""
+    from mlops_tasks.config import Config
+    from mlops_tasks.envs import wheel_sources
+
+    config = Config(root=tmp_path, index_policy=policy, wheels_cache="wheels")
+    cache = tmp_path / "wheels"
+    empty = [arg.format(cache=cache) for arg in empty]
+    assert wheel_sources(config) == (empty, bool(empty))  # no cache folder
+    cache.mkdir()
+    (cache / "README.md").write_text("approved wheels\n")
+    assert wheel_sources(config) == (empty, bool(empty))  # a cache without wheels
+    (cache / "idna-3.6-py3-none-any.whl").write_bytes(b"")
+    filled = [arg.format(cache=cache) for arg in filled]
+    assert wheel_sources(config) == (filled, policy != "online")
+
+
 def test_freeze_names_the_interpreter():
     from mlops_tasks.envs import freeze_header
 
@@ -166,8 +191,6 @@ def test_spec_edits_that_do_not_touch_the_env_rebuild_nothing(project):
 
 @pytest.mark.integration
 def test_deleted_venv_is_rebuilt_and_an_identical_freeze_reruns_nothing(project):
-    import shutil
-
     freeze = (project / ENV / "pip-freeze.txt").read_bytes()
     shutil.rmtree(project / ENV)
     out = doit(project).stdout
@@ -239,6 +262,29 @@ def test_lock_file_pins_the_env(project):
 
 
 @pytest.mark.integration
+def test_pip_installs_exactly_the_pins(project):
+    """With installer = "pip" the venv holds exactly the pins file's versions (pip install
+    --no-deps), idna 3.6 included, which resolving the spec would not pick."""
+    doit(project, "lock", "make")
+    lock = project / "env_specs" / "make.lock"
+    lock.write_text(lock.read_text() + "idna==3.6\n")
+    set_config(project, installer="pip")
+    try:
+        out = doit(project, "run", "venv:make").stdout
+        assert "venv:make: installing exactly the pins of env_specs/make.lock\n" in out
+        assert re.search(r"^\$ \S+ -m pip install .*-r \S+ --no-deps", out, re.M), out
+        pins = pinned(lock.read_text())
+        assert pins["idna"] == "3.6" and "ipykernel" in pins
+        assert frozen(project / ENV / "pip-freeze.txt") == pins
+        assert marker(root=project)["options"]["installer"] == "pip"
+    finally:
+        lock.unlink()
+        set_config(project, installer=None)
+    assert building("lock file removed; options: {'installer': 'pip'} → {'installer': 'uv'}"
+                    ) in doit(project).stdout
+
+
+@pytest.mark.integration
 def test_clean_and_gc(project):
     write_spec(project, "make", (project / "env_specs" / "make.yaml").read_text()
                .replace(".venvs/shared-make", ".venvs/make2"))
@@ -285,7 +331,8 @@ def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, w
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     set_config(root, index_policy="offline-first")
     url = closed_port_url()
-    env = clean_env(UV_INDEX_URL=url, UV_DEFAULT_INDEX=url, PIP_INDEX_URL=url)
+    env = clean_env(UV_INDEX_URL=url, UV_DEFAULT_INDEX=url, PIP_INDEX_URL=url,
+                    UV_HTTP_RETRIES="0")  # a closed port fails at once, not after retries
     assert "venv:make" in ran(doit(root, "run", "venv:make", env=env).stdout)
     write_spec(root, "make", (root / "env_specs" / "make.yaml").read_text()
                .replace("name: make", "name: make\npackages: [tabulate]"))
@@ -300,6 +347,17 @@ def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, w
     assert proc.returncode != 0
     assert (f"venv:make: tabulate not in {wheelhouse}/; trying the package index "
             "(index_policy = offline-first)\n") in proc.stdout
+    # online: the index is asked even when every wheel is in the cache
+    write_spec(root, "make", (root / "env_specs" / "make.yaml").read_text()
+               .replace("packages: [tabulate]\n", ""))
+    set_config(root, index_policy="online")
+    shutil.rmtree(root / ENV, ignore_errors=True)
+    proc = doit(root, "run", "venv:make", env=env, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert building("not built yet") in proc.stdout
+    assert f"--find-links {wheelhouse}" in text and "--no-index" not in text
+    assert f"Failed to fetch: {url}/ipykernel/" in text
 
 
 @pytest.mark.integration
