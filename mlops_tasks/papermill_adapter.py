@@ -101,6 +101,28 @@ def _failed_cell(output: Path, cell_index: int | None) -> int | None:
     return source_cell_number(cells, cell_index)
 
 
+def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[str, str],
+                   drop_env: tuple[str, ...], sockets: Path | None, cwd: Path
+                   ) -> StageKernelManager:
+    """The stage's kernel, from the project's kernelspecs, with the stage's environment."""
+    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
+    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
+    if sockets is not None and os.name != "nt":
+        # Local sockets instead of TCP ports on 127.0.0.1: no other user of the machine can
+        # connect, and ipykernel has no cause to warn about unencrypted TCP. A deep project
+        # gets a path relative to its root (the cwd of doit and of the kernel), to stay
+        # short of the 107-byte limit of a socket path.
+        sockets.mkdir(parents=True, exist_ok=True)
+        km.transport = "ipc"
+        path = str(sockets / f"{stage}-{os.getpid()}")
+        km.ip = path if len(path) < 90 else os.path.relpath(path, cwd)
+    km.extra_env = dict(env)
+    # Let the stage kernel write bytecode into its own venv: later starts import fast.
+    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
+                   *drop_env)
+    return km
+
+
 def run_notebook(
     *,
     stage: str,
@@ -120,21 +142,7 @@ def run_notebook(
 ) -> None:
     """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
     _setup_logging()
-    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
-    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
-    if sockets is not None and os.name != "nt":
-        # Local sockets instead of TCP ports on 127.0.0.1: no other user of the machine can
-        # connect, and ipykernel has no cause to warn about unencrypted TCP. A deep project
-        # gets a path relative to its root (the cwd of doit and of the kernel), to stay
-        # short of the 107-byte limit of a socket path.
-        sockets.mkdir(parents=True, exist_ok=True)
-        km.transport = "ipc"
-        path = str(sockets / f"{stage}-{os.getpid()}")
-        km.ip = path if len(path) < 90 else os.path.relpath(path, cwd)
-    km.extra_env = dict(env)
-    # Let the stage kernel write bytecode into its own venv: later starts import fast.
-    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
-                   *drop_env)
+    km = kernel_manager(stage, kernel_name, kernel_dir, env, drop_env, sockets, cwd)
     try:
         nb = papermill.execute_notebook(
             str(notebook),

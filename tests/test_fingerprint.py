@@ -87,7 +87,7 @@ def test_stage_key_depends_on_each_part_only():
 
 def test_stage_key_is_machine_independent(tmp_path):
     """Two clones at different absolute paths compute the same key for the same work."""
-    from mlops_tasks.audit import file_hashes
+    from mlops_tasks.audit import content_hashes
     from mlops_tasks.fingerprint import stage_key
 
     keys = []
@@ -95,7 +95,7 @@ def test_stage_key_is_machine_independent(tmp_path):
         root = tmp_path / clone
         (root / "data").mkdir(parents=True)
         (root / "data" / "a.csv").write_text("x,y\n1,2\n")
-        keys.append(stage_key("f", "c", "p", file_hashes(root, ["data/a.csv"])))
+        keys.append(stage_key("f", "c", "p", content_hashes(root, ["data/a.csv"])))
     assert keys[0] == keys[1]
 
 

@@ -56,11 +56,14 @@ def test_chain_of_one_stage():
     assert venv["actions"][0][0] is actions.build_venv
     assert kernel["file_dep"] == [".venvs/train/pip-freeze.txt"]
     assert kernel["targets"] == [".mlops/jupyter/kernels/k-train/kernel.json"]
-    assert execute["file_dep"] == ["data/raw.csv", ".venvs/train/pip-freeze.txt"]
+    # inputs (files or folders) are checked by content in InputsUnchanged, not as file_dep
+    assert execute["file_dep"] == [".venvs/train/pip-freeze.txt"]
+    inputs_check = next(c for c in execute["uptodate"] if isinstance(c, checks.InputsUnchanged))
+    assert inputs_check.stage.inputs == ("data/raw.csv",)
     code_check = execute["uptodate"][0]
     assert isinstance(code_check, checks.NotebookCodeUnchanged)
     assert code_check.notebook == "nb/train.ipynb"
-    assert execute["task_dep"] == ["kernel:train"]
+    assert execute["task_dep"] == ["kernel:train", "log:prep"]  # upstream logged first
     assert execute["targets"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
                                   "models/m.pkl", "r/m.json"]
     assert log["file_dep"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
@@ -75,7 +78,9 @@ def test_group_tasks_pull_upstream():
     assert tasks["report"]["task_dep"] == ["train", "log:report"]
     assert tasks["report"]["actions"] is None
     # an explicit depends_on orders execution too (no file links the two)
-    assert "execute:train" in tasks["execute:report"]["task_dep"]
+    assert "log:train" in tasks["execute:report"]["task_dep"]
+    assert any(isinstance(c, checks.UpstreamRunsUnchanged)
+               for c in tasks["execute:report"]["uptodate"])
 
 
 def test_parameters_take_part_in_uptodate():
