@@ -86,9 +86,10 @@ def closed_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment a user's machine has: no pip config, no tracking server."""
+    """The environment a user's machine has: no pip config, no tracking server, none of
+    this tool's own settings (MLOPS_*) from the environment running the tests."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_", "MLFLOW_", "JUPYTER_", "VIRTUAL_ENV"))}
+           if not k.startswith(("PIP_", "UV_", "MLFLOW_", "JUPYTER_", "VIRTUAL_ENV", "MLOPS_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["UV_NO_CONFIG"] = "1"
     env.update(extra)
@@ -207,6 +208,8 @@ def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
         """)
     for name, cells in NOTEBOOK_CELLS.items():
         write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
+    # as in a real project: the tool's state and the stages' products are not versioned
+    (root / ".gitignore").write_text(".mlops/\n.venvs/\nout/\n", encoding="utf-8")
     git_commit_all(root)
     return root
 
@@ -253,6 +256,17 @@ def local_client(root: Path) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(f"sqlite:///{(root / '.mlops' / 'mlflow.db').as_posix()}")
+
+
+def all_artifacts(client: Any, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of a run, by its path in the run."""
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir:
+            found |= all_artifacts(client, run_id, item.path)
+        else:
+            found.add(item.path)
+    return found
 
 
 class MlflowServer:

@@ -12,6 +12,7 @@ import pytest
 
 from .helpers import (
     NOTEBOOK_CELLS,
+    all_artifacts,
     clean_env,
     doit,
     make_project,
@@ -39,20 +40,13 @@ def stage_runs(client, experiment: str = "test-pipeline") -> dict:
     return out
 
 
-def all_artifacts(client, run_id: str, path: str | None = None) -> set[str]:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        if item.is_dir:
-            found |= all_artifacts(client, run_id, item.path)
-        else:
-            found.add(item.path)
-    return found
+INVOCATION = "jenkins-pipeline-42"  # what a Jenkinsfile passes from BUILD_TAG
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, wheelhouse, mlflow_server):
     root = make_project(tmp_path_factory.mktemp("served") / "proj", wheelhouse)
-    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, MLOPS_INVOCATION_ID=INVOCATION)
     first = doit(root, env=env)
     return root, env, first
 
@@ -94,6 +88,17 @@ def test_every_audit_field_on_a_server_run(served, mlflow_server):
         stage = run.data.tags["mlops.stage"]
         assert (f"execute:{stage}: MLflow run {run.info.run_id} ({run.info.run_name}), "
                 f"invocation {tags['mlops.invocation_id']}\n") in first.stdout
+
+
+def test_the_invocation_id_from_the_environment_is_on_every_run(served, mlflow_server):
+    root, _, _ = served
+    client = client_for(mlflow_server.url)
+    for stage in ("make", "use"):
+        record = json.loads((root / ".mlops" / "executed" / f"{stage}.json").read_text())
+        assert record["invocation_id"] == INVOCATION
+        run = client.get_run(record["run_id"])
+        assert run.data.tags["mlops.stage"] == stage
+        assert run.data.tags["mlops.invocation_id"] == INVOCATION
 
 
 def test_server_down_mid_pipeline_then_back(tmp_path, wheelhouse, mlflow_server):
