@@ -3,12 +3,22 @@ the local MLflow store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from .helpers import doit, make_project, ran, write_notebook
+from .helpers import (
+    all_artifacts,
+    doit,
+    local_client,
+    make_project,
+    ran,
+    set_config,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +153,57 @@ def test_an_edit_saved_during_the_run_is_neither_run_nor_recorded(built):
     assert "execute:make" in ran(doit(root).stdout)  # the saved edit runs next time
     write_notebook(path, NOTEBOOK_CELLS["make"])
     doit(root)
+    assert ran(doit(root).stdout) == set()
+
+
+def run_id(root: Path, stage: str) -> str:
+    """The MLflow run of the stage's last execution."""
+    return json.loads((root / ".mlops" / "executed" / f"{stage}.json").read_text())["run_id"]
+
+
+def test_a_run_executed_again_before_it_was_logged_is_closed_as_superseded(built):
+    root, _ = built
+    client = local_client(root)
+    doit(root, "run", "--always-execute", "execute:make")
+    first = run_id(root, "make")
+    assert client.get_run(first).info.status == "RUNNING"  # executed, not logged yet
+    doit(root, "run", "--always-execute", "execute:make")
+    second = run_id(root, "make")
+    assert second != first
+    closed = client.get_run(first)
+    assert closed.info.status == "KILLED" and closed.info.end_time
+    assert closed.data.tags["mlops.superseded"] == "true"
+    assert client.get_run(second).info.status == "RUNNING"
+    assert ran(doit(root).stdout) == {"log:make"}  # same outputs: `use` does not rerun
+    logged = client.get_run(second)
+    assert logged.info.status == "FINISHED" and "mlops.superseded" not in logged.data.tags
+    assert client.get_run(first).info.status == "KILLED"
+    assert ran(doit(root).stdout) == set()
+
+
+def test_outputs_over_artifact_max_mb_are_recorded_by_size_and_hash_only(built):
+    root, _ = built
+    limit_mb = 0.00001  # 10.5 bytes
+    greeting, metrics = root / "out" / "greeting.txt", root / "out" / "metrics.json"
+    assert greeting.stat().st_size < limit_mb * 2**20 < metrics.stat().st_size
+    set_config(root, artifact_max_mb=limit_mb)
+    try:
+        out = doit(root, "run", "--always-execute", "log:make", "log:use").stdout
+    finally:
+        set_config(root, artifact_max_mb=None)
+    assert ("log:use: out/metrics.json (0.0 MB) is not uploaded, over artifact_max_mb = 1e-05 "
+            "in [tool.mlops_tasks]; audit.json records its size and hash\n") in out
+    client = local_client(root)
+    make, use = run_id(root, "make"), run_id(root, "use")
+    assert "outputs/out/greeting.txt" in all_artifacts(client, make)
+    uploaded = all_artifacts(client, use)
+    assert "audit.json" in uploaded and not {a for a in uploaded if a.startswith("outputs/")}
+    audit = json.loads((root / ".mlops/runs/use" / use / "audit.json").read_text())
+    assert audit["outputs_not_uploaded"] == {"out/metrics.json": {
+        "size": metrics.stat().st_size,
+        "sha256": hashlib.sha256(metrics.read_bytes()).hexdigest()}}
+    make_audit = json.loads((root / ".mlops/runs/make" / make / "audit.json").read_text())
+    assert make_audit["outputs_not_uploaded"] == {}
     assert ran(doit(root).stdout) == set()
 
 
