@@ -20,6 +20,7 @@ from doit.exceptions import InvalidDodoFile
 
 from . import interrupt, layout, workspace
 from .config import load_config
+from .doit_names import TASK_PREFIXES
 from .errors import MlopsError
 
 
@@ -38,6 +39,16 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
         close_killed_runs(config)
 
 
+def stage_order(task_list: list[Any]) -> list[str] | None:
+    """What a plain `doit` runs: each stage's group (its chain, logging included) in graph
+    order, so one stage is logged before the next starts and a failure in one never leaves
+    another's finished run unlogged. doit's own default, every task in definition order,
+    would run all venv tasks, then all execute tasks, then all log tasks."""
+    groups = [t.name for t in task_list
+              if ":" not in t.name and not t.actions and t.name not in TASK_PREFIXES]
+    return groups or None
+
+
 def guarded(base: Any, runs_tasks: bool = False) -> Any:
     """`base` with the workspace prepared once the dodo is loaded (doit has changed into the
     project folder by then) and before any task runs. doit reads `_execute`'s signature to
@@ -46,6 +57,8 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
     @functools.wraps(base._execute)
     def _execute(self: Any, *args: Any, **kwargs: Any) -> Any:
         prepare_workspace(Path.cwd(), runs_tasks)
+        if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
+            self.sel_tasks = stage_order(self.task_list)
         return base._execute(self, *args, **kwargs)
 
     return type(base.__name__, (base,), {"_execute": _execute, "__doc__": base.__doc__})

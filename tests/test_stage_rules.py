@@ -183,3 +183,24 @@ def test_a_run_of_an_uncommitted_notebook_is_dirty_and_keeps_it(project):
     kept = {a.path for a in client.list_artifacts(done["run_id"], "untracked/notebooks")}
     assert kept == {"untracked/notebooks/fresh.ipynb"}
     assert client.get_run(done["run_id"]).data.tags["mlops.git_dirty"] == "true"
+
+
+def test_a_failing_stage_leaves_no_run_of_another_stage_unlogged(project):
+    from mlflow.tracking import MlflowClient
+
+    write_notebook(project / "notebooks" / "zfail.ipynb", [(None, "raise ValueError('no')")])
+    write_spec(project, "zfail", "name: zfail\nnotebook: notebooks/zfail.ipynb\n")
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 7"))
+    try:
+        proc = doit(project, check=False)
+    finally:
+        spec.write_text(original)
+        (project / "env_specs" / "zfail.yaml").unlink()
+    assert proc.returncode != 0
+    assert {"execute:make", "log:make", "execute:zfail"} <= ran(proc.stdout)
+    client = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
+    runs = client.search_runs([client.get_experiment_by_name("test-pipeline").experiment_id])
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    doit(project)
