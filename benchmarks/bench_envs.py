@@ -1,25 +1,40 @@
 #!/usr/bin/env python
-"""Stage venv builds: plain `python -m venv` + pip against mlops-tasks' `venv:<stage>` task.
+"""Stage venv builds: plain `python -m venv` + pip, bare uv, and mlops-tasks' `venv:<stage>`.
 
 For numpy, pandas, scikit-learn, matplotlib and ipykernel on the Python running this script,
 side by side in one run:
 
-cold   empty installer caches (a fresh PIP_CACHE_DIR, a fresh UV_CACHE_DIR), both approaches
-       offline from the same wheel folder, filled once at the start with `pip download`.
+cold   empty installer caches (a fresh PIP_CACHE_DIR, a fresh UV_CACHE_DIR for each uv
+       side), every side offline from the same wheel folder, filled once at the start with
+       `pip download`.
 warm   the stage venv deleted and built again, installer caches warm.
 disk   four venvs with the same packages against one, hardlinked files counted once.
 
-Plain approach:   python -m venv DIR
-                  DIR/bin/python -m pip install --upgrade pip setuptools wheel
-                  DIR/bin/python -m pip install -r requirements.txt
-                  (both pip installs with --no-index --find-links WHEELS)
-Project approach: a generated mlops-tasks project (index_policy = "offline", wheels_cache =
-                  WHEELS) and `python -m doit run venv:<stage>`, timed as a subprocess.
+plain        python -m venv DIR
+             DIR/bin/python -m pip install --upgrade pip setuptools wheel
+             DIR/bin/python -m pip install -r requirements.txt
+             (both pip installs with --no-index --find-links WHEELS)
+uv           uv venv --python PYTHON DIR
+             uv pip install --python DIR/bin/python -r requirements.txt
+             (with --no-index --find-links WHEELS): the floor under mlops-tasks, which
+             builds its venvs with the same two uv commands
+mlops-tasks  a generated project set up as the project ships it ([tool.doit] with the
+             `sqlite3-durable` backend; a stage spec asking for `python: "X.Y"`, the version
+             running this script; index_policy = "offline", wheels_cache = WHEELS) and
+             `python -m doit run venv:<stage>`, timed as a subprocess: interpreter lookup,
+             doit, the two uv commands, the freeze and the env marker.
+
+The sides run in a different order in each run (the first side of one run is the last of
+the next), so none always runs first. The tables show the median of all runs, with min and
+max; the JSON has every run. mlops-tasks' overhead over bare uv is the difference of the
+medians. The load average is sampled after every run and reported.
 
 Only the `pip download` at the start uses the network. Everything lives in one temporary
 folder (installer caches and venvs on one filesystem, so uv can hardlink from its cache),
 removed at the end unless --keep. Every subprocess runs without the machine's pip and uv
-configuration: PIP_* and UV_* variables dropped, PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG=1.
+configuration: PIP_* and UV_* variables dropped, PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG=1;
+PYTHONDONTWRITEBYTECODE is dropped too, so pip compiles bytecode at install time as it does
+by default. The mlops-tasks measured is the one the Python running this script imports.
 
 Usage: python benchmarks/bench_envs.py [--runs N] [--keep] [--json PATH]
 """
@@ -27,25 +42,44 @@ Usage: python benchmarks/bench_envs.py [--runs N] [--keep] [--json PATH]
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import BenchError, clean_env, rmtree, venv_python
+from _common import (
+    BenchError,
+    Load,
+    StageFiles,
+    clean_env,
+    download_wheels,
+    find_uv,
+    log,
+    machine,
+    markdown_table,
+    measured_mlops_tasks,
+    notebook_json,
+    ratio,
+    rmtree,
+    rotated,
+    run,
+    spec_python,
+    summary,
+    uv_version,
+    venv_python,
+    write_json,
+    write_mlops_project,
+)
 
 PACKAGES = ("numpy", "pandas", "scikit-learn", "matplotlib", "ipykernel")
 BOOTSTRAP = ("pip", "setuptools", "wheel")
 IMPORT_CHECK = "import numpy, pandas, sklearn, matplotlib, ipykernel"
 STAGE = "bench"
 DISK_STAGES = ("disk1", "disk2", "disk3", "disk4")
+SIDES = ("plain", "uv", "project")
+LABELS = {"plain": "plain venv + pip", "uv": "uv venv + uv pip install",
+          "project": "mlops-tasks `venv:<stage>`"}
 
 # What the targets say; checked against the medians and printed with the results.
 TARGET_COLD_SPEEDUP = 8.0      # cold build from the filled wheel cache, plain / project
@@ -53,22 +87,7 @@ TARGET_WARM_SECONDS = 1.5      # "about a second" for a warm rebuild
 TARGET_DISK_RATIO = 1.5        # four similar venvs against one
 
 
-# --------------------------------------------------------------------------- environment
-
-
-def run(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Path | None = None,
-        timeout: float = 1800) -> tuple[float, str]:
-    """Run argv; return (wall seconds, stdout). Raise BenchError with the output's tail."""
-    args = [os.fspath(a) for a in argv]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, encoding="utf-8", errors="replace",
-                          timeout=timeout, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise BenchError(f"command failed ({proc.returncode}): {' '.join(args)}\n{tail}")
-    return seconds, proc.stdout
+# --------------------------------------------------------------------------- measures
 
 
 def disk_bytes(*folders: Path) -> int:
@@ -105,57 +124,49 @@ def freeze_set(text: str) -> set[str]:
     return out
 
 
-# --------------------------------------------------------------------------- the two approaches
+# --------------------------------------------------------------------------- the three sides
 
 
 def plain_build(venv: Path, requirements: Path, wheels: Path, env: dict[str, str]
                 ) -> dict[str, float]:
     """The three commands of the plain approach, each timed."""
     py = venv_python(venv)
-    offline = ["--no-index", "--find-links", str(wheels)]
-    steps = {}
-    steps["venv"], _ = run([sys.executable, "-m", "venv", venv], env)
-    steps["upgrade"], _ = run([py, "-m", "pip", "install", "--upgrade", *offline, *BOOTSTRAP],
-                              env)
-    steps["install"], _ = run([py, "-m", "pip", "install", *offline, "-r", requirements], env)
-    steps["total"] = steps["venv"] + steps["upgrade"] + steps["install"]
+    offline = ["--no-index", "--find-links", wheels]
+    steps = {
+        "venv": run([sys.executable, "-m", "venv", venv], env).seconds,
+        "upgrade": run([py, "-m", "pip", "install", "--upgrade", *offline, *BOOTSTRAP],
+                       env).seconds,
+        "install": run([py, "-m", "pip", "install", *offline, "-r", requirements],
+                       env).seconds,
+    }
+    steps["total"] = sum(steps.values())
+    return steps
+
+
+def uv_build(uv: str, venv: Path, requirements: Path, wheels: Path, env: dict[str, str]
+             ) -> dict[str, float]:
+    """Bare uv: the two commands mlops-tasks runs for a venv, each timed."""
+    steps = {
+        "venv": run([uv, "venv", "--quiet", "--python", sys.executable, venv], env).seconds,
+        "install": run([uv, "pip", "install", "--quiet", "--python", venv_python(venv),
+                        "--no-index", "--find-links", wheels, "-r", requirements],
+                       env).seconds,
+    }
+    steps["total"] = sum(steps.values())
     return steps
 
 
 def make_project(root: Path, stages: tuple[str, ...], wheels: Path) -> Path:
     """A minimal mlops-tasks project whose stages all ask for PACKAGES, offline from wheels."""
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [tool.doit]
-        dep_file = ".mlops/doit.db"
-        backend = "sqlite3"
-
-        [tool.mlops_tasks]
-        wheels_cache = {json.dumps(wheels.as_posix())}
-        index_policy = "offline"
-        """), encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
-    notebook = {"cells": [{"cell_type": "code", "id": "c0", "execution_count": None,
-                           "metadata": {}, "outputs": [], "source": "import numpy"}],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                            "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    (root / "notebooks").mkdir()
-    (root / "env_specs").mkdir()
-    for stage in stages:
-        (root / "notebooks" / f"{stage}.ipynb").write_text(json.dumps(notebook, indent=1),
-                                                           encoding="utf-8")
-        (root / "env_specs" / f"{stage}.yaml").write_text(
-            f"name: {stage}\nnotebook: notebooks/{stage}.ipynb\npackages:\n"
-            + "".join(f"  - {p}\n" for p in PACKAGES), encoding="utf-8")
-    return root
+    notebook = notebook_json([(None, "import numpy")])
+    return write_mlops_project(root, wheels, [StageFiles(s, notebook, {"packages":
+                                                                       list(PACKAGES)})
+                                              for s in stages])
 
 
 def project_build(root: Path, stages: tuple[str, ...], env: dict[str, str]) -> float:
-    seconds, _ = run([sys.executable, "-m", "doit", "run", *(f"venv:{s}" for s in stages)],
-                     env, cwd=root)
-    return seconds
+    return run([sys.executable, "-m", "doit", "run", *(f"venv:{s}" for s in stages)],
+               env, cwd=root).seconds
 
 
 def check_venv(venv: Path, env: dict[str, str]) -> None:
@@ -166,144 +177,137 @@ def check_venv(venv: Path, env: dict[str, str]) -> None:
 # --------------------------------------------------------------------------- the benchmark
 
 
-def fill_wheels(tmp: Path) -> tuple[Path, float]:
+def benchmark(tmp: Path, runs: int, uv: str, load: Load) -> dict[str, object]:
     wheels = tmp / "wheels"
     print(f"filling the wheel cache from PyPI: {' '.join(PACKAGES + BOOTSTRAP)} ...", flush=True)
-    seconds, _ = run([sys.executable, "-m", "pip", "download", "--quiet", "--no-cache-dir",
-                      "--disable-pip-version-check", "--only-binary", ":all:",
-                      "--dest", wheels, *PACKAGES, *BOOTSTRAP], clean_env())
-    return wheels, seconds
-
-
-def uv_version() -> str:
-    try:
-        from mlops_tasks.envs import find_uv
-    except ImportError as err:
-        raise BenchError(f"mlops_tasks is not importable from {sys.executable}: install the "
-                         "project (python -m pip install -e .) and run with that Python"
-                         ) from err
-    uv = find_uv()
-    if uv is None:
-        return "not found (the venv task falls back to pip)"
-    _, out = run([uv, "--version"], clean_env())
-    return out.strip()
-
-
-def source_revision() -> str:
-    """The git commit of the checkout this script lives in, if any (+ "dirty")."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mlops_tasks"],
-                               cwd=here.parent, text=True, capture_output=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + (" (mlops_tasks/ modified)" if dirty else "")
-
-
-def summary(plain: list[float], project: list[float]) -> dict[str, object]:
-    p, q = statistics.median(plain), statistics.median(project)
-    return {"plain_s": plain, "project_s": project, "plain_median_s": round(p, 2),
-            "project_median_s": round(q, 2), "ratio": round(p / q, 1),
-            "ratio_per_run": [round(a / b, 1) for a, b in zip(plain, project, strict=True)]}
-
-
-def benchmark(tmp: Path, runs: int) -> dict[str, object]:
-    wheels, fill_s = fill_wheels(tmp)
+    fill_s = download_wheels(wheels, PACKAGES + BOOTSTRAP)
     n_wheels = len(list(wheels.glob("*.whl")))
     requirements = tmp / "requirements.txt"
     requirements.write_text("\n".join(PACKAGES) + "\n", encoding="utf-8")
     print(f"  {n_wheels} wheels, {mb(disk_bytes(wheels))} MB, {fill_s:.0f} s", flush=True)
 
     # The orchestrator's own imports are byte-compiled once before anything is timed, as
-    # after a normal install.
+    # after a normal install, and its interpreter lookup is checked.
     run([sys.executable, "-m", "doit", "list"], clean_env(),
         cwd=make_project(tmp / "warmup", (STAGE,), wheels))
 
-    cold_plain, cold_project, warm_plain, warm_project = [], [], [], []
-    steps: list[dict[str, dict[str, float]]] = []
-    same_versions: bool | None = None
-    for i in range(1, runs + 1):
-        pip_env = clean_env(PIP_CACHE_DIR=str(tmp / f"caches/pip-{i}"))
-        uv_env = clean_env(UV_CACHE_DIR=str(tmp / f"caches/uv-{i}"))
-        plain_venv = tmp / f"plain-{i}" / STAGE
-        root = make_project(tmp / f"project-{i}", (STAGE,), wheels)
-        project_venv = root / ".venvs" / STAGE
-
-        print(f"run {i}/{runs}: cold, plain ...", end=" ", flush=True)
-        cold = plain_build(plain_venv, requirements, wheels, pip_env)
-        cold_plain.append(cold["total"])
-        print(f"{cold['total']:.1f} s; project ...", end=" ", flush=True)
-        cold_project.append(project_build(root, (STAGE,), uv_env))
-        print(f"{cold_project[-1]:.1f} s", flush=True)
-        check_venv(plain_venv, pip_env)
-        check_venv(project_venv, uv_env)
-        if same_versions is None:
-            _, plain_freeze = run([venv_python(plain_venv), "-m", "pip", "freeze"], pip_env)
-            project_freeze = (project_venv / "pip-freeze.txt").read_text(encoding="utf-8")
-            same_versions = freeze_set(plain_freeze) == freeze_set(project_freeze)
-
-        print(f"run {i}/{runs}: warm, plain ...", end=" ", flush=True)
-        rmtree(plain_venv)
-        warm = plain_build(plain_venv, requirements, wheels, pip_env)
-        warm_plain.append(warm["total"])
-        print(f"{warm['total']:.1f} s; project ...", end=" ", flush=True)
-        rmtree(project_venv)
-        warm_project.append(project_build(root, (STAGE,), uv_env))
-        print(f"{warm_project[-1]:.1f} s", flush=True)
-        check_venv(plain_venv, pip_env)
-        check_venv(project_venv, uv_env)
-        steps.append({"cold": cold, "warm": warm})
-        if i < runs:
-            rmtree(tmp / f"plain-{i}")
-            rmtree(root)
-            rmtree(tmp / f"caches/pip-{i}")
-            rmtree(tmp / f"caches/uv-{i}")
+    times: dict[str, dict[str, list[float]]] = {s: {side: [] for side in SIDES}
+                                                for s in ("cold", "warm")}
+    steps: list[dict[str, object]] = []
+    orders: list[list[str]] = []
+    freezes: dict[str, set[str]] = {}
+    for i in range(runs):
+        n = i + 1
+        envs = {"plain": clean_env(PIP_CACHE_DIR=str(tmp / f"caches/pip-{n}")),
+                "uv": clean_env(UV_CACHE_DIR=str(tmp / f"caches/uv-{n}")),
+                "project": clean_env(UV_CACHE_DIR=str(tmp / f"caches/project-uv-{n}"))}
+        root = make_project(tmp / f"project-{n}", (STAGE,), wheels)
+        venvs = {"plain": tmp / f"plain-{n}" / STAGE, "uv": tmp / f"uv-{n}" / STAGE,
+                 "project": root / ".venvs" / STAGE}
+        order = rotated(SIDES, i)
+        orders.append(order)
+        run_steps: dict[str, object] = {}
+        for scenario in ("cold", "warm"):
+            print(f"run {n}/{runs}, {scenario}:", end="", flush=True)
+            for side in order:
+                if scenario == "warm":
+                    rmtree(venvs[side])
+                result: float | dict[str, float]
+                if side == "plain":
+                    result = plain_build(venvs[side], requirements, wheels, envs[side])
+                elif side == "uv":
+                    result = uv_build(uv, venvs[side], requirements, wheels, envs[side])
+                else:
+                    result = project_build(root, (STAGE,), envs[side])
+                seconds = result["total"] if isinstance(result, dict) else result
+                times[scenario][side].append(seconds)
+                if isinstance(result, dict):
+                    run_steps[f"{scenario}_{side}"] = {k: round(v, 3) for k, v in result.items()}
+                print(f" {side} {seconds:.1f} s;", end="", flush=True)
+            print(flush=True)
+            for side in SIDES:
+                check_venv(venvs[side], envs[side])
+        steps.append(run_steps)
+        if not freezes:
+            freezes = {
+                "plain": freeze_set(run([venv_python(venvs["plain"]), "-m", "pip", "freeze"],
+                                        envs["plain"]).stdout),
+                "uv": freeze_set(run([uv, "pip", "freeze", "--python",
+                                      venv_python(venvs["uv"])], envs["uv"]).stdout),
+                "project": freeze_set((venvs["project"] / "pip-freeze.txt")
+                                      .read_text(encoding="utf-8")),
+            }
+        load.sample()
+        if n < runs:
+            for folder in (tmp / f"plain-{n}", tmp / f"uv-{n}", root, tmp / "caches"):
+                rmtree(folder)
 
     # Disk: four stages against one, with the caches of the last run (warm).
-    uv_cache = tmp / f"caches/uv-{runs}"
-    disk_root = make_project(tmp / "project-disk", DISK_STAGES, wheels)
-    same_fs = os.stat(uv_cache).st_dev == os.stat(disk_root).st_dev
-    print("disk: four project venvs ...", end=" ", flush=True)
-    disk_project_s = project_build(disk_root, DISK_STAGES, uv_env)
-    print(f"{disk_project_s:.1f} s; four plain venvs ...", end=" ", flush=True)
-    plain_disk = [tmp / "plain-disk" / s for s in DISK_STAGES]
-    disk_plain_s = sum(plain_build(v, requirements, wheels, pip_env)["total"]
-                       for v in plain_disk)
-    print(f"{disk_plain_s:.1f} s", flush=True)
-    project_disk = [disk_root / ".venvs" / s for s in DISK_STAGES]
-    for venv in project_disk:
-        check_venv(venv, uv_env)
-    for venv in plain_disk:
-        check_venv(venv, pip_env)
+    last = runs
+    disk_roots = {"plain": tmp / "plain-disk", "uv": tmp / "uv-disk",
+                  "project": make_project(tmp / "project-disk", DISK_STAGES, wheels)}
+    disk_venvs = {"plain": [disk_roots["plain"] / s for s in DISK_STAGES],
+                  "uv": [disk_roots["uv"] / s for s in DISK_STAGES],
+                  "project": [disk_roots["project"] / ".venvs" / s for s in DISK_STAGES]}
+    envs = {"plain": clean_env(PIP_CACHE_DIR=str(tmp / f"caches/pip-{last}")),
+            "uv": clean_env(UV_CACHE_DIR=str(tmp / f"caches/uv-{last}")),
+            "project": clean_env(UV_CACHE_DIR=str(tmp / f"caches/project-uv-{last}"))}
+    disk_s: dict[str, float] = {}
+    print("disk, four venvs each:", end="", flush=True)
+    for side in rotated(SIDES, runs):
+        if side == "plain":
+            disk_s[side] = sum(plain_build(v, requirements, wheels, envs[side])["total"]
+                               for v in disk_venvs[side])
+        elif side == "uv":
+            disk_s[side] = sum(uv_build(uv, v, requirements, wheels, envs[side])["total"]
+                               for v in disk_venvs[side])
+        else:
+            disk_s[side] = project_build(disk_roots["project"], DISK_STAGES, envs[side])
+        print(f" {side} {disk_s[side]:.1f} s;", end="", flush=True)
+    print(flush=True)
+    for side in SIDES:
+        for venv in disk_venvs[side]:
+            check_venv(venv, envs[side])
 
     def disk_figures(venvs: list[Path], seconds: float) -> dict[str, object]:
         one, four = disk_bytes(venvs[0]), disk_bytes(*venvs)
         return {"one_mb": mb(one), "four_mb": mb(four), "ratio": round(four / one, 2),
                 "four_build_s": round(seconds, 1)}
 
+    project_cache = tmp / f"caches/project-uv-{last}"
     disk = {
-        "plain": disk_figures(plain_disk, disk_plain_s),
-        "project": disk_figures(project_disk, disk_project_s),
-        "uv_cache_mb": mb(disk_bytes(uv_cache)),
-        "uv_cache_and_four_project_venvs_mb": mb(disk_bytes(uv_cache, *project_disk)),
-        "uv_cache_on_venv_filesystem": same_fs,
+        **{side: disk_figures(disk_venvs[side], disk_s[side]) for side in SIDES},
+        "uv_cache_mb": mb(disk_bytes(project_cache)),
+        "uv_cache_and_four_project_venvs_mb": mb(disk_bytes(project_cache,
+                                                            *disk_venvs["project"])),
+        "uv_cache_on_venv_filesystem":
+            os.stat(project_cache).st_dev == os.stat(disk_roots["project"]).st_dev,
     }
-    results = {
-        "cold": summary(cold_plain, cold_project),
-        "warm": summary(warm_plain, warm_project),
-        "plain_steps_s": steps,
+
+    def figures(values: dict[str, list[float]]) -> dict[str, object]:
+        med = {side: statistics.median(values[side]) for side in SIDES}
+        return {
+            **{side: summary(values[side]) for side in SIDES},
+            "plain_over_project": ratio(med["plain"], med["project"]),
+            "project_over_uv": ratio(med["project"], med["uv"], 2),
+            "project_minus_uv_s": round(med["project"] - med["uv"], 2),
+        }
+
+    results: dict[str, object] = {
+        "cold": figures(times["cold"]),
+        "warm": figures(times["warm"]),
+        "steps_s": steps,
+        "orders": orders,
         "disk": disk,
-        "same_package_versions": same_versions,
+        "same_package_versions": freezes["plain"] == freezes["uv"] == freezes["project"],
         "wheels": {"count": n_wheels, "mb": mb(disk_bytes(wheels)), "fill_s": round(fill_s)},
     }
+    cold, warm = results["cold"], results["warm"]
     results["targets"] = {
         f"cold build at least {TARGET_COLD_SPEEDUP:g}x faster than plain":
-            results["cold"]["ratio"] >= TARGET_COLD_SPEEDUP,
+            cold["plain_over_project"] >= TARGET_COLD_SPEEDUP,
         f"warm rebuild about a second (<= {TARGET_WARM_SECONDS:g} s)":
-            results["warm"]["project_median_s"] <= TARGET_WARM_SECONDS,
+            warm["project"]["median_s"] <= TARGET_WARM_SECONDS,
         f"four venvs at most {TARGET_DISK_RATIO:g}x the disk of one":
             disk["project"]["ratio"] <= TARGET_DISK_RATIO,
     }
@@ -311,74 +315,69 @@ def benchmark(tmp: Path, runs: int) -> dict[str, object]:
 
 
 def report(meta: dict[str, object], res: dict[str, object]) -> str:
-    runs = meta["runs"]
-    med = " (median)" if isinstance(runs, int) and runs > 1 else ""
-    lines = [
-        f"Environment builds, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
-        f"{meta['cpus']} CPUs, {meta['uv']}",
-        f"packages: {', '.join(PACKAGES)}; {res['wheels']['count']} wheels; runs: {runs}; "
-        f"mlops-tasks {meta['revision']}"
-        + (f"; load average {meta['load_average_at_start']} at start, "
-           f"{meta['load_average_at_end']} at end" if "load_average_at_end" in meta else ""),
-        "",
-        f"| scenario | plain venv + pip (s){med} | mlops-tasks venv:<stage> (s){med} "
-        "| plain / project |",
-        "|---|---:|---:|---:|",
-    ]
+    def cell(row: dict[str, object]) -> str:
+        spread = (f" ({row['min_s']:.1f}–{row['max_s']:.1f})"
+                  if len(row["runs_s"]) > 1 else "")
+        return f"{row['median_s']:.1f}{spread}"
+
+    rows = []
     for name, label in (("cold", "cold (empty installer caches, wheels local)"),
                         ("warm", "warm rebuild (stage venv deleted)")):
-        row = res[name]
-        lines.append(f"| {label} | {row['plain_median_s']:.1f} | {row['project_median_s']:.1f}"
-                     f" | {row['ratio']:.1f}x |")
+        r = res[name]
+        rows.append([label, cell(r["plain"]), cell(r["uv"]), cell(r["project"]),
+                     f"{r['plain_over_project']:.1f}x", f"+{r['project_minus_uv_s']:.2f}"
+                     if r["project_minus_uv_s"] >= 0 else f"{r['project_minus_uv_s']:.2f}",
+                     f"{r['project_over_uv']:.2f}x"])
     disk = res["disk"]
-    lines += [
+    return "\n".join([
+        f"Environment builds, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
+        f"{meta['cpus']} CPUs, {meta['uv']}; {meta['load']}",
+        f"packages: {', '.join(PACKAGES)}; {res['wheels']['count']} wheels, "
+        f"{res['wheels']['mb']:.0f} MB; mlops-tasks {meta['mlops_tasks']} (backend "
+        f"sqlite3-durable, spec with python: \"{meta['stage_python']}\"); median of "
+        f"{meta['runs']} runs (min–max in brackets), sides in a rotating order",
         "",
-        "| disk (hardlinks counted once) | one venv (MB) | four venvs (MB) | four / one |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, label in (("plain", "plain venv + pip"), ("project", "mlops-tasks (uv)")):
-        row = disk[name]
-        lines.append(f"| {label} | {row['one_mb']:.0f} | {row['four_mb']:.0f} "
-                     f"| {row['ratio']:.2f} |")
-    lines += [
+        markdown_table(["scenario", "plain venv + pip (s)", "uv venv + uv pip (s)",
+                        "mlops-tasks `venv:<stage>` (s)", "plain / mlops-tasks",
+                        "mlops-tasks − uv (s)", "mlops-tasks / uv"], rows),
         "",
-        f"uv cache: {disk['uv_cache_mb']:.0f} MB; uv cache and the four project venvs together: "
+        markdown_table(["disk (hardlinks counted once)", "one venv (MB)", "four venvs (MB)",
+                        "four / one", "building four (s, warm caches)"],
+                       [[LABELS[side], f"{disk[side]['one_mb']:.0f}",
+                         f"{disk[side]['four_mb']:.0f}", f"{disk[side]['ratio']:.2f}",
+                         f"{disk[side]['four_build_s']:.1f}"] for side in SIDES]),
+        "",
+        f"mlops-tasks' uv cache: {disk['uv_cache_mb']:.0f} MB; with the four project venvs: "
         f"{disk['uv_cache_and_four_project_venvs_mb']:.0f} MB (cache on the venvs' "
         f"filesystem: {'yes' if disk['uv_cache_on_venv_filesystem'] else 'NO, copies'})",
-        f"building the four venvs: plain {disk['plain']['four_build_s']:.0f} s, "
-        f"project {disk['project']['four_build_s']:.0f} s (warm caches)",
-        f"same package versions in both venvs: {'yes' if res['same_package_versions'] else 'NO'}",
+        f"same package versions in the three venvs: "
+        f"{'yes' if res['same_package_versions'] else 'NO'}",
         "",
-        "targets:",
-    ]
-    lines += [f"  [{'met' if ok else 'NOT met'}] {what}" for what, ok in res["targets"].items()]
-    return "\n".join(lines)
+        "targets (medians):",
+        *(f"  [{'met' if ok else 'NOT met'}] {what}" for what, ok in res["targets"].items()),
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=1, help="timed runs per scenario (median)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="timed runs per scenario (the tables show medians; default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    meta = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "python": platform.python_version(),
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "packages": list(PACKAGES),
-    }
-    if hasattr(os, "getloadavg"):  # other work on the machine skews the timings
-        meta["load_average_at_start"] = round(os.getloadavg()[0], 2)
+    meta: dict[str, object] = {**machine(args.runs), "packages": list(PACKAGES),
+                               "stage_python": spec_python()}
+    load = Load()
     tmp = Path(tempfile.mkdtemp(prefix="bench-envs-"))
+    log(f"working in {tmp}")
     try:
-        meta["uv"] = uv_version()
-        meta["revision"] = source_revision()
-        results = benchmark(tmp, args.runs)
+        meta["mlops_tasks"] = measured_mlops_tasks()
+        uv = find_uv()
+        meta["uv"] = uv_version(uv)
+        results = benchmark(tmp, args.runs, uv, load)
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
         return 1
@@ -387,13 +386,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             rmtree(tmp)
-    if hasattr(os, "getloadavg"):
-        meta["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    load.sample()
+    meta["load"] = load.describe()
     print()
     print(report(meta, results))
-    if args.json:
-        args.json.write_text(json.dumps({**meta, **results}, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {args.json}")
+    write_json(args.json, {**meta, **load.as_dict(), **results})
     return 0
 
 

@@ -10,8 +10,11 @@ snakemake    `snakemake -n` (dry run) and `snakemake --cores 1` (nothing to do)
 The pipelines have the same shape for the three tools: a few parallel chains (at most
 four) that pass a small file from stage to stage, starting from a committed seed file.
 
-mlops-tasks  one tiny notebook per stage (a parameters cell, a cell that copies its input
-             file to its output file), a spec with its own env_dir and `packages: []`, so
+mlops-tasks  a project set up as the project ships it: [tool.doit] with the
+             `sqlite3-durable` backend, one tiny notebook per stage (a parameters cell, a
+             cell that copies its input file to its output file), a spec asking for
+             `python: "X.Y"` (the version of the Python running this script, so interpreter
+             resolution is on the measured path) with its own env_dir and `packages: []`, so
              each stage venv holds only ipykernel, installed offline from a local wheelhouse
              filled once with `pip download`. Brought up to date with
              `doit -n 2 --continue` (run again while it fails; failures are reported), which
@@ -26,19 +29,24 @@ snakemake    a Snakefile with one rule per stage doing the same `cp`, and a firs
 
 Before timing, each project is checked to be up to date: a second `doit` executes no task
 (no line starting with ".  "), `dvc repro` runs no stage, snakemake has nothing to be done;
-every timed run is checked again. Each command is timed as a subprocess (wall clock) and
-the best of --runs is reported (the commands are interleaved, so load on the machine hits
-them alike), with seconds per stage and the ratio to mlops-tasks' `doit` at the same size.
+every timed run is checked again. Each command runs once untimed, then --runs timed rounds;
+each round runs every command once, the tools in a different order each round (the first
+tool of one round is the last of the next), so no tool always runs first. The table shows
+the median of all runs (min and max beside it), with milliseconds per stage and the ratio
+to mlops-tasks' `doit` at the same size, medians against medians. The load average is
+sampled after every round and reported.
 
 Isolation: mlops-tasks is the committed HEAD of the repository this script lives in
-(`git archive HEAD`), installed (not editable) with uv into a venv of its own; dvc and
-snakemake are installed with pip into a venv each. Everything lives in one temporary
-folder, removed at the end unless --keep. Every subprocess runs without the machine's pip,
-uv, MLflow and Jupyter settings (PIP_*, UV_*, MLFLOW_*, JUPYTER_* dropped,
-PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG=1) and without PYTHONDONTWRITEBYTECODE; dvc runs
-with DVC_NO_ANALYTICS=1. The network is used for the installs and the wheel download only.
+(`git archive HEAD`; with --uncommitted, its work tree as it is), installed (not editable)
+with uv into a venv of its own; dvc and snakemake are installed with pip into a venv each.
+Everything lives in one temporary folder, removed at the end unless --keep. Every
+subprocess runs without the machine's pip, uv, MLflow and Jupyter settings (PIP_*, UV_*,
+MLFLOW_*, JUPYTER_* dropped, PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG=1) and without
+PYTHONDONTWRITEBYTECODE; dvc runs with DVC_NO_ANALYTICS=1. The network is used for the
+installs and the wheel download only.
 
-Usage: python benchmarks/bench_noop.py [--sizes 4,50,200] [--runs 5] [--keep] [--json PATH]
+Usage: python benchmarks/bench_noop.py [--sizes 4,50,200] [--runs 5] [--uncommitted] [--keep]
+                                       [--json PATH]
 """
 
 from __future__ import annotations
@@ -47,21 +55,43 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import WINDOWS, BenchError, clean_env, rmtree, venv_python
+from _common import (
+    WINDOWS,
+    BenchError,
+    Load,
+    StageFiles,
+    clean_env,
+    download_wheels,
+    find_uv,
+    has_pip,
+    log,
+    machine,
+    markdown_table,
+    notebook_json,
+    package_version,
+    ratio,
+    rmtree,
+    rotated,
+    run,
+    spec_python,
+    summary,
+    uv_version,
+    venv_python,
+    write_json,
+    write_mlops_project,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_CHAINS = 4
@@ -71,40 +101,23 @@ GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
 SETUP_TIMEOUT = 4 * 3600
 RUN_TIMEOUT = 900
 SETUP_ATTEMPTS = 5
+TOOLS = ("mlops-tasks", "dvc", "snakemake")
 
 
 # --------------------------------------------------------------------------- environment
 
 
-def log(message: str) -> None:
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def run(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Path | None = None,
-        timeout: float = RUN_TIMEOUT) -> tuple[float, str]:
-    """Run argv; return (wall seconds, stdout and stderr). Raise BenchError on failure."""
-    args = [os.fspath(a) for a in argv]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, encoding="utf-8",
-                              errors="replace", timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as err:
-        raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(args)}") from err
-    seconds = time.perf_counter() - start
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-40:])
-        raise BenchError(f"command failed ({proc.returncode}): {' '.join(args)} (in {cwd})\n"
-                         f"{tail}")
-    return seconds, output
+class LoggedStepFailed(BenchError):
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def run_logged(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Path,
                log_file: Path, progress: Callable[[str], str] | None = None,
                every: float = 60.0) -> float:
     """A long step: output goes to log_file, progress(output so far) is printed now and then.
-    Return wall seconds; raise BenchError with the log's tail on failure."""
+    Return wall seconds; raise LoggedStepFailed with the log's tail on failure."""
     args = [os.fspath(a) for a in argv]
     start = time.perf_counter()
     with open(log_file, "w", encoding="utf-8") as out:
@@ -126,8 +139,8 @@ def run_logged(argv: list[str | os.PathLike[str]], env: dict[str, str], cwd: Pat
     if proc.returncode != 0:
         text = log_file.read_text(encoding="utf-8", errors="replace")
         tail = "\n".join(text.strip().splitlines()[-40:])
-        raise BenchError(f"command failed ({proc.returncode}): {' '.join(args)} (in {cwd})\n"
-                         f"{tail}")
+        raise LoggedStepFailed(f"command failed ({proc.returncode}): {' '.join(args)} "
+                               f"(in {cwd})\n{tail}", proc.returncode)
     return seconds
 
 
@@ -138,19 +151,6 @@ def git(root: Path, *args: str) -> None:
 def git_commit_all(root: Path, message: str) -> None:
     git(root, "add", "-A")
     git(root, "commit", "-q", "--allow-empty", "-m", message)
-
-
-def package_version(python: Path, dist: str) -> str:
-    _, out = run([python, "-c", f"from importlib.metadata import version; "
-                  f"print(version({dist!r}))"], clean_env())
-    return out.strip()
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (AttributeError, OSError):
-        return "n/a"
 
 
 # --------------------------------------------------------------------------- pipeline shape
@@ -197,49 +197,43 @@ def copy_cmd(stage: Stage) -> str:
 # --------------------------------------------------------------------------- installs
 
 
-def find_uv() -> str:
-    """uv from the Python running this script (the `uv` package), next to it, or on PATH."""
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        pass
-    beside = Path(sys.executable).parent / ("uv.exe" if WINDOWS else "uv")
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("uv")
-    if not found:
-        raise BenchError("uv not found: install it (python -m pip install uv) or run this "
-                         "script with the project's venv, which has it")
-    return found
-
-
-def snapshot_head(dest: Path) -> str:
-    """The committed project (git archive HEAD) extracted into dest; return the commit."""
+def snapshot(dest: Path, uncommitted: bool) -> str:
+    """The project extracted into dest: its committed HEAD (git archive), or with
+    uncommitted, the work tree's tracked and untracked, not ignored files as they are.
+    Return what was taken."""
+    sha = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], clean_env()).stdout.strip()
+    dest.mkdir(parents=True)
+    if uncommitted:
+        listed = run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others",
+                      "--exclude-standard"], clean_env()).stdout
+        for rel in sorted(set(filter(None, listed.split("\0")))):
+            src = REPO / rel
+            if src.is_file():  # a deleted tracked file is still listed
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / rel)
+        dirty = run(["git", "-C", REPO, "status", "--porcelain"], clean_env()).stdout.strip()
+        return f"work tree of {sha}" + (" (with uncommitted changes)" if dirty else "")
     proc = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"],
                           capture_output=True, check=False)
     if proc.returncode != 0:
         raise BenchError(f"git archive failed in {REPO}: {proc.stderr.decode(errors='replace')}")
-    dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, filter="data")
         else:  # pragma: no cover - old patch releases
             tar.extractall(dest)
-    _, sha = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], clean_env())
-    return sha.strip()
+    return f"HEAD {sha}"
 
 
-def install_orchestrator(tmp: Path, uv: str) -> tuple[Path, str]:
-    snapshot = tmp / "mlops-tasks-src"
-    sha = snapshot_head(snapshot)
+def install_orchestrator(tmp: Path, uv: str, uncommitted: bool) -> tuple[Path, str]:
+    source = tmp / "mlops-tasks-src"
+    what = snapshot(source, uncommitted)
     venv = tmp / "venv-mlops-tasks"
     env = clean_env()
     run([uv, "venv", "--quiet", "--python", sys.executable, venv], env, timeout=SETUP_TIMEOUT)
-    run([uv, "pip", "install", "--quiet", "--python", venv_python(venv), snapshot], env,
+    run([uv, "pip", "install", "--quiet", "--python", venv_python(venv), source], env,
         timeout=SETUP_TIMEOUT)
-    return venv_python(venv), sha
+    return venv_python(venv), what
 
 
 def install_peer(tmp: Path, package: str) -> Path:
@@ -252,78 +246,30 @@ def install_peer(tmp: Path, package: str) -> Path:
     return py
 
 
-def fill_wheels(tmp: Path, pip_python: Path) -> Path:
-    wheels = tmp / "wheels"
-    run([pip_python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-         "--only-binary", ":all:", "--dest", wheels, "ipykernel"], clean_env(),
-        timeout=SETUP_TIMEOUT)
-    return wheels
-
-
-def has_pip(python: str | Path) -> bool:
-    return subprocess.run([os.fspath(python), "-m", "pip", "--version"], env=clean_env(),
-                          capture_output=True, check=False).returncode == 0
-
-
 # --------------------------------------------------------------------------- the projects
 
 
 def notebook(stage: Stage) -> str:
-    cells = [
+    return notebook_json([
         ("parameters", f"src = {stage.src!r}\ndst = {stage.dst!r}"),
         (None, "from pathlib import Path\n"
                "text = Path(src).read_text()\n"
                "Path(dst).parent.mkdir(parents=True, exist_ok=True)\n"
                "Path(dst).write_text(text)"),
-    ]
-    nb = {
-        "cells": [{"cell_type": "code", "id": f"c{i}", "execution_count": None, "outputs": [],
-                   "metadata": {"tags": [tag]} if tag else {}, "source": source}
-                  for i, (tag, source) in enumerate(cells)],
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"},
-                     "language_info": {"name": "python"}},
-    }
-    return json.dumps(nb, indent=1) + "\n"
+    ])
 
 
 def make_mlops_project(root: Path, chains: list[list[Stage]], wheels: Path) -> None:
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [tool.doit]
-        dep_file = ".mlops/doit.db"
-        backend = "sqlite3"
-        verbosity = 2
-        par_type = "thread"
-
-        [tool.mlops_tasks]
-        wheels_cache = {json.dumps(wheels.resolve().as_posix())}
-        index_policy = "offline"
-        experiment = "bench"
-        """), encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    stages = [StageFiles(s.name, notebook(s), {
+        "env_dir": f".venvs/{s.name}",
+        "packages": [],
+        "parameters": {"src": s.src, "dst": s.dst},
+        "inputs": [s.src],
+        "outputs": [s.dst],
+    }) for s in all_stages(chains)]
+    write_mlops_project(root, wheels, stages)
     (root / ".gitignore").write_text(".mlops/\n.venvs/\ndata/c*/\n", encoding="utf-8")
-    (root / "env_specs").mkdir()
-    (root / "notebooks").mkdir()
     write_seed(root)
-    for stage in all_stages(chains):
-        (root / "notebooks" / f"{stage.name}.ipynb").write_text(notebook(stage),
-                                                                encoding="utf-8")
-        (root / "env_specs" / f"{stage.name}.yaml").write_text(textwrap.dedent(f"""\
-            name: {stage.name}
-            notebook: notebooks/{stage.name}.ipynb
-            env_dir: .venvs/{stage.name}
-            packages: []
-            parameters:
-              src: {stage.src}
-              dst: {stage.dst}
-            inputs:
-              - {stage.src}
-            outputs:
-              - {stage.dst}
-            """), encoding="utf-8")
     git(root, "init", "-q")
     git_commit_all(root, "pipeline")
 
@@ -412,15 +358,25 @@ class Command:
     check: Callable[[str], None]
 
 
-def failure_summary(error: str) -> str:
-    """The failed tasks and the first error line, from a failed doit run's output."""
+def failure_summary(error: str, returncode: int) -> str:
+    """The failed tasks and the first error line, from a failed doit run's output; for a run
+    that ended without naming a failed task, its exit status and last line."""
     lines = error.splitlines()
     tasks = sorted({ln.split("taskid:")[1].strip() for ln in lines
                     if ln.startswith(("TaskError - taskid:", "TaskFailed - taskid:"))})
     last = next((ln for ln in lines if ln and not ln.startswith((" ", ".", "$")) and
                  ("Error" in ln or "Exception" in ln) and "taskid" not in ln
                  and ln != "PythonAction Error"), lines[-1] if lines else "")
-    return f"{', '.join(tasks) or '?'}: {last.strip()}"
+    if tasks:
+        return f"{', '.join(tasks)}: {last.strip()}"
+    if returncode < 0:
+        try:
+            status = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            status = f"killed by signal {-returncode}"
+    else:
+        status = f"exit code {returncode}"
+    return f"{status}, no failed task reported; last line: {last.strip()[-200:]}"
 
 
 def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
@@ -458,36 +414,35 @@ def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
             run_logged([orch, "-m", "doit", "-n", "2", "--continue"], env, root, log_file,
                        progress)
             break
-        except BenchError:
+        except LoggedStepFailed as err:
             text = log_file.read_text(encoding="utf-8", errors="replace")
-            failures.append(f"{n} stages, attempt {attempt}: {failure_summary(text)}")
+            failures.append(f"{n} stages, attempt {attempt}: "
+                            f"{failure_summary(text, err.returncode)}")
             log(f"  `doit -n 2 --continue` failed ({failures[-1]}); see {log_file}")
             if attempt == SETUP_ATTEMPTS:
                 raise
         finally:
             setup["mlops-tasks"] += time.perf_counter() - start
     log(f"  done in {setup['mlops-tasks']:.0f} s")
-    _, out = run([orch, "-m", "doit"], env, cwd=root)
-    check_doit_noop(out)
+    check_doit_noop(run([orch, "-m", "doit"], env, cwd=root).output)
 
     # dvc
     droot = base / "dvc"
     make_dvc_project(droot, chains, dvc_py)
     log(f"{n} stages: dvc repro ...")
-    setup["dvc"], _ = run([dvc_py, "-m", "dvc", "repro", "-q"], dvc_env(), cwd=droot,
-                          timeout=SETUP_TIMEOUT)
+    setup["dvc"] = run([dvc_py, "-m", "dvc", "repro", "-q"], dvc_env(), cwd=droot,
+                       timeout=SETUP_TIMEOUT).seconds
     git_commit_all(droot, "dvc.lock")
-    _, out = run([dvc_py, "-m", "dvc", "repro"], dvc_env(), cwd=droot)
-    check_dvc_noop(out)
+    check_dvc_noop(run([dvc_py, "-m", "dvc", "repro"], dvc_env(), cwd=droot).output)
 
     # snakemake
     sroot = base / "snakemake"
     make_snakemake_project(sroot, chains)
     log(f"{n} stages: snakemake --cores 1 ...")
-    setup["snakemake"], _ = run([sm_py, "-m", "snakemake", "--cores", "1"], clean_env(),
-                                cwd=sroot, timeout=SETUP_TIMEOUT)
-    _, out = run([sm_py, "-m", "snakemake", "--cores", "1"], clean_env(), cwd=sroot)
-    check_snakemake_noop(out)
+    setup["snakemake"] = run([sm_py, "-m", "snakemake", "--cores", "1"], clean_env(),
+                             cwd=sroot, timeout=SETUP_TIMEOUT).seconds
+    check_snakemake_noop(run([sm_py, "-m", "snakemake", "--cores", "1"], clean_env(),
+                             cwd=sroot).output)
 
     commands = [
         Command("mlops-tasks", "doit", [orch, "-m", "doit"], root, env, check_doit_noop),
@@ -505,87 +460,121 @@ def setup_size(tmp: Path, n: int, pythons: dict[str, Path], wheels: Path,
     return commands, setup, len(chains)
 
 
-def time_commands(commands: list[Command], runs: int) -> dict[str, list[float]]:
-    """Each command once untimed (warm caches), then `runs` interleaved timed rounds."""
+def round_order(commands: list[Command], i: int) -> list[Command]:
+    """The commands of round i: the tools rotated (each tool first, in the middle and last
+    in turn), and each tool's own commands in reverse order every other round."""
+    order = []
+    for tool in rotated(TOOLS, i):
+        mine = [c for c in commands if c.tool == tool]
+        order += mine[::-1] if i % 2 else mine
+    return order
+
+
+def time_commands(commands: list[Command], runs: int, load: Load
+                  ) -> tuple[dict[str, list[float]], list[list[str]]]:
+    """Each command once untimed (warm caches), then `runs` interleaved timed rounds; return
+    the times per command and the order of each round."""
     for cmd in commands:
-        _, out = run(cmd.argv, cmd.env, cwd=cmd.cwd)
-        cmd.check(out)
+        cmd.check(run(cmd.argv, cmd.env, cwd=cmd.cwd).output)
     times: dict[str, list[float]] = {cmd.label: [] for cmd in commands}
-    for _ in range(runs):
-        for cmd in commands:
-            seconds, out = run(cmd.argv, cmd.env, cwd=cmd.cwd)
-            cmd.check(out)
-            times[cmd.label].append(seconds)
-    return times
+    orders = []
+    for i in range(runs):
+        order = round_order(commands, i)
+        orders.append([c.label for c in order])
+        for cmd in order:
+            ran = run(cmd.argv, cmd.env, cwd=cmd.cwd)
+            cmd.check(ran.output)
+            times[cmd.label].append(ran.seconds)
+        load.sample()
+    return times, orders
 
 
-def benchmark(tmp: Path, sizes: list[int], runs: int, keep: bool
-              ) -> tuple[dict[str, object], list[dict[str, object]], dict[str, object],
-                         list[str]]:
+def benchmark(tmp: Path, sizes: list[int], runs: int, keep: bool, uncommitted: bool,
+              load: Load) -> tuple[dict[str, object], list[dict[str, object]],
+                                   dict[str, object], list[str], dict[str, object]]:
     uv = find_uv()
-    log("installing mlops-tasks (git archive HEAD) with uv ...")
-    orch, sha = install_orchestrator(tmp, uv)
+    log("installing mlops-tasks (" + ("its work tree" if uncommitted else "git archive HEAD")
+        + ") with uv ...")
+    orch, what = install_orchestrator(tmp, uv, uncommitted)
     log("installing dvc with pip ...")
     dvc_py = install_peer(tmp, "dvc")
     log("installing snakemake with pip ...")
     sm_py = install_peer(tmp, "snakemake")
     log("downloading ipykernel wheels for the stage venvs ...")
-    wheels = fill_wheels(tmp, Path(sys.executable) if has_pip(sys.executable) else dvc_py)
-    _, uv_out = run([uv, "--version"], clean_env())
+    wheels = tmp / "wheels"
+    download_wheels(wheels, ["ipykernel"], sys.executable if has_pip(sys.executable)
+                    else dvc_py, timeout=SETUP_TIMEOUT)
     versions = {
-        "mlops-tasks": f"HEAD {sha}",
+        "mlops-tasks": what,
         "doit": package_version(orch, "doit"),
-        "uv": uv_out.strip(),
+        "uv": uv_version(uv),
         "dvc": package_version(dvc_py, "dvc"),
         "snakemake": package_version(sm_py, "snakemake"),
         "wheels": len(list(wheels.glob("*.whl"))),
+        "stage python": spec_python(),
     }
     log("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     pythons = {"mlops-tasks": orch, "dvc": dvc_py, "snakemake": sm_py}
 
     rows: list[dict[str, object]] = []
     setups: dict[str, object] = {}
+    orders: dict[str, object] = {}
     failures: list[str] = []
     for n in sizes:
         commands, setup, n_chains = setup_size(tmp, n, pythons, wheels, failures)
         setups[str(n)] = {k: round(v, 1) for k, v in setup.items()}
-        log(f"{n} stages: timing, best of {runs} ...")
-        times = time_commands(commands, runs)
-        doit_best = min(times["doit"])
+        log(f"{n} stages: timing, {runs} rounds, medians ...")
+        times, orders[str(n)] = time_commands(commands, runs, load)
+        doit_median = statistics.median(times["doit"])
         for cmd in commands:
-            best = min(times[cmd.label])
+            median = statistics.median(times[cmd.label])
             rows.append({
                 "tool": cmd.tool, "command": cmd.label, "stages": n, "chains": n_chains,
-                "best_s": round(best, 3), "median_s": round(statistics.median(times[cmd.label]),
-                                                            3),
-                "per_stage_ms": round(1000 * best / n, 2),
-                "ratio_to_doit": round(best / doit_best, 2),
-                "runs_s": [round(t, 3) for t in times[cmd.label]],
+                **summary(times[cmd.label]),
+                "per_stage_ms": round(1000 * median / n, 2),
+                "ratio_to_doit": ratio(median, doit_median, 2),
             })
-            log(f"  {cmd.label:<20} best {best:.2f} s")
+            log(f"  {cmd.label:<20} median {median:.2f} s")
         if not keep:
             rmtree(tmp / f"n{n}")
-    return versions, rows, setups, failures
+    return versions, rows, setups, failures, orders
 
 
 def report(meta: dict[str, object], rows: list[dict[str, object]],
            setups: dict[str, object], failures: list[str]) -> str:
     v = meta["versions"]
+    labels = list(dict.fromkeys(str(r["command"]) for r in rows))
+    by = {(r["stages"], r["command"]): r for r in rows}
+    summary_rows = []
+    for n in dict.fromkeys(r["stages"] for r in rows):
+        cells: list[object] = [n]
+        for label in labels:
+            r = by[(n, label)]
+            cells.append(f"{r['median_s']:.2f} s" if label == "doit" else
+                         f"{r['median_s']:.2f} s ({r['ratio_to_doit']:.1f}x)")
+        summary_rows.append(cells)
     lines = [
         f"No-op cost, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
-        f"{meta['cpus']} CPUs, load average {meta['load_start']} -> {meta['load_end']}",
-        f"mlops-tasks {v['mlops-tasks']} (doit {v['doit']}, {v['uv']}), dvc {v['dvc']}, "
-        f"snakemake {v['snakemake']}; best of {meta['runs']} runs, wall clock of the "
-        "whole command",
+        f"{meta['cpus']} CPUs; {meta['load']}",
+        f"mlops-tasks {v['mlops-tasks']} (doit {v['doit']}, {v['uv']}, backend "
+        f"sqlite3-durable, specs with python: \"{v['stage python']}\"), dvc {v['dvc']}, "
+        f"snakemake {v['snakemake']}; median of {meta['runs']} runs, wall clock of the whole "
+        "command, tools in a rotating order",
         "",
-        "| tool | command | stages | best (s) | median (s) | per stage (ms) | / doit |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        markdown_table(["stages", *(f"`{label}`" for label in labels)], summary_rows),
+        "",
+        "(In brackets: the command's median over mlops-tasks' `doit` median at the same size.)",
+        "",
+        markdown_table(
+            ["tool", "command", "stages", "median (s)", "min (s)", "max (s)",
+             "per stage (ms, median)", "/ doit (medians)"],
+            [[r["tool"], f"`{r['command']}`", r["stages"], f"{r['median_s']:.2f}",
+              f"{r['min_s']:.2f}", f"{r['max_s']:.2f}", f"{r['per_stage_ms']:.1f}",
+              f"{r['ratio_to_doit']:.2f}"] for r in rows],
+            [False, False] + [True] * 6),
+        "",
+        "setup (bringing each project up to date once, s):",
     ]
-    for r in rows:
-        lines.append(f"| {r['tool']} | `{r['command']}` | {r['stages']} | {r['best_s']:.2f} "
-                     f"| {r['median_s']:.2f} | {r['per_stage_ms']:.1f} "
-                     f"| {r['ratio_to_doit']:.2f} |")
-    lines += ["", "setup (bringing each project up to date once, s):"]
     for n, setup in setups.items():
         lines.append(f"  {n} stages: " + ", ".join(f"{k} {s:.0f}" for k, s in setup.items()))
     if failures:
@@ -610,27 +599,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[4, 50, 200],
                         help="stage counts, comma-separated (default 4,50,200)")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per command (best of)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="timed rounds per size (the table shows medians; default 5)")
+    parser.add_argument("--uncommitted", action="store_true",
+                        help="measure the work tree as it is instead of the committed HEAD")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    meta: dict[str, object] = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "python": platform.python_version(),
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "runs": args.runs,
-        "sizes": args.sizes,
-        "load_start": load_average(),
-    }
+    meta: dict[str, object] = {**machine(args.runs), "sizes": args.sizes}
+    load = Load()
     tmp = Path(tempfile.mkdtemp(prefix="bench-noop-"))
     log(f"working in {tmp}")
     try:
-        meta["versions"], rows, setups, failures = benchmark(tmp, args.sizes, args.runs,
-                                                             args.keep)
+        meta["versions"], rows, setups, failures, orders = benchmark(
+            tmp, args.sizes, args.runs, args.keep, args.uncommitted, load)
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
         return 1
@@ -639,14 +624,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             rmtree(tmp)
-    meta["load_end"] = load_average()
+    load.sample()
+    meta["load"] = load.describe()
     print()
     print(report(meta, rows, setups, failures))
-    if args.json:
-        args.json.write_text(json.dumps({**meta, "results": rows, "setup_s": setups,
-                                         "setup_failures": failures}, indent=2) + "\n",
-                             encoding="utf-8")
-        print(f"\nwrote {args.json}")
+    write_json(args.json, {**meta, **load.as_dict(), "results": rows, "setup_s": setups,
+                           "setup_failures": failures, "round_orders": orders})
     return 0
 
 
