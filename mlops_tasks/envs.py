@@ -398,6 +398,22 @@ def failed_builds(stderr: str) -> list[str]:
     return found
 
 
+FETCH_FAILED = re.compile(r"Failed to fetch: `?(\S+?)`?$", re.MULTILINE)
+UNREACHABLE = re.compile(r"(Connection refused|tcp connect error|dns error|timed out|"
+                         r"Network is unreachable|Name or service not known|certificate|"
+                         r"Failed to establish a new connection|NewConnectionError)",
+                         re.IGNORECASE)
+
+
+def unreachable_index(stderr: str) -> tuple[str, str] | None:
+    """The index URL an installer could not reach and why, or None. Pure."""
+    cause = UNREACHABLE.search(stderr)
+    if cause is None:
+        return None
+    url = FETCH_FAILED.search(stderr)
+    return (url.group(1) if url else "the package index"), cause.group(1)
+
+
 def _progress(stage: Stage, python: str) -> Callable[[str], None]:
     """Say when a package is built from source: it has no wheel here, and it takes long."""
 
@@ -419,6 +435,13 @@ def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, co
         command.run(argv + sources, env=env, on_stderr=_progress(stage, python))
         return
     except CommandFailed as err:
+        unreachable = unreachable_index(err.stderr_tail)
+        if unreachable and not offline:
+            raise EnvBuildError(stage.name, f"{unreachable[0]} cannot be reached "
+                                f"({unreachable[1]}); check the network and the index "
+                                "settings (UV_INDEX_URL, PIP_INDEX_URL, pip.conf), or fill "
+                                f"{config.wheels_cache}/ with `doit wheels` where the index is "
+                                f"reachable.\n{err.stderr_tail}") from None
         built = failed_builds(err.stderr_tail)
         if built:
             raise EnvBuildError(stage.name, f"{', '.join(built)}: no wheel for Python {python} "

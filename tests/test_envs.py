@@ -361,10 +361,6 @@ def test_offline_install_needs_no_index_and_a_missing_wheel_is_named(tmp_path, w
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason=(
-    "envs._install reports an index that cannot be reached as 'a requirement is not "
-    "available from the package index; check the requirement's name and version in "
-    "<spec>', blaming the spec; the index URL shows only in the installer's output below"))
 def test_an_unreachable_index_is_named_as_the_cause(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     set_config(root, index_policy="online")

@@ -35,3 +35,13 @@ def test_a_source_build_is_announced_while_it_runs(capsys):
     out = capsys.readouterr().out
     assert out == ("venv:s: building badpkg 1.0 from source (no wheel for Python 3.12.1 on "
                    "this platform); this can take minutes\n")
+
+
+def test_an_unreachable_index_is_told_apart_from_a_missing_package():
+    from mlops_tasks.envs import unreachable_index
+
+    uv = ("error: Failed to fetch: `http://127.0.0.1:9/simple/idna/`\n"
+          "  Caused by: Request failed after 0 retries\n"
+          "  Caused by: tcp connect error\n  Caused by: Connection refused (os error 111)\n")
+    assert unreachable_index(uv) == ("http://127.0.0.1:9/simple/idna/", "tcp connect error")
+    assert unreachable_index("Because tabulate was not found in the package registry") is None
