@@ -27,6 +27,15 @@ from .notebooks import (
 from .spec import Stage
 
 
+def last_execution(root: Path, stage: Stage) -> record.ExecuteRecord | None:
+    """The stage's last execution record; None when there is none or it is unusable (the
+    checks then say the stage runs)."""
+    try:
+        return record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
+    except MlopsError:
+        return None
+
+
 class Check:
     """Base: a reason (set when the check fails) makes the repr readable in `doit info`."""
 
@@ -112,11 +121,7 @@ class ParametersUnchanged(Check):
         task.value_savers.append(self._saved)
 
     def _saved(self) -> dict[str, Any]:
-        try:
-            done = record.read(record.ExecuteRecord,
-                               self.root / layout.execute_record(self.stage), self.root)
-        except MlopsError:
-            done = None
+        done = last_execution(self.root, self.stage)
         used = done.stage_parameters if done is not None else dict(self.stage.parameters)
         return {"_parameters": parameters_digest(used), "_parameters_json": canonical_json(used)}
 
@@ -147,11 +152,7 @@ class InputsUnchanged(Check):
         task.value_savers.append(self._saved)
 
     def _saved(self) -> dict[str, Any]:
-        try:
-            done = record.read(record.ExecuteRecord,
-                               self.root / layout.execute_record(self.stage), self.root)
-        except MlopsError:
-            done = None
+        done = last_execution(self.root, self.stage)
         if done is None:
             return {}
         return {"_inputs": done.inputs, "_inputs_stat": done.inputs_stat}
@@ -187,11 +188,7 @@ class UpstreamRunsUnchanged(Check):
     def current(self) -> dict[str, str | None]:
         runs: dict[str, str | None] = {}
         for up in self.upstream:
-            try:
-                done = record.read(record.ExecuteRecord,
-                                   self.root / layout.execute_record(up), self.root)
-            except MlopsError:
-                done = None
+            done = last_execution(self.root, up)
             runs[up.name] = done.run_id if done else None
         return runs
 

@@ -359,14 +359,19 @@ MISSING_PATTERNS = (
 )
 
 
-def missing_requirements(stderr: str) -> list[str]:
-    """Requirement names an installer could not find, from uv's or pip's message. Pure."""
+def _names(patterns: tuple[re.Pattern[str], ...], text: str) -> list[str]:
+    """Every name the patterns capture in text, once each, in order of discovery."""
     found: list[str] = []
-    for pattern in MISSING_PATTERNS:
-        for name in pattern.findall(stderr):
+    for pattern in patterns:
+        for name in pattern.findall(text):
             if name not in found:
                 found.append(name)
     return found
+
+
+def missing_requirements(stderr: str) -> list[str]:
+    """Requirement names an installer could not find, from uv's or pip's message. Pure."""
+    return _names(MISSING_PATTERNS, stderr)
 
 
 def install_argv(uv: str | None, venv_py: Path, requirements: Path, pinned: bool) -> list[str]:
@@ -390,12 +395,7 @@ BUILD_FAILED = (
 
 def failed_builds(stderr: str) -> list[str]:
     """Packages an installer tried to build from source and could not. Pure."""
-    found: list[str] = []
-    for pattern in BUILD_FAILED:
-        for name in pattern.findall(stderr):
-            if name not in found:
-                found.append(name)
-    return found
+    return _names(BUILD_FAILED, stderr)
 
 
 FETCH_FAILED = re.compile(r"Failed to fetch: `?(\S+?)`?$", re.MULTILINE)
