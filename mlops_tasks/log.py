@@ -208,6 +208,38 @@ def read_execution(path: Path, root: Path, stage: Stage) -> record.ExecuteRecord
     return done
 
 
+def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str) -> str:
+    """The run to log into: the one execute:S created, or, when the tracking URI changed
+    since (that run is in another store), a new run here with a message; the run left in
+    the other store is closed there as superseded when that store can be reached."""
+    if done.tracking_uri == redact(uri):
+        return done.run_id
+    from .execute import experiment
+    from .execute import run_tags as start_tags
+
+    _, experiment_id = experiment(config)
+    git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
+    tags = {**start_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
+            "mlops.invocation_id": done.invocation_id,
+            "mlops.recreated_from": f"{done.run_id} at {done.tracking_uri}"}
+    run_id = tracking.start_run(uri, experiment_id, done.run_name, tags)
+    console.say(f"the tracking URI changed since the stage ran: run {done.run_id} is at "
+                f"{done.tracking_uri}; recording the execution as run {run_id} at "
+                f"{redact(uri)}", "log", stage.name)
+    if "***" in done.tracking_uri:
+        console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri} (its credentials "
+                    "are not kept); close it there", "log", stage.name)
+        return run_id
+    try:
+        tracking.log_run(done.tracking_uri, done.run_id, params={}, metrics={},
+                         tags={"mlops.superseded": "true", "mlops.recreated_as": run_id},
+                         artifacts=[], status="KILLED")
+    except MlopsError as err:
+        console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri}, which cannot be "
+                    f"reached now: {err}", "log", stage.name)
+    return run_id
+
+
 def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
     """Record the executed run (or the override run `override`, a run id): MLflow params,
     metrics, tags, artifacts; a local copy."""
@@ -226,19 +258,20 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     artifacts += [(run.outputs / rel, Path("outputs", rel).parent.as_posix())
                   for rel in uploaded]
     params = {**done.stage_parameters, "stage_name": stage.name}
-    tracking.log_run(uri, done.run_id, params=redact_data(params),
+    run_id = where_to_log(config, stage, done, uri)
+    tracking.log_run(uri, run_id, params=redact_data(params),
                      metrics=read_metrics(run.outputs, stage),
                      tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts)
     logged = record.LogRecord(
-        stage=stage.name, run_id=done.run_id, logged=record.timestamp(),
+        stage=stage.name, run_id=run_id, logged=record.timestamp(),
         tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),
         log_seconds=round(time.perf_counter() - t0, 3),
         env_drift=None if drift is None else drift_record(drift),
-        outputs_not_uploaded=by_reference)
+        outputs_not_uploaded=by_reference,
+        recreated_from=None if run_id == done.run_id else done.run_id)
     record.write(run.log_record, logged)
-    console.say(f"run {done.run_id} logged in {time.perf_counter() - t0:.1f} s", "log",
-                stage.name)
-    if uri.startswith(("http://", "https://")):
+    console.say(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
+    if uri.startswith(("http://", "https://")) and run_id == done.run_id:
         console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"
-                    f"{done.experiment_id}/runs/{done.run_id}", "log", stage.name)
+                    f"{done.experiment_id}/runs/{run_id}", "log", stage.name)
     return logged

@@ -125,6 +125,7 @@ class LogRecord:
     log_seconds: float
     env_drift: EnvDrift | None  # None: no earlier run to compare with
     outputs_not_uploaded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recreated_from: str | None = None  # the run execute:S made, when logged into a new one
 
 
 @dataclass(frozen=True)

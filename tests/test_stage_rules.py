@@ -204,3 +204,32 @@ def test_a_failing_stage_leaves_no_run_of_another_stage_unlogged(project):
     runs = client.search_runs([client.get_experiment_by_name("test-pipeline").experiment_id])
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     doit(project)
+
+
+def test_a_tracking_uri_changed_between_execute_and_log_gets_a_new_run(project, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from .helpers import clean_env
+
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 9"))
+    other = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
+    try:
+        doit(project, "run", "execute:make")
+        first = json.loads((project / ".mlops/executed/make.json").read_text())["run_id"]
+        out = doit(project, "run", "log:make", env=clean_env(MLFLOW_TRACKING_URI=other)).stdout
+        again = doit(project, "run", "log:make", env=clean_env(MLFLOW_TRACKING_URI=other))
+    finally:
+        spec.write_text(original)
+    assert "log:make: the tracking URI changed since the stage ran" in out
+    assert ran(again.stdout) == set()  # logged once: no loop
+    logged = json.loads((project / ".mlops/runs/make/last-run.json").read_text())
+    assert logged["recreated_from"] == first and logged["run_id"] != first
+    new = MlflowClient(other).get_run(logged["run_id"])
+    assert new.info.status == "FINISHED"
+    assert new.data.tags["mlops.recreated_from"].startswith(first)
+    home = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
+    orphan = home.get_run(first)
+    assert orphan.info.status == "KILLED" and orphan.data.tags["mlops.superseded"] == "true"
+    doit(project)
