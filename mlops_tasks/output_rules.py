@@ -15,50 +15,73 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
+def _parents(path: str) -> list[str]:
+    """path and every folder above it: 'a/b/c' -> ['a/b/c', 'a/b', 'a']."""
+    parts = path.split("/")
+    return ["/".join(parts[:end]) for end in range(len(parts), 0, -1)]
+
+
 def _written(stage: Stage) -> Iterable[tuple[str, str]]:
     for key, paths in (("outputs", stage.outputs), ("metrics", stage.metrics)):
         for path in paths:
             yield key, path
 
 
+class Sources:
+    """The project's own files and folders an output may not be, hold or sit inside, looked
+    up by path (one pass over the stages, not one per output)."""
+
+    def __init__(self, stages: Sequence[Stage], tracked: set[str] | None):
+        self.envs = {s.env_dir: s for s in stages}
+        self.files = {s.spec_path: f"the spec of stage '{s.name}'" for s in stages}
+        self.files.update({s.notebook: f"the notebook of stage '{s.name}'" for s in stages})
+        self.holders: dict[str, str] = {}
+        for path, what in self.files.items():
+            for parent in _parents(path):
+                self.holders.setdefault(parent, what)
+        self.tracked = tracked or set()
+        self.tracked_folders = {parent: path for path in sorted(self.tracked, reverse=True)
+                                for parent in _parents(path)}
+
+    def forbidden(self, path: str) -> str | None:
+        """Why path may not be an output; None when it may."""
+        if path == ".":
+            return "is the project root"
+        top = path.split("/")[0]
+        if top == ".git":
+            return "is inside .git"
+        if top == STATE:
+            return f"is inside the tool's state folder {STATE}/"
+        for parent in _parents(path):
+            if parent in self.envs:
+                other = self.envs[parent]
+                return f"is inside the venv of stage '{other.name}' ({other.env_dir})"
+        if path in self.holders:
+            return f"is or holds {self.holders[path]}"
+        return None
+
+    def tracked_under(self, path: str) -> str | None:
+        """A tracked file that path is, or holds."""
+        return self.tracked_folders.get(path)
+
+
 def forbidden(path: str, stages: Sequence[Stage]) -> str | None:
-    """Why path may not be an output; None when it may."""
-    if path == ".":
-        return "is the project root"
-    top = path.split("/")[0]
-    if top == ".git":
-        return "is inside .git"
-    if top == STATE:
-        return f"is inside the tool's state folder {STATE}/"
-    for other in stages:
-        if _inside(path, other.env_dir):
-            return f"is inside the venv of stage '{other.name}' ({other.env_dir})"
-        if path == other.spec_path or _inside(other.spec_path, path):
-            return f"is or holds the spec of stage '{other.name}'"
-        if path == other.notebook or _inside(other.notebook, path):
-            return f"is or holds the notebook of stage '{other.name}'"
-    return None
-
-
-def tracked_under(path: str, tracked: set[str]) -> str | None:
-    if path in tracked:
-        return path
-    prefix = path.rstrip("/") + "/"
-    return next((p for p in sorted(tracked) if p.startswith(prefix)), None)
+    return Sources(stages, None).forbidden(path)
 
 
 def check_outputs(stages: Sequence[Stage], tracked: set[str] | None) -> None:
     """Refuse outputs that would let a run or `doit clean` delete the user's files."""
-    seen: list[tuple[str, Stage]] = []
+    sources = Sources(stages, tracked)
+    seen: dict[str, tuple[str, Stage]] = {}  # lower-cased path -> (path, stage)
     for stage in stages:
         for key, path in _written(stage):
-            why = forbidden(path, stages)
+            why = sources.forbidden(path)
             if why:
                 raise SpecError(stage.spec_path, f"'{key}' entry {path!r} {why}; a stage's "
                                 "outputs are deleted by `doit clean` and replaced by every run: "
                                 "write them to a folder of their own, such as data/ or models/",
                                 line=stage.line_of(key), key=key)
-            hit = tracked_under(path, tracked or set())
+            hit = sources.tracked_under(path)
             if hit:
                 raise SpecError(stage.spec_path, f"'{key}' entry {path!r} "
                                 + ("is" if hit == path else f"holds {hit!r}, which is")
@@ -66,20 +89,27 @@ def check_outputs(stages: Sequence[Stage], tracked: set[str] | None) -> None:
                                 f"file; if it is generated, untrack it (git rm --cached {hit}) "
                                 "and ignore it, or write the output elsewhere",
                                 line=stage.line_of(key), key=key)
-            for other_path, other in seen:
-                _conflict(stage, key, path, other, other_path)
-            seen.append((path, stage))
+            _check_conflicts(stage, key, path, seen)
+            seen.setdefault(path.lower(), (path, stage))
 
 
-def _conflict(stage: Stage, key: str, path: str, other: Stage, other_path: str) -> None:
-    if path == other_path:
-        return  # the same path twice: the graph names both producers
-    if other_path.lower() == path.lower():
-        why = "differs only in case from"
-    elif _inside(path, other_path) or _inside(other_path, path):
-        why = "is inside, or holds,"
-    else:
-        return
+def _check_conflicts(stage: Stage, key: str, path: str,
+                     seen: dict[str, tuple[str, Stage]]) -> None:
+    """Against every output seen so far: the same but for case, or one inside the other."""
+    lower = path.lower()
+    if lower in seen and seen[lower][0] != path:
+        _conflict(stage, key, path, *seen[lower], "differs only in case from")
+    for parent in _parents(lower)[1:]:
+        if parent in seen:
+            _conflict(stage, key, path, *seen[parent], "is inside, or holds,")
+    prefix = lower + "/"
+    for other in seen:  # an earlier output inside this one
+        if other.startswith(prefix):
+            _conflict(stage, key, path, *seen[other], "is inside, or holds,")
+
+
+def _conflict(stage: Stage, key: str, path: str, other_path: str, other: Stage,
+              why: str) -> None:
     owner = "this stage" if other is stage else f"stage '{other.name}'"
     raise SpecError(stage.spec_path, f"'{key}' entry {path!r} {why} {other_path!r}, an output "
                     f"of {owner}; one output per file or folder, the same on every disk",

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 
 from .doit_names import RESERVED_NAMES
 from .errors import SpecError
@@ -100,6 +99,8 @@ def requirement_problem(req: str) -> str:
         return "it does not start with a package name"
     if req.startswith(("-", "git+", "http:", "https:", "file:")):
         return ""  # pip options and URLs are passed to the installer as they are
+    from packaging.requirements import InvalidRequirement, Requirement  # 25 ms: when needed
+
     try:
         Requirement(req)
     except InvalidRequirement as err:
