@@ -39,6 +39,15 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
         close_killed_runs(config)
 
 
+def is_pipeline(command: Any) -> bool:
+    """The loaded dodo is an mlops-tasks pipeline: other doit projects in the same Python
+    get doit's commands exactly as doit has them (no workspace, no stage order)."""
+    from .dodo import task_mlops
+
+    namespace = getattr(getattr(command, "loader", None), "namespace", None) or {}
+    return namespace.get("task_mlops") is task_mlops
+
+
 def stage_order(task_list: list[Any]) -> list[str] | None:
     """What a plain `doit` runs: each stage's group (its chain, logging included) in graph
     order, so one stage is logged before the next starts and a failure in one never leaves
@@ -56,9 +65,10 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
 
     @functools.wraps(base._execute)
     def _execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        prepare_workspace(Path.cwd(), runs_tasks)
-        if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
-            self.sel_tasks = stage_order(self.task_list)
+        if is_pipeline(self):
+            prepare_workspace(Path.cwd(), runs_tasks)
+            if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
+                self.sel_tasks = stage_order(self.task_list)
         return base._execute(self, *args, **kwargs)
 
     return type(base.__name__, (base,), {"_execute": _execute, "__doc__": base.__doc__})

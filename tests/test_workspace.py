@@ -84,3 +84,19 @@ def test_the_dep_db_is_made_on_first_write_only(tmp_path):
     db.set("execute:s", "deps:", ["x"])  # committed at once
     assert DurableSqliteDB(name, JSONCodec()).get("execute:s", "deps:") == ["x"]
     db.dump()
+
+
+def test_other_doit_projects_get_doits_commands_untouched(tmp_path):
+    """mlops-tasks installs its commands for every doit project of the Python; a project
+    that is not a pipeline gets no workspace mutex, no state folder, no stage order."""
+    root = tmp_path / "plain"
+    root.mkdir()
+    (root / "dodo.py").write_text(
+        "def task_hello():\n    return {'actions': ['echo hi > hello.txt'], "
+        "'targets': ['hello.txt']}\n")
+    out = doit(root).stdout
+    assert ".  hello" in out and (root / "hello.txt").exists()
+    assert not (root / ".mlops").exists()
+    doit(root, "forget")
+    doit(root, "clean")
+    assert not (root / "hello.txt").exists() and not (root / ".mlops").exists()
