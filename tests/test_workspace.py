@@ -93,7 +93,7 @@ def test_other_doit_projects_get_doits_commands_untouched(tmp_path):
     root.mkdir()
     (root / "dodo.py").write_text(
         "def task_hello():\n    return {'actions': ['echo hi > hello.txt'], "
-        "'targets': ['hello.txt']}\n")
+        "'targets': ['hello.txt'], 'clean': True}\n")
     out = doit(root).stdout
     assert ".  hello" in out and (root / "hello.txt").exists()
     assert not (root / ".mlops").exists()
