@@ -216,8 +216,12 @@ def test_tracking_down_during_log_keeps_execute_done(project):
                 check=False)
     assert time.monotonic() - start < 30
     assert proc.returncode != 0 and ran(proc.stdout) == {"log:report"}
-    assert f"cannot log run {run_id} to {url}: " in proc.stdout + proc.stderr
+    # the run was made in the project's store: one for it is made at the new URI, which is
+    # down, so log:S fails naming it, and the next doit logs into the original run
+    assert f"cannot reach the MLflow tracking store at {url}: " in proc.stdout + proc.stderr
     assert ran(doit(project).stdout) == {"log:report"}
+    logged = json.loads((project / ".mlops/runs/report/last-run.json").read_text())
+    assert logged["run_id"] == run_id and logged["recreated_from"] is None
 
 
 # -- failures -----------------------------------------------------------------------------
