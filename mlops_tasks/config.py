@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .layout import STATE, mlflow_db
+from .layout import mlflow_db
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,10 +34,6 @@ class Config:
     specs_dir: str = "env_specs"
     artifact_max_mb: float = 50.0
     workspace_busy: str = "wait"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / STATE
 
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""

@@ -20,6 +20,7 @@ from . import audit, console, layout, record, tracking
 from .config import Config
 from .envs import read_marker
 from .errors import MlopsError, StageError, StageFailed
+from .files import atomic_write
 from .fingerprint import (
     content_stat,
     inputs_digest,
@@ -91,8 +92,7 @@ def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
     if previous.tracking_uri != redact(uri):
         return
     try:
-        tracking.log_run(uri, previous.run_id, params={}, metrics={},
-                         tags={"mlops.superseded": "true"}, artifacts=[], status="KILLED")
+        tracking.close_run(uri, previous.run_id, {"mlops.superseded": "true"})
     except MlopsError as err:
         console.say(f"could not close the unlogged run {previous.run_id}: {err}",
                     "execute", stage.name)
@@ -101,7 +101,7 @@ def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
 def close_killed_runs(config: Config) -> None:
     """Runs whose doit was killed (SIGKILL, power loss) stay RUNNING in MLflow: the next doit,
     holding the workspace, closes each as KILLED and records the interruption."""
-    root = config.root
+    root, uri = config.root, config.resolved_tracking_uri()
     for path in sorted(root.glob(layout.running_records())):
         try:
             left = record.read(record.RunningRecord, path, root)
@@ -110,15 +110,13 @@ def close_killed_runs(config: Config) -> None:
             continue
         if left is None:
             continue
-        uri = config.resolved_tracking_uri()
         if left.tracking_uri != redact(uri):
             console.notice(f"run {left.run_id} of stage '{left.stage}' was left RUNNING at "
                            f"{left.tracking_uri}, not the current store; close it there")
             path.unlink(missing_ok=True)
             continue
         try:
-            tracking.log_run(uri, left.run_id, params={}, metrics={},
-                             tags={"mlops.interrupted": "true"}, artifacts=[], status="KILLED")
+            tracking.close_run(uri, left.run_id, {"mlops.interrupted": "true"})
         except MlopsError as err:
             console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
                            f"left RUNNING by a killed doit: {err}")
@@ -160,10 +158,7 @@ def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], s
     raw = (root / stage.notebook).read_bytes()
     nb = parse_notebook(raw, stage.notebook)
     source = root / layout.source_snapshot(stage)
-    source.parent.mkdir(parents=True, exist_ok=True)
-    tmp = source.with_name(f".{source.name}.{os.getpid()}")
-    tmp.write_bytes(raw)
-    os.replace(tmp, source)
+    atomic_write(source, raw)
     return source, nb, code_digest(notebook_code(nb))
 
 
@@ -182,9 +177,9 @@ def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
 
 
 def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
-             key: record.StageKey) -> dict[str, str]:
+             key: record.StageKey, override: bool = False) -> dict[str, str]:
     """Tags set when the run is created, so a run can be found by its stage key."""
-    return {
+    tags = {
         "mlops.stage": stage.name,
         "mlops.git_sha": git["sha"],
         "mlops.git_branch": git["branch"],
@@ -199,12 +194,7 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
         "mlflow.source.name": stage.notebook,
         "mlflow.source.type": "NOTEBOOK",
     }
-
-
-def prepare_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
-                 key: record.StageKey, overrides: Mapping[str, Any]) -> dict[str, str]:
-    tags = run_tags(stage, git, marker, key)
-    if overrides:
+    if override:
         tags["mlops.override"] = "true"
     return tags
 
@@ -253,7 +243,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
     run_id = tracking.start_run(uri, exp_id, run_name,
-                                prepare_tags(stage, git, marker, key, overrides))
+                                run_tags(stage, git, marker, key, bool(overrides)))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
@@ -317,9 +307,8 @@ def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -
     try:
         copy = root / layout.run_copy(stage, prep.run_id) / failed.name
         artifacts = [(redacted_copy(failed, copy), "notebook")] if failed.exists() else []
-        tracking.log_run(prep.uri, prep.run_id, params={}, metrics={},
-                         tags={"mlops.failed": "true"}, artifacts=artifacts,
-                         status="KILLED" if interrupted else "FAILED")
+        tracking.close_run(prep.uri, prep.run_id, {"mlops.failed": "true"},
+                           "KILLED" if interrupted else "FAILED", artifacts)
     except MlopsError as err2:
         console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
         return  # the running record stays: the next doit closes the run

@@ -231,9 +231,8 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
                     "are not kept); close it there", "log", stage.name)
         return run_id
     try:
-        tracking.log_run(done.tracking_uri, done.run_id, params={}, metrics={},
-                         tags={"mlops.superseded": "true", "mlops.recreated_as": run_id},
-                         artifacts=[], status="KILLED")
+        tracking.close_run(done.tracking_uri, done.run_id,
+                           {"mlops.superseded": "true", "mlops.recreated_as": run_id})
     except MlopsError as err:
         console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri}, which cannot be "
                     f"reached now: {err}", "log", stage.name)

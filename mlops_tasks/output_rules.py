@@ -11,10 +11,6 @@ from .layout import STATE
 from .spec import Stage
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
 def _parents(path: str) -> list[str]:
     """path and every folder above it: 'a/b/c' -> ['a/b/c', 'a/b', 'a']."""
     parts = path.split("/")
@@ -63,10 +59,6 @@ class Sources:
     def tracked_under(self, path: str) -> str | None:
         """A tracked file that path is, or holds."""
         return self.tracked_folders.get(path)
-
-
-def forbidden(path: str, stages: Sequence[Stage]) -> str | None:
-    return Sources(stages, None).forbidden(path)
 
 
 def check_outputs(stages: Sequence[Stage], tracked: set[str] | None) -> None:

@@ -120,6 +120,12 @@ def log_run(
                                    f"{type(err).__name__}: {err}")) from None
 
 
+def close_run(uri: str, run_id: str, tags: Mapping[str, str], status: str = "KILLED",
+              artifacts: Iterable[tuple[Path, str | None]] = ()) -> None:
+    """End a run that will get no params or metrics (failed, killed, superseded)."""
+    log_run(uri, run_id, params={}, metrics={}, tags=tags, artifacts=artifacts, status=status)
+
+
 def _param_text(value: Any) -> str:
     """Strings as they are, nested values as JSON (what a notebook's reader can parse)."""
     if isinstance(value, str):
