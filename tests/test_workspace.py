@@ -49,7 +49,7 @@ def test_list_returns_at_once_while_another_doit_holds_the_workspace(tmp_path):
     with FileLock(str(root / ".mlops" / "workspace.lock"), timeout=0):
         start = time.monotonic()
         listed = doit(root, "-f", "dodo.py", "list")
-        assert "execute" in listed.stdout
+        assert "execute   execute stage notebooks with papermill" in listed.stdout
         busy = doit(root, "run", "s", check=False, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
         forget = doit(root, "forget", check=False, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
         elapsed = time.monotonic() - start
