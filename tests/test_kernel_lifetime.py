@@ -45,14 +45,17 @@ def project(root: Path, wheelhouse: Path) -> Path:
     return root
 
 
-def kernels(root: Path) -> int:
+def kernels(root: Path, parent: int | None = None) -> int:
+    """The project's kernel processes (those started by `parent` when given: a process a kernel
+    forks shows the kernel's command line until it execs, and is not a kernel)."""
     count = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        if "ipykernel_launcher" in cmd and str(root) in cmd:
+        if "ipykernel_launcher" in cmd and str(root) in cmd and parent in (None, ppid):
             count += 1
     return count
 
@@ -65,7 +68,7 @@ def run_sampled(root: Path, *args: str) -> tuple[int, str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, kernels(root))
+        peak = max(peak, kernels(root, proc.pid))
         time.sleep(0.02)
     output = proc.stdout.read() if proc.stdout else ""
     assert proc.returncode == 0, output[-3000:]
