@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import audit, console, layout, record, tracking
+from . import audit, console, kernel_tracking, layout, record, tracking
 from .config import Config
 from .envs import read_marker
 from .errors import MlopsError, StageError, StageFailed
@@ -151,6 +151,7 @@ class Prepared:
     stage_parameters: dict[str, Any]
     overrides: dict[str, Any]
     parameters: dict[str, Any]  # as injected, context included
+    kernel: kernel_tracking.KernelTracking
 
 
 def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
@@ -212,7 +213,8 @@ def check_language(stage: Stage, nb: Mapping[str, Any]) -> None:
 def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
             stage_parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters injected: the spec's, then the context. A spec parameter named like a
-    context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's)."""
+    context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's).
+    `uri` is the one the kernel can use (see kernel_tracking)."""
     names = {"stage_name": stage.name, "git_commit": git["sha"],
              "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
     for name in names.keys() & stage_parameters.keys():
@@ -252,16 +254,21 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
         console.say("overriding parameters for this run: " + redact(
             ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
     warn_undeclared(stage, nb, stage_parameters)
-    parameters = context(stage, git, uri, run_id, stage_parameters)
+    kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage), uri)
+    (root / layout.notebook_runs(stage)).unlink(missing_ok=True)
+    parameters = context(stage, git, kernel.uri, run_id, stage_parameters)
     return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
-                    run_name, stage_parameters, dict(overrides), parameters)
+                    run_name, stage_parameters, dict(overrides), parameters, kernel)
 
 
 def kernel_env(prep: Prepared) -> dict[str, str]:
     """What the kernel needs to log into the stage's run."""
-    env = {"MLFLOW_TRACKING_URI": prep.uri, "MLFLOW_RUN_ID": prep.run_id,
-           "MLFLOW_EXPERIMENT_ID": prep.experiment_id, "MLOPS_STAGE": prep.stage.name}
-    if redact(prep.uri) != prep.uri:  # keep the URI's credentials out of notebook outputs
+    env = {"MLFLOW_RUN_ID": prep.run_id, "MLFLOW_EXPERIMENT_ID": prep.experiment_id,
+           "MLOPS_STAGE": prep.stage.name,
+           **prep.kernel.env(prep.root, prep.run_id, layout.notebook_runs(prep.stage))}
+    if redact(prep.uri) != prep.uri or prep.kernel.uri != prep.uri:
+        # the URI's credentials, or a served store's address that is gone after the run,
+        # stay out of the notebook's outputs
         env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return env
 
@@ -280,7 +287,7 @@ def run(prep: Prepared, outputs: OutputSet) -> None:
         parameters=prep.parameters, cwd=root, env=kernel_env(prep),
         drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
         allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
-        sockets=root / layout.kernel_sockets(),
+        sockets=root / layout.kernel_sockets(), kernel_args=prep.kernel.kernel_args(),
     )
     missing = outputs.missing()
     if missing:
@@ -307,7 +314,11 @@ def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -
     try:
         copy = root / layout.run_copy(stage, prep.run_id) / failed.name
         artifacts = [(redacted_copy(failed, copy), "notebook")] if failed.exists() else []
-        tracking.close_run(prep.uri, prep.run_id, {"mlops.failed": "true"},
+        tags = {"mlops.failed": "true"}
+        created = kernel_tracking.created_runs(root / layout.notebook_runs(stage))
+        if created:
+            tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r for r, _ in created])
+        tracking.close_run(prep.uri, prep.run_id, tags,
                            "KILLED" if interrupted else "FAILED", artifacts)
     except MlopsError as err2:
         console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
@@ -374,7 +385,9 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
         inputs=prep.inputs, outputs=audit.content_hashes(outputs_root, written),
         outputs_stat=OutputSet.stats_of(outputs_root, written),
         executed_notebook_sha256=sha256_file(executed),
-        host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat)
+        host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat,
+        notebook_runs=[list(r) for r in kernel_tracking.created_runs(
+            prep.root / layout.notebook_runs(stage))])
 
 
 def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]

@@ -72,6 +72,16 @@ def kernel_json(stage: Stage) -> str:
     return f"{kernels_dir()}/{stage.kernel_name}/kernel.json"
 
 
+def notebook_runs(stage: Stage) -> str:
+    """The runs a stage's notebook created itself, one `run id<TAB>experiment id` per line."""
+    return f"{STATE}/executed/{stage.name}.notebook-runs.tsv"
+
+
+def kernel_hook_dir() -> str:
+    """The folder stage kernels that use mlflow put on their path for the hook, alone."""
+    return f"{STATE}/kernel-hook"
+
+
 def executed_notebook(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.ipynb"
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import console, layout, record, tracking
+from . import console, kernel_tracking, layout, record, tracking
 from .config import Config
 from .drift import Drift, freeze_drift
 from .errors import MlopsError, RecordError, StageError
@@ -171,6 +171,8 @@ def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> d
     }
     if drift:
         tags["mlops.env_drift_summary"] = drift.summary()
+    if done.notebook_runs:
+        tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r[0] for r in done.notebook_runs])
     return tags
 
 

@@ -60,6 +60,7 @@ class StageKernelManager(AsyncKernelManager):
 
     extra_env: dict[str, str] = {}
     drop_env: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         env = dict(kw.pop("env", None) or os.environ)
@@ -70,7 +71,7 @@ class StageKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        await super()._async_launch_kernel([*kernel_cmd, *self.extra_args], **kw)
         pid = getattr(self.provisioner, "pid", None)
         if pid:  # jupyter_client starts kernels in their own session: stop them on abort
             self.kernel_pid = pid
@@ -102,8 +103,8 @@ def _failed_cell(output: Path, cell_index: int | None) -> int | None:
 
 
 def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[str, str],
-                   drop_env: tuple[str, ...], sockets: Path | None, cwd: Path
-                   ) -> StageKernelManager:
+                   drop_env: tuple[str, ...], sockets: Path | None, cwd: Path,
+                   kernel_args: tuple[str, ...] = ()) -> StageKernelManager:
     """The stage's kernel, from the project's kernelspecs, with the stage's environment."""
     ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
     km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
@@ -117,6 +118,7 @@ def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[
         path = str(sockets / f"{stage}-{os.getpid()}")
         km.ip = path if len(path) < 90 else os.path.relpath(path, cwd)
     km.extra_env = dict(env)
+    km.extra_args = kernel_args
     # Let the stage kernel write bytecode into its own venv: later starts import fast.
     km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
                    *drop_env)
@@ -139,10 +141,12 @@ def run_notebook(
     allow_early_exit: bool = False,
     spec_path: str = "",
     sockets: Path | None = None,
+    kernel_args: tuple[str, ...] = (),
 ) -> None:
     """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
     _setup_logging()
-    km = kernel_manager(stage, kernel_name, kernel_dir, env, drop_env, sockets, cwd)
+    km = kernel_manager(stage, kernel_name, kernel_dir, env, drop_env, sockets, cwd,
+                        kernel_args)
     try:
         nb = papermill.execute_notebook(
             str(notebook),

@@ -100,6 +100,8 @@ class ExecuteRecord:
     tools: dict[str, str]
     git_diff: str = ""  # kept out of audit.json, which names the git.diff artifact instead
     inputs_stat: dict[str, list[int]] = field(default_factory=dict)  # when they were hashed
+    # runs the notebook created itself: [run id, experiment id] (see kernel_hook.py)
+    notebook_runs: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .redact import redact
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _experiments: dict[tuple[str, str], str] = {}
+_served: dict[str, str] = {}  # store URI -> the URL it is served at to stage kernels
 
 MAX_PARAM = 6000
 # Variables set here for the orchestrator's own client; stage kernels do not inherit them.
@@ -139,3 +140,40 @@ def _param_text(value: Any) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def talks_http(uri: str) -> bool:
+    """A URI any MLflow client reaches over its REST API (no store of its own to open)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def serve_store(uri: str, artifact_root: Path) -> str:
+    """The store at `uri` over HTTP on 127.0.0.1, for stage kernels, from a thread of this
+    process (started once, on first need; it ends with the process).
+
+    A stage's own mlflow client of another version would open (and try to migrate) the
+    tool's database itself; over the REST API it never touches the schema. Artifacts are
+    not proxied: the kernel writes them where the run's artifact URI says, on this machine.
+    """
+    with _lock:
+        if uri in _served:
+            return _served[uri]
+        if _served:
+            raise TrackingError(f"one store is served per doit process; {redact(uri)} is "
+                                "another one")
+        # MLflow's server app reads its store from these, once, on first request.
+        for key, value in (("_MLFLOW_SERVER_FILE_STORE", uri),
+                           ("_MLFLOW_SERVER_ARTIFACT_ROOT", artifact_root.as_uri())):
+            os.environ[key] = value
+            ORCHESTRATOR_ONLY_ENV.add(key)
+        from mlflow.server import app
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+        threading.Thread(target=server.serve_forever, name="mlflow-store", daemon=True).start()
+        _served[uri] = f"http://127.0.0.1:{server.server_port}"
+        return _served[uri]

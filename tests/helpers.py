@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import pytest
 
 PYTHON = sys.executable
-# A notebook that logs to the local sqlite store needs mlflow's SQL store at the
-# orchestrator's version.
-MLFLOW_IN_KERNEL = [f"mlflow-skinny=={metadata.version('mlflow')}", "sqlalchemy", "alembic"]
+# What a notebook needs to log to MLflow itself, with the local store as with a server (the
+# local store is served to kernels over HTTP).
+MLFLOW_IN_KERNEL = [f"mlflow-skinny=={metadata.version('mlflow')}"]
 
 # -- platform --------------------------------------------------------------------------------
 

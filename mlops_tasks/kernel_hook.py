@@ -1,0 +1,170 @@
+"""Inside a stage's kernel: the notebook's own mlflow calls land where the notebook asked.
+
+Loaded by the kernel as an IPython extension (`mlops_kernel_hook`, a copy of this file in the
+state folder), so it runs on the stage's Python (3.8 up) with whatever mlflow the stage
+pinned: it imports nothing of the package and touches mlflow only once the notebook imports
+it. The rule (DESIGN.md section 5):
+
+| in the notebook                                   | lands in                              |
+|---------------------------------------------------|---------------------------------------|
+| a logging call with no run started                | the stage run                         |
+| `start_run()` with no experiment, the first time  | the stage run                         |
+| `start_run(experiment_id=X)`, `set_experiment(X)` | a new run in X, linked to the stage   |
+| `start_run(nested=True)` inside a run             | a child of that run (MLflow's rule)   |
+
+A linked run carries `mlflow.parentRunId` and `mlops.stage_run_id`; every run the notebook
+creates is appended to the file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists."""
+
+from __future__ import annotations  # the annotations below stay text on Python 3.8
+
+import functools
+import importlib.abc
+import importlib.util
+import inspect
+import os
+import sys
+from typing import Any
+
+STAGE_RUN_TAG = "mlops.stage_run_id"
+PARENT_TAG = "mlflow.parentRunId"
+NAME_TAG = "mlops.notebook_run_name"
+
+
+class _Stage:
+    run_id: str | None = None
+    experiment_id: str | None = None
+    runs_file: str | None = None
+    taken = False  # the notebook has resumed the stage run once
+
+
+def decide(run_id: str | None, experiment_id: str | None, parent_run_id: str | None,
+           active: bool, current_experiment: str | None, stage_experiment: str | None,
+           taken: bool) -> str:
+    """'as-is' (MLflow decides: an explicit run, or nested under the active one), 'stage'
+    (resume the stage run) or 'linked' (a new run in the experiment asked for, linked)."""
+    if run_id or parent_run_id or active:
+        return "as-is"
+    target = experiment_id if experiment_id is not None else current_experiment
+    if not taken and target is not None and str(target) == str(stage_experiment):
+        return "stage"
+    return "linked"
+
+
+def _current_experiment(fluent: Any) -> str | None:
+    try:
+        found = fluent._get_experiment_id()
+    except Exception:
+        found = getattr(fluent, "_active_experiment_id", None) or os.environ.get(
+            "MLFLOW_EXPERIMENT_ID")
+    return None if found is None else str(found)
+
+
+def _record(run: Any) -> None:
+    if _Stage.runs_file and run is not None:
+        with open(_Stage.runs_file, "a", encoding="utf-8") as f:
+            f.write(f"{run.info.run_id}\t{run.info.experiment_id}\n")
+
+
+def _wrap(start_run: Any, fluent: Any) -> Any:
+    try:
+        signature = inspect.signature(start_run)
+    except (TypeError, ValueError):
+        return start_run
+
+    @functools.wraps(start_run)
+    def stage_start_run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return start_run(*args, **kwargs)  # MLflow's own message
+        given = dict(bound.arguments)
+        tags = dict(given.get("tags") or {})
+        action = decide(given.get("run_id"), given.get("experiment_id"),
+                        given.get("parent_run_id"), fluent.active_run() is not None,
+                        _current_experiment(fluent), _Stage.experiment_id, _Stage.taken)
+        if action == "stage":
+            given["run_id"] = _Stage.run_id
+            given.pop("experiment_id", None)
+            name = given.pop("run_name", None)
+            if name:
+                tags.setdefault(NAME_TAG, str(name))
+            if tags:
+                given["tags"] = tags
+            _Stage.taken = True
+            return start_run(**given)
+        if action == "linked":
+            if given.get("experiment_id") is None:
+                given["experiment_id"] = _current_experiment(fluent)
+            tags.setdefault(PARENT_TAG, _Stage.run_id)
+        if not given.get("run_id"):
+            tags.setdefault(STAGE_RUN_TAG, _Stage.run_id)
+            given["tags"] = tags
+        elif given["run_id"] == _Stage.run_id:
+            _Stage.taken = True
+        run = start_run(**given)
+        if not given.get("run_id"):
+            _record(run)
+        return run
+
+    stage_start_run.__mlops_wrapped__ = True  # type: ignore[attr-defined]
+    return stage_start_run
+
+
+def patch(mlflow: Any) -> None:
+    """Route the fluent API's start_run (what log_* calls use to start a run, too)."""
+    fluent: Any = sys.modules.get("mlflow.tracking.fluent")
+    original = getattr(fluent, "start_run", None)
+    if fluent is None or original is None or getattr(original, "__mlops_wrapped__", False):
+        return
+    wrapped = _wrap(original, fluent)
+    fluent.start_run = wrapped
+    for module in (mlflow, sys.modules.get("mlflow.tracking")):
+        if module is not None and getattr(module, "start_run", None) is original:
+            setattr(module, "start_run", wrapped)  # noqa: B010
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Patch mlflow once its package has been imported, whichever version it is."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "mlflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_patch(module: Any) -> None:
+            exec_module(module)
+            try:
+                patch(module)
+            except Exception as err:  # the notebook runs on with MLflow's own behaviour
+                sys.stderr.write(f"mlops-tasks: notebook MLflow runs are not linked: {err}\n")
+
+        spec.loader.exec_module = exec_then_patch  # type: ignore[method-assign]
+        return spec
+
+
+def install(environ: Any = os.environ) -> None:
+    _Stage.run_id = environ.pop("MLOPS_STAGE_RUN_ID", None)
+    _Stage.experiment_id = environ.get("MLFLOW_EXPERIMENT_ID")
+    _Stage.runs_file = environ.pop("MLOPS_NOTEBOOK_RUNS", None)
+    # The stage run is resumed through this hook only: MLflow would resume it for any first
+    # start_run, whatever experiment that asked for.
+    environ.pop("MLFLOW_RUN_ID", None)
+    hook_dir = environ.pop("MLOPS_KERNEL_HOOK_DIR", None)
+    if hook_dir:  # the notebook's own subprocesses do not see this folder
+        if environ.get("PYTHONPATH") == hook_dir:
+            environ.pop("PYTHONPATH")
+        if hook_dir in sys.path:
+            sys.path.remove(hook_dir)
+    if "mlflow" in sys.modules:
+        patch(sys.modules["mlflow"])
+    else:
+        sys.meta_path.insert(0, _AfterImport())
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    if os.environ.get("MLOPS_STAGE_RUN_ID"):
+        install()
