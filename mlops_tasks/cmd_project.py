@@ -16,6 +16,7 @@ from .spec import Stage
 
 class ProjectCommand(Command):
     def execute(self, params: Any, args: list[str]) -> int:
+        console.safe_streams()
         try:
             project = load_project(Path.cwd())
             return self.run(project, params, self.select(project, args))

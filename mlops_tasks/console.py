@@ -4,6 +4,8 @@ encoding can crash (a character the stream cannot encode is escaped, not fatal).
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import sys
 import threading
 from typing import TextIO
@@ -11,6 +13,35 @@ from typing import TextIO
 from .errors import task_label
 
 _lock = threading.Lock()
+
+# What a character becomes on a console that cannot show it (cp1252 on a Western-locale
+# Windows agent has no arrow); anything else unencodable is escaped as \uXXXX.
+ASCII_FALLBACK = {"\u2192": "->", "\u2190": "<-", "\u2014": "-", "\u2013": "-",
+                  "\u2026": "...", "\u2018": "'", "\u2019": "'", "\u201c": '"',
+                  "\u201d": '"', "\u2713": "ok", "\u2717": "x", "\u00d7": "x"}
+ERRORS = "mlops-fallback"
+
+
+def _fallback(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start:err.end]
+    return "".join(ASCII_FALLBACK.get(ch) or ch.encode("ascii", "backslashreplace").decode()
+                   for ch in text), err.end
+
+
+codecs.register_error(ERRORS, _fallback)
+
+
+def safe_streams() -> None:
+    """Let doit's own output (task titles, `doit info` reasons, error reports) survive any
+    console encoding too: characters stdout and stderr cannot encode fall back to ASCII."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            # a stream that cannot change now keeps its own handler
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors=ERRORS)
 
 
 def write(text: str, stream: TextIO | None = None) -> None:
@@ -21,7 +52,7 @@ def write(text: str, stream: TextIO | None = None) -> None:
             out.write(text)
         except UnicodeEncodeError:
             encoding = getattr(out, "encoding", None) or "ascii"
-            out.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            out.write(text.encode(encoding, ERRORS).decode(encoding))
         out.flush()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from doit.exceptions import InvalidDodoFile
 
+from . import console
 from .errors import MlopsError
 from .layout import dep_db
 from .project import load_project, print_warnings
@@ -30,6 +31,7 @@ DOIT_CONFIG = {
 
 def task_mlops() -> Iterator[dict[str, Any]]:
     """Stage tasks generated from env_specs/."""
+    console.safe_streams()
     root = Path.cwd()
     try:
         project = load_project(root)

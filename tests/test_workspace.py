@@ -3,7 +3,6 @@ mutex, read-only ones never wait for it; output survives any console encoding.""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
@@ -56,17 +55,6 @@ def test_list_returns_at_once_while_another_doit_holds_the_workspace(tmp_path):
     assert busy.returncode == 3 and "the workspace is busy" in busy.stderr
     assert forget.returncode == 3 and "the workspace is busy" in forget.stderr
     assert elapsed < 30  # nothing waited for the holder
-
-
-def test_console_escapes_what_the_stream_cannot_encode(monkeypatch):
-    from mlops_tasks import console
-
-    raw = io.BytesIO()
-    stream = io.TextIOWrapper(raw, encoding="cp1252", errors="strict")
-    console.write("python 3.10.13 → 3.11.7\n", stream)
-    assert raw.getvalue().decode("cp1252") == "python 3.10.13 \\u2192 3.11.7\n"
-    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
-    console.say("params: a → b", "info", "train")  # must not raise
 
 
 def test_the_dep_db_is_made_on_first_write_only(tmp_path):
