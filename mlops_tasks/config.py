@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .layout import mlflow_db
@@ -46,17 +47,22 @@ class Config:
         return self.experiment or self.root.name
 
 
+def read_pyproject(root: Path) -> dict[str, Any]:
+    """The project's pyproject.toml as data ({} when there is none)."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+
+
 def load_config(root: Path) -> Config:
     path = root / "pyproject.toml"
-    table: dict[str, object] = {}
-    project_name = ""
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML: {err}") from None
-        table = data.get("tool", {}).get("mlops_tasks", {}) or {}
-        project_name = str(data.get("project", {}).get("name", ""))
+    data = read_pyproject(root)
+    table: dict[str, object] = data.get("tool", {}).get("mlops_tasks", {}) or {}
+    project_name = str(data.get("project", {}).get("name", ""))
     for key in table:
         if key not in KEYS:
             match = difflib.get_close_matches(key, KEYS, n=1)

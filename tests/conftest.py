@@ -14,12 +14,13 @@ from .helpers import MlflowServer, fill_for_version, fill_wheelhouse
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test is marked `integration` exactly when it builds real venvs (it uses the
-    wheelhouse, directly or through a fixture), so `-m "not integration"` runs every quick
-    test and nothing slow. A test marked otherwise stops the session, named."""
+    """A test is marked `integration` exactly when it builds real venvs or downloads (it uses
+    the wheelhouse or the registry, directly or through a fixture), so `-m "not integration"`
+    runs every quick test and nothing slow. A test marked otherwise stops the session, named."""
     wrong = []
     for item in items:
-        builds = "wheelhouse" in getattr(item, "fixturenames", ())
+        fixtures = getattr(item, "fixturenames", ())
+        builds = "wheelhouse" in fixtures or "registry" in fixtures
         marked = item.get_closest_marker("integration") is not None
         if builds and not marked:
             wrong.append(f"{item.nodeid}: builds venvs but is not marked integration")
@@ -50,6 +51,20 @@ def wheelhouse(request: pytest.FixtureRequest) -> Path:
     with FileLock(str(folder) + ".lock"):  # test workers share one wheelhouse
         fill_wheelhouse(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """The package registry (PyPI), for tests of resolving and downloading; skipped where
+    it cannot be reached."""
+    import urllib.request
+
+    url = "https://pypi.org/simple/"
+    try:
+        with urllib.request.urlopen(url + "idna/", timeout=15):
+            return url
+    except OSError as err:
+        pytest.skip(f"the package registry cannot be reached: {err}")
 
 
 @pytest.fixture(scope="session")
