@@ -1,0 +1,54 @@
+"""The Jenkinsfile: TARGET is checked with the spec's name rule and quoted, the console is
+UTF-8, the orchestrator's Python is checked against requires-python, offline installs are
+used when the cache holds wheels."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_tasks.spec import NAME_RE
+
+JENKINSFILE = (Path(__file__).resolve().parents[1] / "Jenkinsfile").read_text(encoding="utf-8")
+
+
+def test_target_is_validated_with_the_spec_name_rule():
+    (rule,) = re.findall(r"params\.TARGET ==~ /([^/]+)/", JENKINSFILE)
+    assert f"^{rule}$" == NAME_RE.pattern
+    for line in JENKINSFILE.splitlines():
+        if "+ params.TARGET +" in line:  # pasted into a command line: always quoted
+            assert re.search(r"""'run "' \+ params\.TARGET \+ '"'|"run '" \+ params\.TARGET"""
+                             r""" \+ "'\"""", line), line
+
+
+def test_console_is_utf8_and_installs_go_offline_with_a_filled_cache():
+    assert "PYTHONUTF8 = '1'" in JENKINSFILE
+    assert JENKINSFILE.count("--no-index --find-links wheels_cache -e .") == 2
+
+
+def version_check() -> str:
+    (script,) = re.findall(r"sh '''(python3 -c .*?)'''", JENKINSFILE)
+    return script
+
+
+@pytest.mark.skipif(os.name == "nt", reason="runs the Linux agent's sh step")
+def test_the_linux_python_check_runs(tmp_path):
+    ok = subprocess.run(["bash", "-c", version_check()], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    # a real interpreter, not a pyenv shim (a shim named python3 dispatches by its name)
+    old = next((str(p) for p in Path.home().glob(".pyenv/versions/3.[89]*/bin/python3")),
+               shutil.which("python3.9") or shutil.which("python3.8"))
+    if old is None:
+        pytest.skip("no Python older than 3.10 to stand in for an old agent")
+    (tmp_path / "python3").symlink_to(old)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    bad = subprocess.run(["bash", "-c", version_check()], capture_output=True, text=True,
+                         env=env)
+    assert bad.returncode == 1
+    assert "mlops-tasks needs Python 3.10 or newer (requires-python); python3 on PATH is 3." \
+        in bad.stderr
