@@ -12,6 +12,7 @@ from typing import Any
 from doit.cmd_clean import Clean as DoitClean
 from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_ignore import Ignore as DoitIgnore
+from doit.cmd_info import Info as DoitInfo
 from doit.cmd_list import List as DoitList
 from doit.cmd_resetdep import ResetDep as DoitResetDep
 from doit.cmd_run import Run as DoitRun
@@ -110,6 +111,21 @@ class List(DoitList):
         state = self._group_status(task, tasks, cache)
         self.outstream.write(template.format(name=task.name, doc=task.doc,
                                              status=self.STATUS_MAP[state]))
+
+
+class Info(DoitInfo):
+    """`doit info execute:S` for a stale stage also says whether the shared stage cache holds
+    a complete run with the stage's current key (the run it would be restored from)."""
+
+    def _execute(self, pos_args: list[str], hide_status: bool = False) -> Any:
+        code = super()._execute(pos_args, hide_status=hide_status)
+        if code == 1 and is_pipeline(self) and pos_args and pos_args[0].startswith("execute:"):
+            from .stage_cache import cached_run_line
+
+            line = cached_run_line(Path.cwd(), pos_args[0].partition(":")[2])
+            if line:
+                self.outstream.write(f"\nstage cache: {line}\n")
+        return code
 
 
 Run = guarded(DoitRun, runs_tasks=True)

@@ -20,8 +20,10 @@ else:  # pragma: no cover - exercised on 3.10 only
 INSTALLERS = ("uv", "pip")
 INDEX_POLICIES = ("offline-first", "offline", "online")
 KEYS = ("tracking_uri", "experiment", "installer", "index_policy", "wheels_cache",
-        "specs_dir", "artifact_max_mb", "workspace_busy")
+        "specs_dir", "artifact_max_mb", "workspace_busy", "stage_cache",
+        "cache_across_platforms")
 BUSY = ("wait", "fail")
+STAGE_CACHE = ("read-write", "read", "off")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Config:
     specs_dir: str = "env_specs"
     artifact_max_mb: float = 50.0
     workspace_busy: str = "wait"
+    stage_cache: str = "read-write"
+    cache_across_platforms: bool = False
 
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""
@@ -85,6 +89,14 @@ def load_config(root: Path) -> Config:
     if busy not in BUSY:
         raise ConfigError(f"{path}: workspace_busy (or MLOPS_WORKSPACE_BUSY) must be one of "
                           f"{', '.join(BUSY)}; got {busy!r}")
+    cache = os.environ.get("MLOPS_STAGE_CACHE") or str(table.get("stage_cache", "read-write"))
+    if cache not in STAGE_CACHE:
+        raise ConfigError(f"{path}: stage_cache (or MLOPS_STAGE_CACHE) must be one of "
+                          f"{', '.join(STAGE_CACHE)}; got {cache!r}")
+    across = table.get("cache_across_platforms", False)
+    if not isinstance(across, bool):
+        raise ConfigError(f"{path}: [tool.mlops_tasks] cache_across_platforms must be true or "
+                          f"false; got {across!r}")
     return Config(
         root=root,
         tracking_uri=str(table.get("tracking_uri", "") or ""),
@@ -95,4 +107,6 @@ def load_config(root: Path) -> Config:
         specs_dir=str(table.get("specs_dir", "env_specs")),
         artifact_max_mb=float(max_mb),
         workspace_busy=busy,
+        stage_cache=cache,
+        cache_across_platforms=across,
     )

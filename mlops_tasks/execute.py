@@ -8,6 +8,7 @@ executed nor recorded as executed."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import audit, console, kernel_tracking, layout, record, tracking
+from . import audit, console, kernel_tracking, layout, record, stage_cache, tracking
 from .config import Config
 from .envs import read_marker
 from .errors import MlopsError, StageError, StageFailed
@@ -152,6 +153,7 @@ class Prepared:
     overrides: dict[str, Any]
     parameters: dict[str, Any]  # as injected, context included
     kernel: kernel_tracking.KernelTracking
+    restored_from: str | None = None  # the run whose outputs were restored, not executed
 
 
 def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
@@ -173,12 +175,21 @@ def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, An
     return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
 
 
+def current_key(root: Path, stage: Stage) -> record.StageKey | None:
+    """The stage key as things are now, writing nothing (None before the venv exists)."""
+    if not (root / layout.freeze_file(stage)).is_file():
+        return None
+    nb = parse_notebook((root / stage.notebook).read_bytes(), stage.notebook)
+    return compute_key(root, stage, code_digest(notebook_code(nb)), stage.parameters)[0]
+
+
 def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
     return {rel: content_stat(root / rel) or [] for rel in stage.inputs}
 
 
 def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
-             key: record.StageKey, override: bool = False) -> dict[str, str]:
+             key: record.StageKey, override: bool = False,
+             restored_from: str | None = None) -> dict[str, str]:
     """Tags set when the run is created, so a run can be found by its stage key."""
     tags = {
         "mlops.stage": stage.name,
@@ -197,6 +208,8 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
     }
     if override:
         tags["mlops.override"] = "true"
+    if restored_from:
+        tags[stage_cache.RESTORED_TAG] = restored_from
     return tags
 
 
@@ -232,20 +245,39 @@ def depends_on_files(root: Path, stage: Stage) -> list[str]:
     return [rel for rel in files if (root / rel).exists()]
 
 
-def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepared:
-    root = config.root
+@dataclass(frozen=True)
+class Snapshot:
+    """What the stage key is computed from, read once before anything runs."""
+
+    source: Path
+    nb: dict[str, Any]
+    key: record.StageKey
+    inputs: dict[str, str | None]
+    inputs_stat: dict[str, list[int]]
+    stage_parameters: dict[str, Any]
+
+
+def snapshot(root: Path, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot:
     source, nb, code = snapshot_notebook(root, stage)
     check_language(stage, nb)
     stage_parameters = {**stage.parameters, **overrides}
     stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
     key, inputs = compute_key(root, stage, code, stage_parameters)
+    return Snapshot(source, nb, key, inputs, stats, stage_parameters)
+
+
+def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Snapshot,
+            restored_from: str | None = None) -> Prepared:
+    root = config.root
+    source, nb, key, inputs = snap.source, snap.nb, snap.key, snap.inputs
+    stats, stage_parameters = snap.inputs_stat, snap.stage_parameters
     marker = read_marker(root / stage.env_dir) or {}
     git = audit.git_info(root, depends_on_files(root, stage))
     uri, exp_id = experiment(config)
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
-    run_id = tracking.start_run(uri, exp_id, run_name,
-                                run_tags(stage, git, marker, key, bool(overrides)))
+    run_id = tracking.start_run(uri, exp_id, run_name, run_tags(
+        stage, git, marker, key, bool(overrides), restored_from))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
@@ -253,12 +285,16 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Prepa
     if overrides:
         console.say("overriding parameters for this run: " + redact(
             ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
-    warn_undeclared(stage, nb, stage_parameters)
-    kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage), uri)
     (root / layout.notebook_runs(stage)).unlink(missing_ok=True)
+    if restored_from:  # no kernel: nothing to warn about or to serve
+        kernel = kernel_tracking.KernelTracking(uri, hooked=False)
+    else:
+        warn_undeclared(stage, nb, stage_parameters)
+        kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage), uri)
     parameters = context(stage, git, kernel.uri, run_id, stage_parameters)
     return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
-                    run_name, stage_parameters, dict(overrides), parameters, kernel)
+                    run_name, stage_parameters, dict(overrides), parameters, kernel,
+                    restored_from)
 
 
 def kernel_env(prep: Prepared) -> dict[str, str]:
@@ -387,13 +423,48 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
         executed_notebook_sha256=sha256_file(executed),
         host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat,
         notebook_runs=[list(r) for r in kernel_tracking.created_runs(
-            prep.root / layout.notebook_runs(stage))])
+            prep.root / layout.notebook_runs(stage))], restored_from=prep.restored_from)
+
+
+def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
+            ) -> record.ExecuteRecord:
+    """A hit of the stage cache: its verified files put in place through the same output
+    transaction as an execution, recorded as a run of this invocation, no kernel started."""
+    t0, started = time.perf_counter(), record.timestamp()
+    prep = prepare(config, stage, {}, snap, restored_from=hit.run_id)
+    outputs = OutputSet(config.root, stage)
+    try:
+        outputs.begin()
+        for rel, path in hit.files.items():
+            target = config.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        partial = config.root / layout.partial_notebook(stage)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(hit.notebook, partial)
+    except BaseException as err:
+        fail(prep, outputs, err, started)
+        raise
+    done = finish(prep, outputs, started, time.perf_counter() - t0)
+    (config.root / layout.running_record(stage)).unlink(missing_ok=True)
+    shutil.rmtree(config.root / layout.restore_dir(stage), ignore_errors=True)
+    console.say(f"restored from {stage_cache.describe(hit)} in "
+                f"{time.perf_counter() - t0:.1f} s; no kernel started", "execute", stage.name)
+    return done
 
 
 def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
                   ) -> record.ExecuteRecord:
-    """Run the notebook in its own MLflow run; outputs are replaced only on success."""
-    prep = prepare(config, stage, overrides)
+    """Restore the stage from the shared cache when a complete run has its key; else run
+    the notebook in its own MLflow run. Outputs are replaced only on success."""
+    snap = snapshot(config.root, stage, overrides)
+    if not overrides:
+        uri, exp_id = experiment(config)
+        found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
+        hit = found and stage_cache.fetch(config, stage, uri, found)
+        if hit:
+            return restore(config, stage, snap, hit)
+    prep = prepare(config, stage, overrides, snap)
     outputs = OutputSet(config.root, stage)
     started, t0 = record.timestamp(), time.perf_counter()
     try:

@@ -30,6 +30,17 @@ class Graph:
                     frontier.append(stage)
         return found
 
+    def waves(self) -> list[list[str]]:
+        """Stages grouped by depth: each wave needs only the waves before it, so the stages
+        of one wave can run side by side (on separate machines)."""
+        depth: dict[str, int] = {}
+        for name in self.order:  # upstream stages come first in the order
+            depth[name] = 1 + max((depth[u] for u in self.upstream.get(name, ())), default=-1)
+        found: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for name in self.order:
+            found[depth[name]].append(name)
+        return found
+
     def closure(self, name: str) -> list[str]:
         """`name` and everything upstream of it, in execution order."""
         needed = {name}

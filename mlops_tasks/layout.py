@@ -77,6 +77,11 @@ def notebook_runs(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.notebook-runs.tsv"
 
 
+def restore_dir(stage: Stage) -> str:
+    """Where a run's files are fetched and verified before a restore puts them in place."""
+    return f"{STATE}/restore/{stage.name}"
+
+
 def kernel_hook_dir() -> str:
     """The folder stage kernels that use mlflow put on their path for the hook, alone."""
     return f"{STATE}/kernel-hook"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import console, kernel_tracking, layout, record, tracking
+from . import console, kernel_tracking, layout, record, stage_cache, tracking
 from .config import Config
 from .drift import Drift, freeze_drift
 from .errors import MlopsError, RecordError, StageError
@@ -171,6 +171,8 @@ def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> d
     }
     if drift:
         tags["mlops.env_drift_summary"] = drift.summary()
+    if done.restored_from:
+        tags[stage_cache.RESTORED_TAG] = done.restored_from
     if done.notebook_runs:
         tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r[0] for r in done.notebook_runs])
     return tags
@@ -241,6 +243,22 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
     return run_id
 
 
+def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, override: str | None,
+               by_reference: dict[str, Any]) -> dict[str, str]:
+    """The tags that offer a run to the shared stage cache, written after its last artifact;
+    none for an override run, a stage that does not offer, or a run whose outputs were not
+    all uploaded (said once)."""
+    if override or not stage_cache.offers(config, stage):
+        return {}
+    if by_reference:
+        console.say(f"not offered to the stage cache: {', '.join(by_reference)} "
+                    f"{'is' if len(by_reference) == 1 else 'are'} over artifact_max_mb = "
+                    f"{config.artifact_max_mb:g} and not uploaded", "log", stage.name)
+        return {}
+    return {stage_cache.KEY_TAG: stage_cache.key_for(config, stage, done.key),
+            stage_cache.COMPLETE_TAG: "true"}
+
+
 def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
     """Record the executed run (or the override run `override`, a run id): MLflow params,
     metrics, tags, artifacts; a local copy."""
@@ -262,7 +280,8 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     run_id = where_to_log(config, stage, done, uri)
     tracking.log_run(uri, run_id, params=redact_data(params),
                      metrics=read_metrics(run.outputs, stage),
-                     tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts)
+                     tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts,
+                     final_tags=cache_tags(config, stage, done, override, by_reference))
     logged = record.LogRecord(
         stage=stage.name, run_id=run_id, logged=record.timestamp(),
         tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),

@@ -20,7 +20,7 @@ from .errors import SpecError
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
     "parameters", "inputs", "outputs", "depends_on", "metrics", "timeout", "notes",
-    "allow_early_exit",
+    "allow_early_exit", "cache",
 )  # fmt: skip
 
 # libyaml's loader when PyYAML has it (ten times faster on many specs); both keep marks.
@@ -65,6 +65,7 @@ class Stage:
     timeout: float | None = None
     notes: str | None = None
     allow_early_exit: bool = False
+    cache: bool = True  # false: never restored from, nor offered to, the shared stage cache
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
     warnings: tuple[Warning_, ...] = field(default=(), compare=False)
 
@@ -387,8 +388,8 @@ def _timeout(spec: _Raw) -> float | None:
     return float(timeout)
 
 
-def _flag(spec: _Raw, key: str) -> bool:
-    value = spec.data.get(key, False)
+def _flag(spec: _Raw, key: str, default: bool = False) -> bool:
+    value = spec.data.get(key, default)
     if not isinstance(value, bool):
         raise spec.fail(key, f"'{key}' must be true or false; got {value!r}")
     return value
@@ -420,6 +421,6 @@ def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
         inputs=_paths(spec, "inputs"), outputs=outputs,
         depends_on=tuple(_str_list(spec, "depends_on")), metrics=metrics,
         timeout=_timeout(spec), notes=None if notes is None else str(notes),
-        allow_early_exit=_flag(spec, "allow_early_exit"),
+        allow_early_exit=_flag(spec, "allow_early_exit"), cache=_flag(spec, "cache", True),
         lines=spec.lines, warnings=tuple(warnings),
     )

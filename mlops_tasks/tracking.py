@@ -94,8 +94,10 @@ def log_run(
     tags: Mapping[str, str],
     artifacts: Iterable[tuple[Path, str | None]],
     status: str = "FINISHED",
+    final_tags: Mapping[str, str] | None = None,
 ) -> None:
-    """Add params, metrics, tags and artifacts to a run, then close it with status."""
+    """Add params, metrics, tags and artifacts to a run, then `final_tags` (written after
+    every artifact: a run that has them is complete), then close it with status."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
@@ -115,9 +117,40 @@ def log_run(
                 client.log_artifacts(run_id, str(path), folder)
             else:
                 client.log_artifact(run_id, str(path), dest)
+        for key, value in (final_tags or {}).items():
+            client.set_tag(run_id, key, value)
         client.set_terminated(run_id, status=status)
     except Exception as err:
         raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+
+
+def find_tagged_run(uri: str, experiment_id: str, tags: Mapping[str, str]
+                    ) -> dict[str, Any] | None:
+    """The newest FINISHED run of the experiment carrying every tag of `tags` (one search,
+    on tags): its id, start time (ms) and tags; None when there is none."""
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    try:
+        runs = _client(uri).search_runs(
+            [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot search runs at {uri}: {type(err).__name__}: "
+                                   f"{err}")) from None
+    if not runs:
+        return None
+    run = runs[0]
+    return {"run_id": run.info.run_id, "start": run.info.start_time,
+            "tags": dict(run.data.tags)}
+
+
+def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
+    """One artifact (a file or a folder) of a run, into `dest`; the local path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(_client(uri).download_artifacts(run_id, artifact, str(dest)))
+    except Exception as err:
+        raise TrackingError(redact(f"cannot download {artifact} of run {run_id} from {uri}: "
                                    f"{type(err).__name__}: {err}")) from None
 
 

@@ -142,7 +142,9 @@ def download_argv(pip: list[str], dest: Path, pins: Path, target: Target) -> lis
 
 NO_WHEEL = (re.compile(r"No matching distribution found for (\S+)"),  # pip
             re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:[<>=!~][^ ]*)? has no wheels with a "
-                       r"matching platform tag"))  # uv
+                       r"matching platform tag"),  # uv
+            re.compile(r"Wheels are available for `([^`]+)` \(v[^)]*\) on the following "
+                       r"platforms"))  # uv's hint
 
 
 def no_wheel_for(stderr: str) -> list[str]:

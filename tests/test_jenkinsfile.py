@@ -52,3 +52,36 @@ def test_the_linux_python_check_runs(tmp_path):
     assert bad.returncode == 1
     assert "mlops-tasks needs Python 3.10 or newer (requires-python); python3 on PATH is 3." \
         in bad.stderr
+
+
+# -- `doit jenkinsfile`: the stage graph spread over agents -----------------------------------
+
+
+def diamond():
+    from mlops_tasks.graph import build_graph
+    from mlops_tasks.spec import parse_stage
+
+    specs = {"prep": "outputs: [p.txt]", "left": "inputs: [p.txt]\noutputs: [l.txt]",
+             "right": "inputs: [p.txt]\noutputs: [r.txt]",
+             "join": "inputs: [l.txt, r.txt]\noutputs: [j.txt]"}
+    return build_graph([parse_stage(f"name: {n}\nnotebook: {n}.ipynb\n{s}\n", f"{n}.yaml")
+                        for n, s in specs.items()])
+
+
+def test_waves_group_stages_that_can_run_side_by_side():
+    assert diamond().waves() == [["prep"], ["left", "right"], ["join"]]
+
+
+def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
+    from mlops_tasks.cmd_jenkinsfile import jenkinsfile
+
+    text = jenkinsfile(diamond())
+    assert text.count("parallel {") == 1
+    wave = text[text.index("stage('wave 2: left, right')"):text.index("stage('join')")]
+    assert "stage('left')" in wave and "stage('right')" in wave
+    assert text.index("stage('prep')") < text.index("wave 2") < text.index("stage('join')")
+    assert text.count("agent { label params.AGENT_LABEL }") == 4
+    assert "runStage('join')" in text and "doit run '${name}'" in text
+    assert 'doit.exe run \\"${name}\\"' in text and "isUnix()" in text
+    assert "PYTHONUTF8 = '1'" in text and "--no-index --find-links wheels_cache" in text
+    assert text.count("{") == text.count("}")  # balanced Groovy blocks
