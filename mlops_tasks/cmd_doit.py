@@ -34,6 +34,8 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
     except MlopsError as err:
         raise InvalidDodoFile(str(err)) from None
     interrupt.install()
+    if runs_tasks:  # a run that runs nothing leaves no results for Jenkins to publish again
+        (root / layout.junit_report()).unlink(missing_ok=True)
     if runs_tasks and any(root.glob(layout.running_records())):
         from .execute import close_killed_runs
 

@@ -51,6 +51,17 @@ FOOTER = """\
 // The orchestrator on this agent (offline from wheels_cache/ when it holds wheels), then
 // the stage; its upstream comes from the stage cache.
 def runStage(String name) {
+  try {
+    doitRun(name)
+  } finally {
+    if (fileExists('.mlops/reports/junit.xml')) {
+      junit testResults: '.mlops/reports/junit.xml', allowEmptyResults: false
+    }
+  }
+  archiveArtifacts artifacts: ".mlops/reports/**, .mlops/runs/${name}/**/*.html, .mlops/runs/${name}/**/audit.json", allowEmptyArchive: true
+}
+
+def doitRun(String name) {
   if (isUnix()) {
     sh '''python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlops-tasks needs Python 3.10 or newer (requires-python); python3 on PATH is " + sys.version.split()[0])' '''
     sh 'test -x .venv/bin/python || python3 -m venv .venv'
@@ -62,7 +73,6 @@ def runStage(String name) {
     bat 'if exist wheels_cache\\\\*.whl (.venv\\\\Scripts\\\\python.exe -m pip install --no-index --find-links wheels_cache -e .) else (.venv\\\\Scripts\\\\python.exe -m pip install -e .)'
     bat ".venv\\\\Scripts\\\\doit.exe run \\"${name}\\""
   }
-  archiveArtifacts artifacts: ".mlops/runs/${name}/**/*.html, .mlops/runs/${name}/**/audit.json", allowEmptyArchive: true
 }
 """
 

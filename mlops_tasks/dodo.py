@@ -16,6 +16,7 @@ from . import console
 from .errors import MlopsError
 from .layout import dep_db
 from .project import load_project, print_warnings
+from .reporter import PipelineReporter
 from .tasks import all_tasks
 
 __all__ = ["DOIT_CONFIG", "task_mlops"]
@@ -26,6 +27,8 @@ DOIT_CONFIG = {
     "backend": "sqlite3-durable",
     "verbosity": 2,
     "par_type": "thread",
+    # doit's console output, plus .mlops/reports/junit.xml after a run that ran tasks
+    "reporter": PipelineReporter,
 }
 
 

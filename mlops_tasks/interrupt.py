@@ -56,8 +56,17 @@ def _exit_when_main_thread_ends(code: int) -> None:
     os._exit(code)
 
 
+_received: list[str] = []
+
+
+def received() -> str | None:
+    """The signal that stopped this run, if one did (for the reports)."""
+    return _received[0] if _received else None
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     name = signal.Signals(signum).name
+    _received.append(name)
     kill_children()
     console.write("\n", sys.stderr)
     console.notice(f"{name} received: stopped the running stage; finished tasks are "

@@ -105,8 +105,22 @@ def failed_notebook(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.failed.ipynb"
 
 
-def execute_record(stage: Stage) -> str:
-    return f"{STATE}/executed/{stage.name}.json"
+def execute_record(stage: Stage | str) -> str:
+    name = stage if isinstance(stage, str) else stage.name
+    return f"{STATE}/executed/{name}.json"
+
+
+def reports_dir() -> str:
+    return f"{STATE}/reports"
+
+
+def junit_report() -> str:
+    """JUnit XML of the last doit that ran tasks (none after one that ran nothing)."""
+    return f"{reports_dir()}/junit.xml"
+
+
+def report_page() -> str:
+    return f"{reports_dir()}/index.html"
 
 
 def running_record(stage: Stage) -> str:

@@ -284,7 +284,9 @@ class MlflowServer:
              "--workers", "1", "--backend-store-uri",
              f"sqlite:///{(self.folder / 'server.db').as_posix()}",
              "--artifacts-destination", str(self.folder / "artifacts")],
-            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # no background-job workers: a tracking server for tests, not for jobs
+            env=clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
