@@ -19,7 +19,7 @@ from doit.cmd_run import Run as DoitRun
 from doit.cmd_strace import Strace as DoitStrace
 from doit.exceptions import InvalidDodoFile
 
-from . import interrupt, layout, workspace
+from . import console, interrupt, layout, workspace
 from .config import load_config
 from .doit_names import TASK_PREFIXES
 from .errors import MlopsError
@@ -68,13 +68,47 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
 
     @functools.wraps(base._execute)
     def _execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if is_pipeline(self):
-            prepare_workspace(Path.cwd(), runs_tasks)
-            if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
-                self.sel_tasks = stage_order(self.task_list)
-        return base._execute(self, *args, **kwargs)
+        if not is_pipeline(self):
+            return base._execute(self, *args, **kwargs)
+        prepare_workspace(Path.cwd(), runs_tasks)
+        if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
+            self.sel_tasks = stage_order(self.task_list)
+        try:
+            return base._execute(self, *args, **kwargs)
+        finally:
+            if runs_tasks:
+                rewrite_report(self)
 
-    return type(base.__name__, (base,), {"_execute": _execute, "__doc__": base.__doc__})
+    def execute(self: Any, params: Any, args: Any) -> Any:
+        self.mlops_params = params  # to reopen the dep DB for the report after the run
+        return base.execute(self, params, args)
+
+    return type(base.__name__, (base,), {"_execute": _execute, "execute": execute,
+                                         "__doc__": base.__doc__})
+
+
+def rewrite_report(command: Any) -> None:
+    """After a run that ran tasks (it left junit.xml), the report page again: with the dep
+    DB reopened, as doit closed it. A report that cannot be written never fails the run."""
+    root = Path.cwd()
+    params = getattr(command, "mlops_params", None)
+    if params is None or not (root / layout.junit_report()).is_file():
+        return
+    from doit.dependency import Dependency
+
+    from .cmd_report import doit_status, write_report
+    from .project import load_project
+
+    try:
+        dep = Dependency(command._backends.get(params["backend"]), params["dep_file"],
+                         checker_cls=command.get_checker_cls(params["check_file_uptodate"]),
+                         codec_cls=command.get_codec_cls(params["codec_cls"]))
+        try:
+            write_report(root, load_project(root), doit_status(command.task_list, dep))
+        finally:
+            dep.close()
+    except Exception as err:  # noqa: BLE001 - the run's own outcome stands
+        console.notice(f"the report page could not be written: {type(err).__name__}: {err}")
 
 
 class _Forget(DoitForget):

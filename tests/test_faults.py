@@ -41,10 +41,10 @@ def stage_cells(name: str, src: str, half: bool = False) -> list:
 
 
 def setup(root: Path, wheelhouse: Path) -> Path:
-    """make -> count -> report, and a side stage independent of count."""
+    """make -> count -> summary, and a side stage independent of count."""
     make_project(root, wheelhouse, with_use=False)
     (root / "data").mkdir(exist_ok=True)
-    for name, src in (("count", "out/greeting.txt"), ("report", "out/count.txt"),
+    for name, src in (("count", "out/greeting.txt"), ("summary", "out/count.txt"),
                       ("side", "out/greeting.txt")):
         write_spec(root, name, f"""
             name: {name}
@@ -237,7 +237,7 @@ def test_dep_db_opens_under_every_supported_python(project):
     status = {line.split()[1]: line.split()[0] for line in
               doit(project, "list", "--all", "--status").stdout.splitlines()}
     assert set(status.values()) == {"U"}, status  # the pipeline is done
-    stages = ("make", "count", "report", "side")
+    stages = ("make", "count", "summary", "side")
     done = {f"{t}:{s}" for t in ("venv", "kernel", "execute", "log") for s in stages}
     db = project / ".mlops" / "doit.db"
     with contextlib.closing(sqlite3.connect(db)) as conn:

@@ -56,6 +56,8 @@ def test_the_jenkinsfile_publishes_what_the_code_writes():
     text = (Path(__file__).resolve().parents[1] / "Jenkinsfile").read_text(encoding="utf-8")
     assert text.count(f"junit testResults: '{layout.junit_report()}'") == 2
     assert "allowEmptyResults: false" in text
+    folder, _, name = layout.report_page().rpartition("/")
+    assert text.count(f"reportDir: '{folder}', reportFiles: '{name}'") == 2
 
 
 CELLS = {

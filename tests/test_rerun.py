@@ -42,9 +42,9 @@ COUNT = [
            "Path('out/count.txt').write_text(str(len(Path('out/greeting.txt').read_text())))"),
 ]
 REPORT = [(None, "from pathlib import Path\n"
-                 "Path('out/report.txt').write_text(Path('out/count.txt').read_text())")]
-CHAIN = {"execute:make", "log:make", "execute:count", "log:count", "execute:report",
-         "log:report"}
+                 "Path('out/summary.txt').write_text(Path('out/count.txt').read_text())")]
+CHAIN = {"execute:make", "log:make", "execute:count", "log:count", "execute:summary",
+         "log:summary"}
 
 
 def setup_project(root: Path, wheelhouse: Path) -> Path:
@@ -68,15 +68,15 @@ def setup_project(root: Path, wheelhouse: Path) -> Path:
         inputs: [out/greeting.txt]
         outputs: [out/count.txt]
     """)
-    write_spec(root, "report", """
-        name: report
-        notebook: notebooks/report.ipynb
+    write_spec(root, "summary", """
+        name: summary
+        notebook: notebooks/summary.ipynb
         inputs: [out/count.txt]
-        outputs: [out/report.txt]
+        outputs: [out/summary.txt]
     """)
     write_notebook(root / "notebooks" / "make.ipynb", PREP)
     write_notebook(root / "notebooks" / "count.ipynb", COUNT)
-    write_notebook(root / "notebooks" / "report.ipynb", REPORT)
+    write_notebook(root / "notebooks" / "summary.ipynb", REPORT)
     return root
 
 
@@ -162,8 +162,8 @@ def test_input_content_reruns_and_touch_does_not(project):
     info = doit(project, "info", "execute:make", check=False).stdout
     assert "status     : run\n" in info
     assert "<inputs: data/seed.txt changed>" in info
-    # count reads the new greeting; its own output has the same length, so report stays
-    assert ran(doit(project).stdout) == CHAIN - {"execute:report", "log:report"}
+    # count reads the new greeting; its own output has the same length, so summary stays
+    assert ran(doit(project).stdout) == CHAIN - {"execute:summary", "log:summary"}
     seed.write_text("4321\n")
     assert ran(doit(project).stdout) == CHAIN
 
@@ -206,21 +206,21 @@ def test_parameter_override_runs_once_and_leaves_the_stage_as_it_was(project):
 def test_tracking_down_during_log_keeps_execute_done(project):
     """A server that does not answer fails log:S within seconds (one retry, a 10 s timeout;
     a refused connection takes about 3 s here, doit's start included), naming the URI."""
-    nb = project / "notebooks" / "report.ipynb"
+    nb = project / "notebooks" / "summary.ipynb"
     write_notebook(nb, [(None, REPORT[0][1] + "\n")])
-    doit(project, "run", "execute:report")
-    run_id = json.loads((project / ".mlops/executed/report.json").read_text())["run_id"]
+    doit(project, "run", "execute:summary")
+    run_id = json.loads((project / ".mlops/executed/summary.json").read_text())["run_id"]
     url = f"http://127.0.0.1:{closed_port()}"
     start = time.monotonic()
-    proc = doit(project, "run", "log:report", env=clean_env(MLFLOW_TRACKING_URI=url),
+    proc = doit(project, "run", "log:summary", env=clean_env(MLFLOW_TRACKING_URI=url),
                 check=False)
     assert time.monotonic() - start < 30
-    assert proc.returncode != 0 and ran(proc.stdout) == {"log:report"}
+    assert proc.returncode != 0 and ran(proc.stdout) == {"log:summary"}
     # the run was made in the project's store: one for it is made at the new URI, which is
     # down, so log:S fails naming it, and the next doit logs into the original run
     assert f"cannot reach the MLflow tracking store at {url}: " in proc.stdout + proc.stderr
-    assert ran(doit(project).stdout) == {"log:report"}
-    logged = json.loads((project / ".mlops/runs/report/last-run.json").read_text())
+    assert ran(doit(project).stdout) == {"log:summary"}
+    logged = json.loads((project / ".mlops/runs/summary/last-run.json").read_text())
     assert logged["run_id"] == run_id and logged["recreated_from"] is None
 
 
@@ -228,8 +228,8 @@ def test_tracking_down_during_log_keeps_execute_done(project):
 
 
 def failing(project: Path, cells, timeout: float | None = None) -> subprocess.CompletedProcess:
-    write_notebook(project / "notebooks" / "report.ipynb", cells)
-    spec = project / "env_specs" / "report.yaml"
+    write_notebook(project / "notebooks" / "summary.ipynb", cells)
+    spec = project / "env_specs" / "summary.yaml"
     original = spec.read_text()
     if timeout:
         spec.write_text(original + f"timeout: {timeout}\n")
@@ -244,36 +244,36 @@ def failing(project: Path, cells, timeout: float | None = None) -> subprocess.Co
 
 
 def recovers(project: Path) -> None:
-    write_notebook(project / "notebooks" / "report.ipynb", REPORT)
-    assert "execute:report" in ran(doit(project).stdout)
+    write_notebook(project / "notebooks" / "summary.ipynb", REPORT)
+    assert "execute:summary" in ran(doit(project).stdout)
     assert ran(doit(project).stdout) == set()
-    assert not (project / ".mlops" / "executed" / "report.failed.ipynb").exists()
+    assert not (project / ".mlops" / "executed" / "summary.failed.ipynb").exists()
 
 
 def test_raising_cell_names_stage_cell_and_exception(project):
-    good = (project / "out" / "report.txt").read_text()
+    good = (project / "out" / "summary.txt").read_text()
     proc = failing(project, [REPORT[0], (None, "x = 1"),
-                             (None, "Path('out/report.txt').write_text('half')\n"
+                             (None, "Path('out/summary.txt').write_text('half')\n"
                                     "raise KeyError('column price')")])
     text = proc.stdout + proc.stderr
     # the cell is numbered as in the source notebook (the injected parameters cell not counted)
-    assert "execute:report: code cell 3 failed with KeyError: 'column price'" in text
-    assert (project / ".mlops/executed/report.failed.ipynb").exists()
-    assert (project / ".mlops/executed/report.ipynb").exists()  # the last good one stays
-    assert (project / "out" / "report.txt").read_text() == good  # not half-written
-    assert "execute:report" in ran(doit(project, check=False).stdout)  # still stale
+    assert "execute:summary: code cell 3 failed with KeyError: 'column price'" in text
+    assert (project / ".mlops/executed/summary.failed.ipynb").exists()
+    assert (project / ".mlops/executed/summary.ipynb").exists()  # the last good one stays
+    assert (project / "out" / "summary.txt").read_text() == good  # not half-written
+    assert "execute:summary" in ran(doit(project, check=False).stdout)  # still stale
     recovers(project)
 
 
 def test_kernel_death(project):
     proc = failing(project, [(None, "import os\nos._exit(3)")])
-    assert "execute:report: the kernel died" in proc.stdout + proc.stderr
+    assert "execute:summary: the kernel died" in proc.stdout + proc.stderr
     recovers(project)
 
 
 def test_cell_timeout(project):
     proc = failing(project, [(None, "import time\ntime.sleep(60)")], timeout=3)
-    assert "execute:report: a cell ran over the spec's timeout of 3.0 s" in (
+    assert "execute:summary: a cell ran over the spec's timeout of 3.0 s" in (
         proc.stdout + proc.stderr)
     recovers(project)
 
@@ -281,20 +281,20 @@ def test_cell_timeout(project):
 def test_missing_declared_output(project):
     proc = failing(project, [(None, "x = 1")])
     text = proc.stdout + proc.stderr
-    assert "did not write the declared output(s) out/report.txt" in text
+    assert "did not write the declared output(s) out/summary.txt" in text
     recovers(project)
 
 
 def test_kernelspec_with_a_missing_interpreter(project):
-    spec = project / ".mlops/jupyter/kernels/mlops-report/kernel.json"
+    spec = project / ".mlops/jupyter/kernels/mlops-summary/kernel.json"
     data = json.loads(spec.read_text())
     good = data["argv"][0]
     data["argv"][0] = str(project / "gone" / "python")
     spec.write_text(json.dumps(data))
-    write_notebook(project / "notebooks" / "report.ipynb", [REPORT[0], (None, "y = 2")])
+    write_notebook(project / "notebooks" / "summary.ipynb", [REPORT[0], (None, "y = 2")])
     proc = doit(project, check=False)
     assert proc.returncode != 0
-    assert "execute:report: could not start kernel 'mlops-report'" in proc.stdout + proc.stderr
+    assert "execute:summary: could not start kernel 'mlops-summary'" in proc.stdout + proc.stderr
     data["argv"][0] = good
     spec.write_text(json.dumps(data))
     recovers(project)
@@ -309,7 +309,7 @@ def test_dodo_and_list_import_neither_mlflow_nor_papermill(project):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()]
-    assert names[-1] == "light" and {"make", "count", "report"} <= set(names)
+    assert names[-1] == "light" and {"make", "count", "summary"} <= set(names)
 
 
 @needs_proc

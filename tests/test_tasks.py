@@ -18,7 +18,7 @@ def stages():
         Stage("train", "env_specs/train.yaml", "nb/train.ipynb", ".venvs/train", "k-train",
               inputs=("data/raw.csv",), outputs=("models/m.pkl",), metrics=("r/m.json",),
               parameters={"n": 3}),
-        Stage("report", "env_specs/report.yaml", "nb/report.ipynb", ".venvs/report", "k-rep",
+        Stage("summary", "env_specs/summary.yaml", "nb/summary.ipynb", ".venvs/summary", "k-rep",
               depends_on=("train",)),
     ]
 
@@ -38,9 +38,9 @@ def make():
 
 def test_every_task_is_named_and_documented():
     tasks = make()
-    expected = {"venv", "kernel", "execute", "log", "prep", "train", "report"}
+    expected = {"venv", "kernel", "execute", "log", "prep", "train", "summary"}
     expected |= {f"{p}:{s}" for p in ("venv", "kernel", "execute", "log")
-                 for s in ("prep", "train", "report")}
+                 for s in ("prep", "train", "summary")}
     assert set(tasks) == expected
     for name, task in tasks.items():
         assert task.get("doc"), f"{name} has no doc"
@@ -75,12 +75,12 @@ def test_group_tasks_pull_upstream():
     tasks = make()
     assert tasks["prep"]["task_dep"] == ["log:prep"]
     assert tasks["train"]["task_dep"] == ["prep", "log:train"]
-    assert tasks["report"]["task_dep"] == ["train", "log:report"]
-    assert tasks["report"]["actions"] is None
+    assert tasks["summary"]["task_dep"] == ["train", "log:summary"]
+    assert tasks["summary"]["actions"] is None
     # an explicit depends_on orders execution too (no file links the two)
-    assert "log:train" in tasks["execute:report"]["task_dep"]
+    assert "log:train" in tasks["execute:summary"]["task_dep"]
     assert any(isinstance(c, checks.UpstreamRunsUnchanged)
-               for c in tasks["execute:report"]["uptodate"])
+               for c in tasks["execute:summary"]["uptodate"])
 
 
 def test_parameters_take_part_in_uptodate():

@@ -1,0 +1,156 @@
+"""The pipeline report page: every stage with its state and run link, self-contained (no
+request leaves the file), rewritten after a run, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlops_tasks.cmd_report import reason_words
+from mlops_tasks.report_page import StageView, page
+
+from .helpers import doit, make_project
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def external_references(text: str) -> list[str]:
+    """Anything the page would load from elsewhere (links to follow are not loads)."""
+    found = re.findall(r"<(?:script|img|link|iframe|source|video|audio)\b[^>]*>", text)
+    found += re.findall(r"url\((?!#)[^)]*\)|@import", text)
+    return found
+
+
+def test_the_page_shows_every_stage_and_loads_nothing():
+    stages = [
+        StageView("prep", "up-to-date", run_id="r1", run_url="http://mlflow:5000/#/x/r1",
+                  parameters={"n": 1, "cfg": {"a": [1, 2]}}, metrics={"acc": 0.9},
+                  notebook_href="../runs/prep/r1/prep.html", python="3.11.7",
+                  freeze="idna==3.6\n", drift=["idna: 3.6 -> 3.7"]),
+        StageView("train", "stale", reason="execute: parameters: n: 1 -> 2",
+                  upstream=("prep",), run_id="r2", run_store="sqlite:///x/mlflow.db"),
+        StageView("eval", "failed", reason="failed: code cell 3: ZeroDivisionError",
+                  upstream=("train",)),
+        StageView("side", "never-run", reason="no run yet"),
+        StageView("cached", "restored", upstream=("prep",), run_id="r5", restored_from="r0"),
+    ]
+    text = page("demo <pipeline>", "2026-11-27T12:00:00+00:00", "http://mlflow:5000", stages,
+                [["prep", "side"], ["train", "cached"], ["eval"]])
+    assert external_references(text) == []
+    assert "demo &lt;pipeline&gt;" in text
+    for label in ("up to date", "stale", "failed", "never run", "restored from cache"):
+        assert f"{label}</text>" in text  # in the graph, in words, not only in colour
+    assert 'href="http://mlflow:5000/#/x/r1"' in text and "MLflow run r2 in sqlite" in text
+    assert 'href="#stage-train"' in text and 'id="stage-train"' in text
+    assert "execute: parameters: n: 1 -&gt; 2" in text
+    assert '{&quot;a&quot;: [1, 2]}' in text  # nested parameters as JSON
+    assert text.count("marker-end") == 3  # prep->train, train->eval, prep->cached
+
+
+def test_doit_reasons_in_words():
+    class Check:
+        def __repr__(self) -> str:
+            return "<parameters: n: 1 -> 2>"
+
+    reasons = {"uptodate_false": [(Check(), [], {})], "missing_target": ["out/a.txt"]}
+    assert reason_words(reasons) == "parameters: n: 1 -> 2; missing: out/a.txt"
+
+
+class Trap:
+    """A proxy that answers nothing and records every request Chromium sends it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.seen.append(conn.recv(1024))
+                except OSError:
+                    self.seen.append(b"? unknown")
+
+    def hosts(self) -> set[str]:
+        """The hosts asked for (CONNECT host:443, or GET http://host/...)."""
+        found = set()
+        for request in self.seen:
+            target = request.split(b"\r\n")[0].split(b" ")[1].decode(errors="replace")
+            found.add(re.sub(r"^\w+://", "", target).split("/")[0].split(":")[0])
+        return found
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def chromium(page_file: Path | str, trap: Trap, *args: str
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-default-apps", "--disable-extensions",
+         f"--proxy-server=http://127.0.0.1:{trap.port}", "--proxy-bypass-list=<-loopback>",
+         *args, page_file if isinstance(page_file, str) else page_file.as_uri()],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_the_report_in_a_browser(tmp_path, wheelhouse):
+    root = make_project(tmp_path / "proj", wheelhouse)
+    doit(root)
+    report = root / ".mlops" / "reports" / "index.html"
+    assert report.is_file()  # written by the run
+    spec = root / "env_specs" / "make.yaml"
+    spec.write_text(spec.read_text().replace("greeting: hi", "greeting: hello"))
+    proc = doit(root, "report")
+    assert "report: .mlops/reports/index.html" in proc.stdout
+    text = report.read_text(encoding="utf-8")
+    assert external_references(text) == []
+    # Chromium itself calls a few Google hosts whatever it shows: those, seen on a blank
+    # page, are the baseline; the report must add none
+    baseline = Trap()
+    try:
+        chromium("about:blank", baseline, "--dump-dom")
+    finally:
+        baseline.close()
+    trap = Trap()
+    try:
+        dom = chromium(report, trap, "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        ARTIFACTS.mkdir(exist_ok=True)
+        for size, name in (("1280,800", "report-1280x800.png"), ("390,844", "report-phone.png")):
+            shot = ARTIFACTS / name
+            made = chromium(report, trap, f"--window-size={size}", f"--screenshot={shot}")
+            assert made.returncode == 0 and shot.stat().st_size > 10_000, made.stderr[-2000:]
+    finally:
+        trap.close()
+    assert trap.hosts() <= baseline.hosts() | {"www.google.com", "accounts.google.com",
+                                               "clients2.google.com"}  # none from the page
+    rendered = dom.stdout
+    assert 'id="stage-make"' in rendered and 'id="stage-use"' in rendered
+    assert re.search(r"make: stale", rendered) and "greeting" in rendered
+    assert "use: up to date" in rendered or "use: stale" in rendered
+    run_ids = re.findall(r"MLflow run ([0-9a-f]{32})", rendered)
+    assert len(set(run_ids)) == 2
+    assert "the executed notebook of make" in rendered
+    notebook = re.search(r'href="(\.\./runs/make/[^"]+\.html)"', rendered)
+    assert notebook and (report.parent / notebook.group(1)).is_file()
+    assert "length" in rendered  # use's metric
+    assert "runs recorded in the local store .mlops/mlflow.db" in rendered
