@@ -64,7 +64,9 @@ def run_sampled(root: Path, *args: str) -> tuple[int, str]:
     """Run doit, sampling the project's kernels; the peak count and the output."""
     from .helpers import clean_env
 
-    proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=root, env=clean_env(),
+    # executed, not restored from the project's own runs by the stage cache
+    proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=root,
+                            env=clean_env(MLOPS_STAGE_CACHE="off"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     while proc.poll() is None:
