@@ -44,7 +44,7 @@ def build_venv(config: Config, stage: Stage) -> None:
         start = time.perf_counter()
         why = build_env(stage, plan, config.root, config)
         if why:
-            console.say(f"built in {time.perf_counter() - start:.1f} s", "venv", stage.name)
+            console.step(f"built in {time.perf_counter() - start:.1f} s", "venv", stage.name)
 
 
 @user_errors

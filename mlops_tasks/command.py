@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ def run(
     `on_stderr` sees each stderr line as it comes (progress of a long install)."""
     args = [os.fspath(a) for a in argv]
     if echo:
-        console.write(f"$ {_display(args)}\n")
+        console.detail(f"$ {_display(args)}")
     try:
         proc = subprocess.Popen(
             args,
@@ -65,8 +64,8 @@ def run(
     if proc.returncode != 0:
         tail = "\n".join((stderr or stdout).strip().splitlines()[-TAIL_LINES:])
         raise CommandFailed(args, proc.returncode, tail)
-    if echo and stderr.strip() and os.environ.get("MLOPS_TASKS_VERBOSE"):
-        console.write(stderr, sys.stderr)
+    if echo and stderr.strip() and on_stderr is None:
+        console.log_only(stderr)  # what it said on the way: in the stage's log
     return stdout
 
 

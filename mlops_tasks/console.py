@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import os
+import re
+import shutil
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
 from .errors import task_label
@@ -44,16 +50,122 @@ def safe_streams() -> None:
                 reconfigure(errors=ERRORS)
 
 
+def _raw(out: TextIO, text: str) -> None:
+    try:
+        out.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(out, "encoding", None) or "ascii"
+        out.write(text.encode(encoding, ERRORS).decode(encoding))
+
+
 def write(text: str, stream: TextIO | None = None) -> None:
-    """Write text as it is (a newline is not added)."""
+    """Write text as it is (a newline is not added); at a terminal, above the live line."""
     out = stream or sys.stdout
     with _lock:
-        try:
-            out.write(text)
-        except UnicodeEncodeError:
-            encoding = getattr(out, "encoding", None) or "ascii"
-            out.write(text.encode(encoding, ERRORS).decode(encoding))
+        shown = _status_shown[0]
+        if shown:
+            _raw(sys.stdout, "\r\x1b[K")
+            sys.stdout.flush()
+        _raw(out, text)
         out.flush()
+        if shown:
+            _draw()
+
+
+# -- the terminal: live progress, or the full log (MLOPS_VERBOSE=1, or not a terminal) ------
+
+_mode: list[bool] = []
+_status: dict[str, tuple[str, float]] = {}  # task label -> (what it is doing, since)
+_status_shown = [False]
+_ticker: list[threading.Thread] = []
+_local = threading.local()
+_warned: set[str] = set()
+
+
+def live() -> bool:
+    """At a terminal, unless MLOPS_VERBOSE=1: one line per task and a live progress line;
+    cell output and installer logs go to the stage's log file only."""
+    if not _mode:
+        verbose = os.environ.get("MLOPS_VERBOSE", "").lower() in ("1", "true", "yes")
+        _mode.append(bool(getattr(sys.stdout, "isatty", lambda: False)()) and not verbose)
+    return _mode[0]
+
+
+def _draw() -> None:
+    now = time.monotonic()
+    parts = [f"{label}: {what} ({now - since:.0f} s)" for label, (what, since) in
+             sorted(_status.items())]
+    width = shutil.get_terminal_size((100, 20)).columns - 1
+    _raw(sys.stdout, "\r\x1b[K" + " | ".join(parts)[:width])
+    sys.stdout.flush()
+    _status_shown[0] = bool(parts)
+
+
+def _tick() -> None:
+    while True:
+        time.sleep(0.5)
+        with _lock:
+            if _status:
+                _draw()
+
+
+def progress(label: str, what: str) -> None:
+    """What a running task is doing now (shown live at a terminal; nothing otherwise)."""
+    if not live():
+        return
+    with _lock:
+        since = _status.get(label, (what, time.monotonic()))[1]
+        _status[label] = (what, since)
+        _draw()
+        if not _ticker:
+            _ticker.append(threading.Thread(target=_tick, name="progress", daemon=True))
+            _ticker[0].start()
+
+
+def progress_done(label: str) -> None:
+    if not live():
+        return
+    with _lock:
+        _status.pop(label, None)
+        if _status_shown[0]:
+            _raw(sys.stdout, "\r\x1b[K")
+            sys.stdout.flush()
+            _status_shown[0] = False
+        if _status:
+            _draw()
+
+
+@contextlib.contextmanager
+def stage_log(path: Path) -> Iterator[None]:
+    """Within: detail lines of this thread (cell output, installer logs) go to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = getattr(_local, "log", None)
+    with open(path, "a", encoding="utf-8", errors="replace") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+        _local.log = log
+        try:
+            yield
+        finally:
+            _local.log = previous
+
+
+def log_only(text: str) -> None:
+    """A line for the stage's log file only."""
+    log = getattr(_local, "log", None)
+    if log is not None:
+        log.write(text if text.endswith("\n") else text + "\n")
+        log.flush()
+
+
+def detail(text: str) -> None:
+    """Cell output and installer lines: always in the stage's log file; on the console in
+    full only when not live (Jenkins, MLOPS_VERBOSE=1), as plain text."""
+    log_only(text)
+    if not live():
+        write(ANSI.sub("", text) if text.endswith("\n") else ANSI.sub("", text) + "\n")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
 def say(message: str, task: str | None = None, stage: str | None = None) -> None:
@@ -62,10 +174,25 @@ def say(message: str, task: str | None = None, stage: str | None = None) -> None
     write(f"{prefix}{message}\n")
 
 
+def step(message: str, task: str, stage: str) -> None:
+    """Where a task is (building, run id, done in): a line of its own when not live; at a
+    terminal, the task's live line (and the stage's log)."""
+    if not live():
+        say(message, task, stage)
+        return
+    log_only(f"{task_label(task, stage)}: {message}")
+    progress(task_label(task, stage), message)
+
+
 def warn(message: str, task: str | None = None, stage: str | None = None) -> None:
-    """One warning line, in the task's output (stdout)."""
+    """One warning line, in the task's output (stdout); the same warning once per run."""
     prefix = f"{task_label(task, stage)}: " if task else ""
-    write(f"{prefix}warning: {message}\n")
+    line = f"{prefix}warning: {message}\n"
+    with _lock:
+        if line in _warned:
+            return
+        _warned.add(line)
+    write(line)
 
 
 def error(message: str) -> None:

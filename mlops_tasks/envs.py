@@ -315,11 +315,12 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
     why = env_problem(env_dir, plan, root / layout.freeze_file(stage))
     if why is None:
         return ""
-    console.say(f"building {stage.env_dir} with Python {plan.interpreter.version}: {why}",
+    console.step(f"building {stage.env_dir} with Python {plan.interpreter.version}: {why}",
                 "venv", stage.name)
     previous = set_aside(stage, root)
     try:
-        _build(stage, plan, root, config)
+        with console.stage_log(root / layout.stage_log(stage)):
+            _build(stage, plan, root, config)
     except BaseException:
         if env_dir.exists():
             shutil.rmtree(env_dir, ignore_errors=True)
@@ -386,6 +387,9 @@ def install_argv(uv: str | None, venv_py: Path, requirements: Path, pinned: bool
     return argv + (["--no-deps"] if pinned else [])
 
 
+# uv's and pip's lines that say where an install is: shown live at a terminal
+INSTALL_STEP = re.compile(r"^(Resolved|Prepared|Installed|Downloading|Downloaded|Building|"
+                          r"Built|Collecting|Installing|Successfully)\b")
 BUILDING = re.compile(r"^\s*Building ([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 BUILD_FAILED = (
     re.compile(r"Failed to (?:download and )?build `([A-Za-z0-9][A-Za-z0-9._-]*)"),
@@ -418,6 +422,10 @@ def _progress(stage: Stage, python: str) -> Callable[[str], None]:
     """Say when a package is built from source: it has no wheel here, and it takes long."""
 
     def on_line(line: str) -> None:
+        console.detail(line)
+        step = INSTALL_STEP.match(line.strip())
+        if step:
+            console.progress(f"venv:{stage.name}", line.strip()[:60])
         match = BUILDING.match(line)
         if match:
             console.say(f"building {match.group(1)} {match.group(2)} from source (no wheel for "

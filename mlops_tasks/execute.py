@@ -280,7 +280,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
         stage, git, marker, key, bool(overrides), restored_from))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
-    console.say(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
+    console.step(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
                 "execute", stage.name)
     if overrides:
         console.say("overriding parameters for this run: " + redact(
@@ -315,16 +315,18 @@ def run(prep: Prepared, outputs: OutputSet) -> None:
 
     stage, root = prep.stage, prep.root
     outputs.begin()
-    run_notebook(
-        stage=stage.name, notebook=prep.source,
-        output=root / layout.partial_notebook(stage),
-        failed=root / layout.failed_notebook(stage),
-        kernel_name=stage.kernel_name, kernel_dir=root / layout.kernels_dir(),
-        parameters=prep.parameters, cwd=root, env=kernel_env(prep),
-        drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
-        allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
-        sockets=root / layout.kernel_sockets(), kernel_args=prep.kernel.kernel_args(),
-    )
+    log = root / layout.stage_log(stage)
+    with console.stage_log(log):
+        run_notebook(
+            stage=stage.name, notebook=prep.source,
+            output=root / layout.partial_notebook(stage),
+            failed=root / layout.failed_notebook(stage),
+            kernel_name=stage.kernel_name, kernel_dir=root / layout.kernels_dir(),
+            parameters=prep.parameters, cwd=root, env=kernel_env(prep),
+            drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
+            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
+            sockets=root / layout.kernel_sockets(), kernel_args=prep.kernel.kernel_args(),
+            log=log)
     missing = outputs.missing()
     if missing:
         raise StageFailed(stage.name, f"the notebook finished but did not write the declared "
@@ -475,5 +477,5 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
     seconds = time.perf_counter() - t0
     done = (finish_override if overrides else finish)(prep, outputs, started, seconds)
     (config.root / layout.running_record(stage)).unlink(missing_ok=True)
-    console.say(f"done in {done.duration_s:.1f} s", "execute", stage.name)
+    console.step(f"done in {done.duration_s:.1f} s", "execute", stage.name)
     return done

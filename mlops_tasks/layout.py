@@ -110,6 +110,11 @@ def execute_record(stage: Stage | str) -> str:
     return f"{STATE}/executed/{name}.json"
 
 
+def stage_log(stage: Stage) -> str:
+    """A stage's cell output, installer output and kernel messages, appended per run."""
+    return f"{STATE}/logs/{stage.name}.log"
+
+
 def reports_dir() -> str:
     return f"{STATE}/reports"
 

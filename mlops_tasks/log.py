@@ -290,7 +290,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
         outputs_not_uploaded=by_reference,
         recreated_from=None if run_id == done.run_id else done.run_id)
     record.write(run.log_record, logged)
-    console.say(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
+    console.step(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
     if uri.startswith(("http://", "https://")) and run_id == done.run_id:
         console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"
                     f"{done.experiment_id}/runs/{run_id}", "log", stage.name)

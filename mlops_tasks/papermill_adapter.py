@@ -38,9 +38,28 @@ def _setup_logging() -> None:
             _logging_ready = True
 
 
+_running = threading.local()  # the stage this thread runs, and its number of cells
+CHATTER = re.compile(r"^(Ending Cell |Input Notebook:|Output Notebook:|Working directory:|"
+                     r"Executing notebook with kernel:)")
+CELL_START = re.compile(r"^Executing Cell (\d+)-")
+
+
 class _ConsoleHandler(logging.Handler):
+    """papermill's log: cell output as detail (the stage's log file; the console unless
+    live), its own bookkeeping to the log file only, cell starts as progress."""
+
     def emit(self, record: logging.LogRecord) -> None:
-        console.write(self.format(record) + "\n")
+        message = record.getMessage()
+        stage, total = getattr(_running, "stage", None), getattr(_running, "cells", 0)
+        start = CELL_START.match(message)
+        if start:
+            console.log_only(message)
+            if stage:
+                console.progress(f"execute:{stage}", f"cell {start.group(1)} of {total}")
+        elif CHATTER.match(message):
+            console.log_only(message)
+        else:
+            console.detail(self.format(record))
 
 
 def _add_handler() -> None:
@@ -61,6 +80,7 @@ class StageKernelManager(AsyncKernelManager):
     extra_env: dict[str, str] = {}
     drop_env: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
+    output: Any = None  # a file the kernel process writes its stdout and stderr to
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         env = dict(kw.pop("env", None) or os.environ)
@@ -71,6 +91,8 @@ class StageKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self.output is not None:  # the kernel's own warnings: the stage's log, not the terminal
+            kw["stdout"] = kw["stderr"] = self.output
         await super()._async_launch_kernel([*kernel_cmd, *self.extra_args], **kw)
         pid = getattr(self.provisioner, "pid", None)
         if pid:  # jupyter_client starts kernels in their own session: stop them on abort
@@ -82,6 +104,13 @@ class StageKernelManager(AsyncKernelManager):
         if pid:
             interrupt.untrack(pid)
         await super()._async_cleanup_resources(restart=restart)
+
+
+def _cell_count(notebook: Path) -> int:
+    try:
+        return len(json.loads(notebook.read_text(encoding="utf-8")).get("cells", []))
+    except (OSError, ValueError):
+        return 0
 
 
 def _traceback_tail(err: PapermillExecutionError, lines: int = 8) -> str:
@@ -142,11 +171,15 @@ def run_notebook(
     spec_path: str = "",
     sockets: Path | None = None,
     kernel_args: tuple[str, ...] = (),
+    log: Path | None = None,
 ) -> None:
-    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause."""
+    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause.
+    The kernel process's own output (warnings) goes to `log`, the stage's log file."""
     _setup_logging()
     km = kernel_manager(stage, kernel_name, kernel_dir, env, drop_env, sockets, cwd,
                         kernel_args)
+    km.output = open(log, "ab") if log is not None else None  # noqa: SIM115
+    _running.stage, _running.cells = stage, _cell_count(notebook) + 1  # + the injected one
     try:
         nb = papermill.execute_notebook(
             str(notebook),
@@ -165,15 +198,26 @@ def run_notebook(
         failure = stage_failure(err, stage, output, failed, kernel_name, timeout)
         if failure is err:
             raise
-        raise failure from None
+        raise _naming_log(failure, log, cwd) from None
     finally:
+        _running.stage = None
         stop_kernel(km)
+        if km.output is not None:
+            km.output.close()
     stopped = early_exit_cell(nb.cells)
     if stopped and not allow_early_exit:
         raise StageFailed(stage, f"the notebook stopped early: code cell {stopped} called "
                           "sys.exit() and the cells after it never ran. If stopping there is "
                           f"intended, set allow_early_exit: true in {spec_path}",
                           cell=stopped, notebook=str(failed))
+
+
+def _naming_log(failure: Exception, log: Path | None, cwd: Path) -> Exception:
+    if not isinstance(failure, StageFailed) or log is None:
+        return failure
+    return StageFailed(failure.stage, f"{failure.cause}\nThe cell output and the kernel's own "
+                       f"messages: {os.path.relpath(log, cwd)}", cell=failure.cell,
+                       notebook=failure.notebook)
 
 
 def stop_kernel(km: StageKernelManager) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from doit.reporter import ConsoleReporter
 
-from . import interrupt, layout, record
+from . import console, interrupt, layout, record
 from .audit import host_info
 from .errors import MlopsError
 from .files import atomic_write
@@ -37,20 +37,42 @@ class PipelineReporter(ConsoleReporter):
         self.timestamp = record.timestamp()
 
     def execute_task(self, task: Any) -> None:
-        super().execute_task(task)
+        if console.live():  # one line per task when it ends; meanwhile a live line
+            if task.actions and not task.name.startswith("_"):
+                console.progress(task.name, "running")
+        else:
+            super().execute_task(task)
         if _stage_task(task):
             self.started[task.name] = time.monotonic()
 
     def _seconds(self, task: Any) -> float:
         return time.monotonic() - self.started.pop(task.name, time.monotonic())
 
+    def _line(self, task: Any, mark: str, text: str) -> None:
+        if console.live() and not task.name.startswith("_"):
+            console.progress_done(task.name)
+            console.write(f"{mark} {task.name:<28} {text}\n")
+
+    def skip_uptodate(self, task: Any) -> None:
+        if console.live():
+            self._line(task, "-", "up to date")
+        else:
+            super().skip_uptodate(task)
+
     def add_success(self, task: Any) -> None:
         super().add_success(task)
         if task.name in self.started:
-            self.cases.append(Case(task.name, self._seconds(task), "passed",
-                                   restored_from=self._restored(task)))
+            seconds, restored = self._seconds(task), self._restored(task)
+            self.cases.append(Case(task.name, seconds, "passed", restored_from=restored))
+            self._line(task, "\u2713", f"{seconds:6.1f} s" + (
+                f"  restored from run {restored}" if restored else ""))
+        elif task.actions:
+            self._line(task, "\u2713", "done")
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        if task.name in self.started:
+            self._line(task, "\u2717", f"{time.monotonic() - self.started[task.name]:6.1f} s"
+                       "  failed")
         super().add_failure(task, fail)
         if task.name not in self.started:
             return
@@ -72,6 +94,7 @@ class PipelineReporter(ConsoleReporter):
         super().complete_run()
         signal_name = interrupt.received() or "an interruption"
         for name in list(self.started):  # started, never finished: interrupted
+            console.progress_done(name)
             self.cases.append(Case(name, time.monotonic() - self.started.pop(name), "error",
                                    message=f"interrupted by {signal_name}; the stage runs "
                                            "again next time"))

@@ -42,8 +42,12 @@ def _client(uri: str) -> Any:
                     if key not in os.environ:
                         os.environ[key] = value
                         ORCHESTRATOR_ONLY_ENV.add(key)
-            logging.getLogger("alembic").setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
+
+            # after mlflow's import, which sets up its loggers: the store's set-up says
+            # "Creating initial MLflow database tables..." at INFO
+            for name in ("alembic", "mlflow"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
             _clients[uri] = MlflowClient(tracking_uri=uri)
         return _clients[uri]
