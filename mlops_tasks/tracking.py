@@ -31,6 +31,10 @@ ORCHESTRATOR_ONLY_ENV: set[str] = set()
 def _client(uri: str) -> Any:
     with _lock:
         if uri not in _clients:
+            # restoring a stage downloads its artifacts: no progress bars in doit's output
+            if "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ:
+                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+                ORCHESTRATOR_ONLY_ENV.add("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
             if uri.startswith(("http://", "https://")):
                 # A server that does not answer fails the task in seconds, not minutes
                 # (MLflow's default is 7 retries with backoff). Users may set these.

@@ -64,7 +64,8 @@ def test_a_bad_cache_flag_names_the_spec():
 def test_a_server_that_does_not_answer_means_executing(tmp_path, capsys, monkeypatch):
     for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),  # what doit would set
                         ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
-                        ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
+                        ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
+                        ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
         monkeypatch.setenv(name, value)
     uri = f"http://127.0.0.1:{closed_port()}"
     t0 = time.monotonic()
