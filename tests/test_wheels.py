@@ -206,8 +206,8 @@ def test_the_orchestrator_installs_with_no_index(tmp_path, orchestrator_cache):
     venv = tmp_path / "venv"
     subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
-                    str(cache), "-e", str(src)], check=True, env=offline_env())
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", "--no-index",
+                    "--find-links", str(cache), "-e", str(src)], check=True, env=offline_env())
     proc = subprocess.run([str(py), "-m", "doit", "list"], cwd=src, env=offline_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
