@@ -29,6 +29,7 @@ def test_target_is_validated_with_the_spec_name_rule():
 def test_console_is_utf8_and_installs_go_offline_with_a_filled_cache():
     assert "PYTHONUTF8 = '1'" in JENKINSFILE
     assert JENKINSFILE.count("--no-index --find-links wheels_cache -e .") == 2
+    assert JENKINSFILE.count("{") == JENKINSFILE.count("}")  # balanced Groovy blocks
 
 
 def version_check() -> str:
