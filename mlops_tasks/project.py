@@ -8,9 +8,11 @@ from pathlib import Path
 
 from . import console
 from .config import Config, load_config
+from .doit_names import RESERVED_NAMES
 from .errors import SpecError
 from .gitindex import tracked
 from .graph import Graph, build_graph, producer_of
+from .matrix import expand, resolve
 from .output_rules import check_outputs
 from .spec import Stage, Warning_, decode_spec, parse_stage
 
@@ -42,21 +44,19 @@ def load_project(root: Path) -> Project:
     for path in spec_files(root, config.specs_dir):
         rel = path.relative_to(root).as_posix()
         text = decode_spec(path.read_bytes(), rel)
-        stage = parse_stage(text, rel, exists=lambda p: (root / p).is_file())
-        if stage.name in seen:
-            raise SpecError(rel, f"stage name '{stage.name}' is already used by "
-                            f"{seen[stage.name].spec_path}; stage names must be unique",
-                            line=stage.line_of("name"), key="name")
-        for other in stages:
-            for key in ("env_dir", "kernel_name"):
-                if getattr(other, key) == getattr(stage, key):
-                    raise SpecError(rel, f"'{key}' {getattr(stage, key)!r} is also used by "
-                                    f"{other.spec_path}; give each stage its own",
-                                    line=stage.line_of(key), key=key)
-        seen[stage.name] = stage
-        stages.append(stage)
+        for stage in expand(parse_stage(text, rel, exists=lambda p: (root / p).is_file())):
+            _check_unique(stage, seen, stages)
+            seen[stage.name] = stage
+            stages.append(stage)
     if not stages:
         raise SpecError(config.specs_dir, "no stage specs found (*.yaml); add one per stage")
+    for group in {s.group for s in stages if s.group}:
+        if group in seen:
+            raise SpecError(seen[group].spec_path, f"stage name '{group}' is also the name of "
+                            f"the matrix in {next(s for s in stages if s.group == group).spec_path}"
+                            f" (`doit run {group}` runs all its stages); rename one",
+                            line=seen[group].line_of("name"), key="name")
+    stages = resolve(stages)
     graph = build_graph(stages)
     check_outputs(stages, tracked(root))
     for stage in stages:
@@ -67,6 +67,29 @@ def load_project(root: Path) -> Project:
                                 "it", line=stage.line_of("inputs"), key="inputs")
     warnings = tuple(w for s in stages for w in s.warnings)
     return Project(config, tuple(stages), graph, warnings)
+
+
+def _check_unique(stage: Stage, seen: dict[str, Stage], stages: list[Stage]) -> None:
+    """Names are unique; a venv and a kernel belong to one spec (a matrix's stages share
+    theirs)."""
+    rel = stage.spec_path
+    made = f" (made from the matrix in {rel})" if stage.group else ""
+    if stage.name in seen:
+        raise SpecError(rel, f"stage name '{stage.name}'{made} is already used by "
+                        f"{seen[stage.name].spec_path}; stage names must be unique",
+                        line=stage.line_of("name"), key="name")
+    if stage.group and stage.name in RESERVED_NAMES:
+        raise SpecError(rel, f"stage name '{stage.name}'{made} is a doit command or task "
+                        "prefix; rename the spec or its values", line=stage.line_of("name"),
+                        key="name")
+    for other in stages:
+        if other.spec_path == rel:
+            continue
+        for key in ("env_dir", "kernel_name"):
+            if getattr(other, key) == getattr(stage, key):
+                raise SpecError(rel, f"'{key}' {getattr(stage, key)!r} is also used by "
+                                f"{other.spec_path}; give each stage its own",
+                                line=stage.line_of(key), key=key)
 
 
 def print_warnings(project: Project) -> None:

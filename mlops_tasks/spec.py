@@ -20,7 +20,7 @@ from .errors import SpecError
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
     "parameters", "inputs", "outputs", "depends_on", "metrics", "timeout", "notes",
-    "allow_early_exit", "cache",
+    "allow_early_exit", "cache", "matrix",
 )  # fmt: skip
 
 # libyaml's loader when PyYAML has it (ten times faster on many specs); both keep marks.
@@ -66,6 +66,9 @@ class Stage:
     notes: str | None = None
     allow_early_exit: bool = False
     cache: bool = True  # false: never restored from, nor offered to, the shared stage cache
+    matrix: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, hash=False)
+    group: str | None = None  # the spec's name, for a stage expanded from a matrix
+    env_of: str | None = None  # the stage whose venv and kernel tasks build the shared env
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
     warnings: tuple[Warning_, ...] = field(default=(), compare=False)
 
@@ -365,6 +368,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _matrix(spec: _Raw) -> dict[str, tuple[Any, ...]]:
+    """`matrix`: parameter name -> the values to run the notebook with (one stage per
+    combination; see matrix.py)."""
+    raw = _plain(spec.data.get("matrix") or {})
+    if not isinstance(raw, dict):
+        raise spec.fail("matrix", "'matrix' must be a mapping of parameter name to a list of "
+                        f"values, e.g. matrix: {{model: [rf, svm]}}; got {raw!r}")
+    out: dict[str, tuple[Any, ...]] = {}
+    for pname, values in raw.items():
+        if not isinstance(pname, str) or not pname.isidentifier() or keyword.iskeyword(pname):
+            raise spec.fail("matrix", f"matrix parameter {pname!r} is not a Python identifier; "
+                            "use letters, digits and '_'")
+        if not isinstance(values, list) or not values:
+            raise spec.fail("matrix", f"matrix parameter '{pname}' needs a non-empty list of "
+                            f"values; got {values!r}")
+        out[pname] = tuple(values)
+    return out
+
+
 def _parameters(spec: _Raw) -> dict[str, Any]:
     params = _plain(spec.data.get("parameters") or {})
     if not isinstance(params, dict):
@@ -422,5 +444,5 @@ def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
         depends_on=tuple(_str_list(spec, "depends_on")), metrics=metrics,
         timeout=_timeout(spec), notes=None if notes is None else str(notes),
         allow_early_exit=_flag(spec, "allow_early_exit"), cache=_flag(spec, "cache", True),
-        lines=spec.lines, warnings=tuple(warnings),
+        matrix=_matrix(spec), lines=spec.lines, warnings=tuple(warnings),
     )

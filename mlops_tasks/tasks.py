@@ -76,7 +76,8 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
         "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
         "actions": [(actions.execute_stage, [config, stage])],
         "file_dep": [layout.freeze_file(stage)],  # inputs (files or folders): InputsUnchanged
-        "task_dep": [f"kernel:{stage.name}", *(f"log:{up}" for up in graph.upstream[stage.name])],
+        "task_dep": [f"kernel:{stage.env_of or stage.name}",
+                     *(f"log:{up}" for up in graph.upstream[stage.name])],
         "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
                     *stage.outputs, *stage.metrics],
         "uptodate": checks_,
@@ -112,9 +113,11 @@ def group_task(stage: Stage, graph: Graph) -> dict[str, Any]:
 
 def stage_tasks(config: Config, stage: Stage, graph: Graph,
                 by_name: Mapping[str, Stage]) -> list[dict[str, Any]]:
-    """The four tasks of one stage plus its group task."""
-    return [venv_task(config, stage), kernel_task(config, stage),
-            execute_task(config, stage, graph, by_name), log_task(config, stage),
+    """The four tasks of one stage plus its group task (a matrix stage whose venv another
+    member builds has no venv and kernel task of its own)."""
+    env = [venv_task(config, stage), kernel_task(config, stage)] \
+        if stage.env_of in (None, stage.name) else []
+    return [*env, execute_task(config, stage, graph, by_name), log_task(config, stage),
             group_task(stage, graph)]
 
 
@@ -124,3 +127,10 @@ def all_tasks(config: Config, stages: list[Stage], graph: Graph) -> Iterator[dic
     by_name = {s.name: s for s in stages}
     for name in graph.order:
         yield from stage_tasks(config, by_name[name], graph, by_name)
+    groups: dict[str, list[str]] = {}
+    for name in graph.order:
+        if by_name[name].group:
+            groups.setdefault(str(by_name[name].group), []).append(name)
+    for group, members in groups.items():
+        yield {"basename": group, "doc": f"bring every stage of the matrix '{group}' up to "
+               f"date ({', '.join(members)})", "actions": None, "task_dep": members}
