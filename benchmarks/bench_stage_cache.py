@@ -17,8 +17,8 @@ totals, and the totals without them. doit runs with PYTHONUNBUFFERED=1 and each 
 output is stamped when it arrives, which splits each total by kind of task (doit's own
 start, venv, kernel, execute, log, its end). B's output is checked: which stages were restored
 ("restored from run"), which executed ("execute:S: done in"), whether papermill ran
-("Executing notebook"), and that B's declared outputs are byte-for-byte A's. A stage B
-executed is reported, not hidden.
+("Executing notebook" added to the stages' logs in .mlops/logs), and that B's declared
+outputs are byte-for-byte A's. A stage B executed is reported, not hidden.
 
 Before the first repetition a third, throw-away clone runs the whole pipeline once against
 its own local store (not the server, so A finds nothing to restore), untimed: the uv cache
@@ -317,7 +317,20 @@ class AgentRun:
                 "cache_messages": self.trouble}
 
 
-def agent_run(timed: Timed) -> AgentRun:
+def kernel_starts(root: Path) -> int:
+    """Notebooks papermill started on a kernel, from the stages' log files (.mlops/logs)."""
+    return sum(log.read_text(encoding="utf-8", errors="replace").count("Executing notebook")
+               for log in (root / ".mlops" / "logs").glob("*.log"))
+
+
+def run_counted(root: Path, env: dict[str, str]) -> AgentRun:
+    """doit in root, and how many notebooks it ran on a kernel (the logs are appended)."""
+    before = kernel_starts(root)
+    timed = doit(root, env, "doit")
+    return agent_run(timed, kernel_starts(root) - before)
+
+
+def agent_run(timed: Timed, papermill: int) -> AgentRun:
     out = timed.output
     return AgentRun(
         seconds=timed.seconds,
@@ -325,7 +338,7 @@ def agent_run(timed: Timed) -> AgentRun:
         executed={s: float(t) for s, t in DONE_RE.findall(out)},
         restored={s: float(t) for s, _, t in RESTORED_RE.findall(out)},
         logged={s: float(t) for s, t in LOGGED_RE.findall(out)},
-        papermill=out.count("Executing notebook"),
+        papermill=papermill,
         spans=task_spans(timed),
         trouble=[ln.strip() for ln in out.splitlines() if any(m in ln for m in CACHE_TROUBLE)])
 
@@ -358,7 +371,7 @@ def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load
     log(f"warm-up: `doit` in a throw-away clone against its own local store, filling the uv "
         f"cache (log in {tmp / 'warm-up' / 'doit.log'}) ...")
     warm_root = clone(tmp / "warm-up" / "example", "bench-stage-cache-warm-up")
-    warm = agent_run(doit(warm_root, bench_env(UV_CACHE_DIR=str(uv_cache)), "doit"))
+    warm = run_counted(warm_root, bench_env(UV_CACHE_DIR=str(uv_cache)))
     log(f"  done in {warm.seconds:.0f} s (venvs {warm.venvs:.0f} s, executed "
         f"{len(warm.executed)} stages)")
     load.sample()
@@ -369,12 +382,12 @@ def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load
         a = clone(tmp / f"agent-a-{i + 1}" / "example", experiment)
         b = clone(tmp / "elsewhere" / f"agent-b-{i + 1}" / "clone" / "example", experiment)
         log(f"run {i + 1}/{runs}: agent A `doit` (log in {a.parent / 'doit.log'}) ...")
-        ra = agent_run(doit(a, env, "doit"))
+        ra = run_counted(a, env)
         load.sample()
         log(f"  A {ra.seconds:.1f} s (venvs {ra.venvs:.1f} s), executed "
             f"{sorted(ra.executed)}, restored {sorted(ra.restored)}")
         log(f"run {i + 1}/{runs}: agent B `doit` (log in {b.parent / 'doit.log'}) ...")
-        rb = agent_run(doit(b, env, "doit"))
+        rb = run_counted(b, env)
         load.sample()
         log(f"  B {rb.seconds:.1f} s (venvs {rb.venvs:.1f} s), restored "
             f"{sorted(rb.restored)}, executed {sorted(rb.executed)}, papermill lines "
