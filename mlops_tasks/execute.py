@@ -189,7 +189,8 @@ def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
 
 def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
              key: record.StageKey, override: bool = False,
-             restored_from: str | None = None) -> dict[str, str]:
+             restored_from: str | None = None, project_run: str | None = None
+             ) -> dict[str, str]:
     """Tags set when the run is created, so a run can be found by its stage key."""
     tags = {
         "mlops.stage": stage.name,
@@ -210,6 +211,9 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
         tags["mlops.override"] = "true"
     if restored_from:
         tags[stage_cache.RESTORED_TAG] = restored_from
+    if project_run:  # started by `mlflow run` (MLflow Projects): a child of its run
+        tags["mlops.project_run_id"] = project_run
+        tags["mlflow.parentRunId"] = project_run
     return tags
 
 
@@ -277,7 +281,8 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
     run_id = tracking.start_run(uri, exp_id, run_name, run_tags(
-        stage, git, marker, key, bool(overrides), restored_from))
+        stage, git, marker, key, bool(overrides), restored_from,
+        os.environ.get("MLFLOW_RUN_ID")))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.step(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",

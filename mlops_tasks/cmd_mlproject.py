@@ -1,0 +1,32 @@
+"""`doit mlproject`: write `MLproject`, one MLflow Projects entry point per stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import console
+from .cmd_project import ProjectCommand
+from .files import atomic_write
+from .mlproject import mlproject_text
+from .project import Project
+from .spec import Stage
+
+
+class WriteMLproject(ProjectCommand):
+    name = "mlproject"
+    doc_purpose = "write MLproject: one MLflow Projects entry point per stage"
+    doc_usage = ""
+    doc_description = (
+        "Writes MLproject at the project root from the stage specs (rewrite it when they "
+        "change). `mlflow run . -e STAGE --env-manager local [-P name=value]` then brings the "
+        "stage up to date through doit; a value other than the spec's is a one-off override. "
+        "The stage runs are tagged mlops.project_run_id with the Projects run."
+    )
+
+    def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
+        target = project.config.root / "MLproject"
+        ordered = [project.stage(name) for name in project.graph.order]
+        atomic_write(target, mlproject_text(project.config.experiment_name(), ordered))
+        console.say(f"wrote MLproject: {len(ordered)} entry points "
+                    f"({', '.join(project.graph.order)})")
+        return 0
