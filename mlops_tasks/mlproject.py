@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from . import console
 from .spec import Stage
 
 PROJECT_RUN_TAG = "mlops.project_run_id"
@@ -59,12 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        sys.stderr.write("usage: python -m mlops_tasks.mlproject STAGE [name=value ...]\n")
+        console.error("usage: python -m mlops_tasks.mlproject STAGE [name=value ...]")
         return 2
     project = load_project(Path.cwd())
     if args[0] not in {s.name for s in project.stages}:
-        sys.stderr.write(f"ERROR: no stage '{args[0]}'; stages: "
-                         f"{', '.join(project.graph.order)}\n")
+        console.error(f"no stage '{args[0]}'; stages: {', '.join(project.graph.order)}")
         return 3
     stage = project.stage(args[0])
     given = dict(item.partition("=")[::2] for item in args[1:])
