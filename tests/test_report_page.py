@@ -91,7 +91,10 @@ class Trap:
         """The hosts asked for (CONNECT host:443, or GET http://host/...)."""
         found = set()
         for request in self.seen:
-            target = request.split(b"\r\n")[0].split(b" ")[1].decode(errors="replace")
+            words = request.split(b"\r\n")[0].split(b" ")
+            if len(words) < 2:  # a connection opened ahead and closed unused asks for nothing
+                continue
+            target = words[1].decode(errors="replace")
             found.add(re.sub(r"^\w+://", "", target).split("/")[0].split(":")[0])
         return found
 
