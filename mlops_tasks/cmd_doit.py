@@ -6,9 +6,11 @@ this happens when the dodo is merely imported (`doit list`, `doit info`)."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
+from doit import get_var
 from doit.cmd_clean import Clean as DoitClean
 from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_ignore import Ignore as DoitIgnore
@@ -23,6 +25,7 @@ from . import console, interrupt, layout, workspace
 from .config import load_config
 from .doit_names import TASK_PREFIXES
 from .errors import MlopsError
+from .profiles import activate
 
 
 def prepare_workspace(root: Path, runs_tasks: bool) -> None:
@@ -81,6 +84,13 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
 
     def execute(self: Any, params: Any, args: Any) -> Any:
         self.mlops_params = params  # to reopen the dep DB for the report after the run
+        profile = os.environ.get("MLOPS_PROFILE") or get_var("profile")
+        if runs_tasks and profile:
+            try:
+                activate(Path.cwd(), str(profile))
+            except MlopsError as err:
+                console.error(str(err))
+                return 3
         return base.execute(self, params, args)
 
     return type(base.__name__, (base,), {"_execute": _execute, "execute": execute,

@@ -39,6 +39,7 @@ class Config:
     workspace_busy: str = "wait"
     stage_cache: str = "read-write"
     cache_across_platforms: bool = False
+    profile: str = ""  # MLOPS_PROFILE: a smoke run and the like, in a scratch tree (profiles.py)
 
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""
@@ -48,7 +49,9 @@ class Config:
         return "sqlite:///" + (self.root / mlflow_db()).as_posix()
 
     def experiment_name(self) -> str:
-        return self.experiment or self.root.name
+        """The experiment; a profile's runs (MLOPS_PROFILE) go to their own, `<name>-<profile>`."""
+        base = self.experiment or self.root.name
+        return f"{base}-{self.profile}" if self.profile else base
 
 
 def read_pyproject(root: Path) -> dict[str, Any]:
@@ -109,4 +112,5 @@ def load_config(root: Path) -> Config:
         workspace_busy=busy,
         stage_cache=cache,
         cache_across_platforms=across,
+        profile=os.environ.get("MLOPS_PROFILE", ""),
     )

@@ -189,8 +189,8 @@ def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
 
 def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
              key: record.StageKey, override: bool = False,
-             restored_from: str | None = None, project_run: str | None = None
-             ) -> dict[str, str]:
+             restored_from: str | None = None, project_run: str | None = None,
+             profile: str = "") -> dict[str, str]:
     """Tags set when the run is created, so a run can be found by its stage key."""
     tags = {
         "mlops.stage": stage.name,
@@ -211,6 +211,8 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
         tags["mlops.override"] = "true"
     if restored_from:
         tags[stage_cache.RESTORED_TAG] = restored_from
+    if profile:
+        tags["mlops.profile"] = profile
     if project_run:  # started by `mlflow run` (MLflow Projects): a child of its run
         tags["mlops.project_run_id"] = project_run
         tags["mlflow.parentRunId"] = project_run
@@ -282,7 +284,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     close_unlogged_run(root, stage, uri)
     run_id = tracking.start_run(uri, exp_id, run_name, run_tags(
         stage, git, marker, key, bool(overrides), restored_from,
-        os.environ.get("MLFLOW_RUN_ID")))
+        os.environ.get("MLFLOW_RUN_ID"), config.profile))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.step(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",

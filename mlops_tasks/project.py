@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import console
@@ -57,6 +57,9 @@ def load_project(root: Path) -> Project:
                             f" (`doit run {group}` runs all its stages); rename one",
                             line=seen[group].line_of("name"), key="name")
     stages = resolve(stages)
+    if config.profile:  # a profile's overrides, for the stages that define it
+        stages = [replace(s, parameters={**s.parameters, **s.profiles.get(config.profile, {})})
+                  for s in stages]
     graph = build_graph(stages)
     check_outputs(stages, tracked(root))
     for stage in stages:

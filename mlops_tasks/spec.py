@@ -20,7 +20,7 @@ from .errors import SpecError
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
     "parameters", "inputs", "outputs", "depends_on", "metrics", "timeout", "notes",
-    "allow_early_exit", "cache", "matrix",
+    "allow_early_exit", "cache", "matrix", "profiles",
 )  # fmt: skip
 
 # libyaml's loader when PyYAML has it (ten times faster on many specs); both keep marks.
@@ -69,6 +69,8 @@ class Stage:
     matrix: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, hash=False)
     group: str | None = None  # the spec's name, for a stage expanded from a matrix
     env_of: str | None = None  # the stage whose venv and kernel tasks build the shared env
+    # profile name -> parameter overrides for runs under that profile (MLOPS_PROFILE)
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
     warnings: tuple[Warning_, ...] = field(default=(), compare=False)
 
@@ -387,6 +389,26 @@ def _matrix(spec: _Raw) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+def _profiles(spec: _Raw) -> dict[str, dict[str, Any]]:
+    """`profiles`: name -> {parameters: {...}}, the overrides of a smoke run and the like."""
+    raw = _plain(spec.data.get("profiles") or {})
+    fix = "e.g. profiles: {smoke: {parameters: {n_rows: 200}}}"
+    if not isinstance(raw, dict):
+        raise spec.fail("profiles", f"'profiles' must be a mapping of profile name to "
+                        f"overrides, {fix}; got {raw!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for pname, body in raw.items():
+        if not isinstance(pname, str) or not NAME_RE.match(pname):
+            raise spec.fail("profiles", f"profile name {pname!r} must use lowercase letters, "
+                            "digits, '_' and '-'")
+        if not isinstance(body, dict) or set(body) - {"parameters"} or \
+                not isinstance(body.get("parameters", {}), dict):
+            raise spec.fail("profiles", f"profile '{pname}' must hold only 'parameters', a "
+                            f"mapping, {fix}; got {body!r}")
+        out[pname] = dict(body.get("parameters") or {})
+    return out
+
+
 def _parameters(spec: _Raw) -> dict[str, Any]:
     params = _plain(spec.data.get("parameters") or {})
     if not isinstance(params, dict):
@@ -444,5 +466,5 @@ def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
         depends_on=tuple(_str_list(spec, "depends_on")), metrics=metrics,
         timeout=_timeout(spec), notes=None if notes is None else str(notes),
         allow_early_exit=_flag(spec, "allow_early_exit"), cache=_flag(spec, "cache", True),
-        matrix=_matrix(spec), lines=spec.lines, warnings=tuple(warnings),
+        matrix=_matrix(spec), profiles=_profiles(spec), lines=spec.lines, warnings=tuple(warnings),
     )

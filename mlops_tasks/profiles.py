@@ -1,0 +1,89 @@
+"""Profiles: `MLOPS_PROFILE=smoke doit` (or `doit profile=smoke`) runs the pipeline with each
+stage's `profiles: {smoke: {parameters: ...}}` overrides in a scratch work tree under the
+state folder, so the real outputs, executed notebooks, dep DB and up-to-date state are never
+touched. The tree links the project's files and shares the stage venvs; its runs go to the
+project's store, in the experiment `<experiment>-<profile>`, tagged `mlops.profile`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import console, layout
+from .config import load_config
+from .errors import MlopsError
+
+PROFILE_TAG = "mlops.profile"
+
+
+def scratch_dir(root: Path, profile: str) -> Path:
+    """Named like the project, so a default experiment name stays the same."""
+    return root / layout.STATE / "profiles" / profile / root.name
+
+
+def _skipped(rel: str, skip: set[str]) -> bool:
+    return any(rel == s or rel.startswith(s + "/") for s in skip)
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(target, link, target_is_directory=target.is_dir())
+    except OSError:  # no symlinks (Windows without the privilege): a copy of a file
+        if target.is_file():
+            shutil.copy2(target, link)
+
+
+def prepare_tree(root: Path, profile: str) -> Path:
+    """The scratch tree for `profile`, its links refreshed; its own state and outputs kept
+    (a second smoke run is incremental too)."""
+    from .project import load_project
+
+    project = load_project(root)
+    if not any(profile in s.profiles for s in project.stages):
+        defined = sorted({p for s in project.stages for p in s.profiles})
+        raise MlopsError(f"no stage defines the profile '{profile}'"
+                         + (f"; profiles: {', '.join(defined)}" if defined else
+                            "; add one to a spec, e.g. profiles: {smoke: {parameters: "
+                            "{n_rows: 200}}}"))
+    scratch = scratch_dir(root, profile)
+    written = {p for s in project.stages for p in (*s.outputs, *s.metrics)}
+    envs = {s.env_dir for s in project.stages}
+    skip = {".git", layout.STATE, *envs, *written}
+    for dirpath, dirnames, filenames in os.walk(scratch) if scratch.is_dir() else []:
+        rel_dir = Path(dirpath).relative_to(scratch).as_posix()
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                path.unlink()
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()
+                       and not _skipped(f"{rel_dir}/{d}".lstrip("./"), {layout.STATE})]
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = [d for d in dirnames if not _skipped(rel_dir + d, skip)]
+        for name in filenames:
+            rel = rel_dir + name
+            if not _skipped(rel, skip):
+                _link(root / rel, scratch / rel)
+    for env in envs:
+        if (root / env).is_dir():
+            _link(root / env, scratch / env)
+    return scratch
+
+
+def activate(root: Path, profile: str) -> Path:
+    """Run this process's doit in the profile's scratch tree."""
+    config = load_config(root)
+    if not (root / config.specs_dir).is_dir():
+        raise MlopsError(f"profile={profile}: {root} is not an mlops-tasks project")
+    scratch = prepare_tree(root, profile)
+    os.environ["MLOPS_PROFILE"] = profile
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not config.tracking_uri:
+        # the project's own store, where its other runs are
+        os.environ["MLFLOW_TRACKING_URI"] = config.resolved_tracking_uri()
+    os.chdir(scratch)
+    console.say(f"profile '{profile}': running in {scratch.relative_to(root).as_posix()}; the "
+                "project's outputs and state are not touched")
+    return scratch
