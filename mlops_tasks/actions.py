@@ -55,6 +55,17 @@ def write_kernel(config: Config, stage: Stage) -> None:
     write_kernelspec(config.root, stage, str(marker.get("python_version", "")))
 
 
+def remove_kernel(config: Config, stage: Stage, path: Path) -> None:
+    """doit clean for kernel:S: the project's kernelspec, and the user's copy when this
+    project registered one (`doit jupyter`)."""
+    from .kernels import remove_user_kernelspec
+
+    remove_tree(path)
+    removed = remove_user_kernelspec(config.root, stage)
+    if removed:
+        console.say(f"removed {removed}")
+
+
 def remove_tree(path: Path) -> None:
     """doit clean for kernelspecs: the whole folder goes."""
     if path.exists():

@@ -35,3 +35,36 @@ def write_kernelspec(root: Path, stage: Stage, python_version: str) -> Path:
     with FileLock(str(mutex)):
         atomic_write(target, json.dumps(spec, indent=1) + "\n")
     return target
+
+
+def user_kernel_dir(stage: Stage) -> Path:
+    """Where Jupyter and VS Code look for the user's kernels (JUPYTER_DATA_DIR honoured)."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "kernels" / stage.kernel_name
+
+
+def write_user_kernelspec(root: Path, stage: Stage, python_version: str) -> Path:
+    """The stage's kernelspec for the user, marked with the project it belongs to."""
+    venv_python = os.path.abspath(root / layout.venv_python(stage.env_dir))
+    spec = kernelspec(stage, venv_python, python_version)
+    spec["metadata"]["mlops_tasks"]["project"] = str(root)
+    target = user_kernel_dir(stage) / "kernel.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, json.dumps(spec, indent=1) + "\n")
+    return target
+
+
+def remove_user_kernelspec(root: Path, stage: Stage) -> Path | None:
+    """Remove the user's kernelspec of this stage if this project wrote it; its folder."""
+    folder = user_kernel_dir(stage)
+    try:
+        spec = json.loads((folder / "kernel.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if spec.get("metadata", {}).get("mlops_tasks", {}).get("project") != str(root):
+        return None  # another project's, or the user's own
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+    return folder

@@ -54,7 +54,7 @@ def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
         "file_dep": [layout.freeze_file(stage)],
         "targets": [kernel_json],
         "uptodate": [config_changed(canonical_json({"python": venv_python}))],
-        "clean": [(actions.remove_tree, [(config.root / kernel_json).parent])],
+        "clean": [(actions.remove_kernel, [config, stage, (config.root / kernel_json).parent])],
     }
 
 
