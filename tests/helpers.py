@@ -214,6 +214,18 @@ def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
     return root
 
 
+def offline_pipeline(root: Path, wheelhouse: Path, experiment: str) -> Path:
+    """An empty pipeline (dodo.py, pyproject.toml, env_specs/) that installs offline from
+    the wheelhouse; the test adds its stages."""
+    (root / "env_specs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        f"[tool.mlops_tasks]\nexperiment = {json.dumps(experiment)}\nindex_policy = "
+        f'"offline"\nwheels_cache = {json.dumps(str(wheelhouse))}\n', encoding="utf-8")
+    (root / "dodo.py").write_text(
+        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    return root
+
+
 def write_spec(root: Path, name: str, text: str) -> None:
     (root / "env_specs" / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
 

@@ -22,14 +22,11 @@ CELL = ("import atexit, time\nfrom pathlib import Path\n"
 
 def project(root: Path, wheelhouse: Path) -> Path:
     """Two chains of two stages: s0 -> s1 and s2 -> s3, one shared venv build each."""
-    (root / "env_specs").mkdir(parents=True)
+    from .helpers import offline_pipeline
+
+    offline_pipeline(root, wheelhouse, "k")
     (root / "nb").mkdir()
     (root / "out").mkdir()
-    (root / "pyproject.toml").write_text(
-        f'[tool.mlops_tasks]\nexperiment = "k"\nindex_policy = "offline"\n'
-        f"wheels_cache = {json.dumps(str(wheelhouse))}\n")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
     for i in range(4):
         name = f"s{i}"
         nb = {"cells": [{"cell_type": "code", "id": "c", "execution_count": None,

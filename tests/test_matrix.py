@@ -13,7 +13,7 @@ from mlops_tasks.matrix import expand, label, resolve
 from mlops_tasks.project import load_project
 from mlops_tasks.spec import parse_stage
 
-from .helpers import doit, git_commit_all, ran, write_notebook
+from .helpers import doit, git_commit_all, offline_pipeline, ran, write_notebook
 
 FIT = """\
 name: fit
@@ -98,12 +98,7 @@ COMPARE_CELL = ("import json\nfrom pathlib import Path\n"
 @pytest.mark.integration
 def test_nested_cross_validation_as_a_matrix(tmp_path, wheelhouse):
     root = tmp_path / "p"
-    (root / "env_specs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[tool.mlops_tasks]\nexperiment = "m"\nindex_policy = "offline"\n'
-        f"wheels_cache = {json.dumps(str(wheelhouse))}\n")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    offline_pipeline(root, wheelhouse, "m")
     write_notebook(root / "nb" / "fit.ipynb", [("parameters", "folds = 2\nmodel = {}"),
                                                (None, FIT_CELL)])
     write_notebook(root / "nb" / "compare.ipynb", [(None, COMPARE_CELL)])

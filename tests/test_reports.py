@@ -3,7 +3,6 @@ the schema Jenkins reads, failures and interruptions included)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from .helpers import (
     clean_env,
     git_commit_all,
     needs_process_groups,
+    offline_pipeline,
     wait_until,
     write_notebook,
 )
@@ -74,12 +74,7 @@ CELLS = {
 @pytest.mark.integration
 def test_a_failed_and_an_interrupted_stage_in_junit(tmp_path, wheelhouse):
     root = tmp_path / "p"
-    (root / "env_specs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[tool.mlops_tasks]\nexperiment = "j"\nindex_policy = "offline"\n'
-        f"wheels_cache = {json.dumps(str(wheelhouse))}\n")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    offline_pipeline(root, wheelhouse, "j")
     for name, code in CELLS.items():
         write_notebook(root / "nb" / f"{name}.ipynb", [(None, "import os"), (None, code)])
         (root / "env_specs" / f"{name}.yaml").write_text(

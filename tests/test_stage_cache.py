@@ -187,16 +187,9 @@ FORK = {  # prep -> left, prep -> right: two waves, the second of two stages
 
 
 def fork_project(root: Path, wheelhouse: Path) -> Path:
-    import json
+    from .helpers import git_commit_all, offline_pipeline, write_notebook
 
-    from .helpers import git_commit_all, write_notebook
-
-    (root / "env_specs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[tool.mlops_tasks]\nexperiment = "fork"\nindex_policy = "offline"\n'
-        f"wheels_cache = {json.dumps(str(wheelhouse))}\n")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    offline_pipeline(root, wheelhouse, "fork")
     for name, (needs, makes, code) in FORK.items():
         write_notebook(root / "nb" / f"{name}.ipynb",
                        [(None, f"from pathlib import Path\nPath('out').mkdir(exist_ok=True)\n"
