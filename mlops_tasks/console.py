@@ -87,8 +87,27 @@ def live() -> bool:
     cell output and installer logs go to the stage's log file only."""
     if not _mode:
         verbose = os.environ.get("MLOPS_VERBOSE", "").lower() in ("1", "true", "yes")
-        _mode.append(bool(getattr(sys.stdout, "isatty", lambda: False)()) and not verbose)
+        tty = bool(getattr(sys.stdout, "isatty", lambda: False)())
+        _mode.append(tty and not verbose and _cursor_codes())
     return _mode[0]
+
+
+def _cursor_codes() -> bool:
+    """Whether the terminal moves the cursor on `\r\x1b[K`: a Windows console does once
+    its virtual-terminal mode is on (Windows 10 and later); if it cannot be, the plain log."""
+    if os.name != "nt":
+        return True
+    try:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.GetStdHandle(-11)  # STD_OUTPUT_HANDLE
+        mode = ctypes.c_uint32()
+        if not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
+            return False
+        return bool(kernel32.SetConsoleMode(handle, mode.value | 0x0004))
+    except (AttributeError, OSError):
+        return False
 
 
 def _draw() -> None:
