@@ -92,10 +92,10 @@ def live() -> bool:
     return _mode[0]
 
 
-def _cursor_codes() -> bool:
+def _cursor_codes(windows: bool | None = None) -> bool:
     """Whether the terminal moves the cursor on `\r\x1b[K`: a Windows console does once
     its virtual-terminal mode is on (Windows 10 and later); if it cannot be, the plain log."""
-    if os.name != "nt":
+    if not (os.name == "nt" if windows is None else windows):
         return True
     try:
         import ctypes
