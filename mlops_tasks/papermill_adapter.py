@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import textwrap
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,13 +59,12 @@ class _ConsoleHandler(logging.Handler):
                 console.progress(f"execute:{stage}", f"cell {start.group(1)} of {total}")
         elif CHATTER.match(message):
             console.log_only(message)
-        else:
-            console.detail(self.format(record))
+        else:  # cell output, every line indented under its task
+            console.detail(textwrap.indent(message.rstrip("\n"), "    ", lambda _: True))
 
 
 def _add_handler() -> None:
     handler = _ConsoleHandler()
-    handler.setFormatter(logging.Formatter("    %(message)s"))
     # The execute step warns about undeclared spec parameters itself; papermill's own warning
     # would also fire for the context it injects (stage_name, mlflow_run_id, ...).
     handler.addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
