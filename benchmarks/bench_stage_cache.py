@@ -112,8 +112,11 @@ CACHE_TROUBLE = ("cannot be restored", "differ from the hashes", "cannot be sear
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """clean_env without this tool's own MLOPS_* settings either (as the tests' clean_env)."""
-    return {k: v for k, v in clean_env(**extra).items() if not k.startswith("MLOPS_")}
+    """clean_env without this tool's own MLOPS_* settings either (as the tests' clean_env);
+    the extras, MLOPS_* ones included, are set after that."""
+    env = {k: v for k, v in clean_env().items() if not k.startswith("MLOPS_")}
+    env.update(extra)
+    return env
 
 
 def processes() -> dict[int, tuple[int, str]]:
