@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import console, layout
@@ -24,6 +25,17 @@ def scratch_dir(root: Path, profile: str) -> Path:
 
 def _skipped(rel: str, skip: set[str]) -> bool:
     return any(rel == s or rel.startswith(s + "/") for s in skip)
+
+
+def _below(top: Path, skip: set[str]) -> Iterator[str]:
+    """Every file and folder below top (not inside a symlinked folder), relative, POSIX,
+    outside `skip` (paths relative to top)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel_dir = Path(dirpath).relative_to(top).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = [d for d in dirnames if not _skipped(prefix + d, skip)]
+        yield from (prefix + name for name in (*dirnames, *filenames)
+                    if not _skipped(prefix + name, skip))
 
 
 def _link(target: Path, link: Path) -> None:
@@ -50,23 +62,12 @@ def prepare_tree(root: Path, profile: str) -> Path:
     scratch = scratch_dir(root, profile)
     written = {p for s in project.stages for p in (*s.outputs, *s.metrics)}
     envs = {s.env_dir for s in project.stages}
-    skip = {".git", layout.STATE, *envs, *written}
-    for dirpath, dirnames, filenames in os.walk(scratch) if scratch.is_dir() else []:
-        rel_dir = Path(dirpath).relative_to(scratch).as_posix()
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                path.unlink()
-        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()
-                       and not _skipped(f"{rel_dir}/{d}".lstrip("./"), {layout.STATE})]
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = [d for d in dirnames if not _skipped(rel_dir + d, skip)]
-        for name in filenames:
-            rel = rel_dir + name
-            if not _skipped(rel, skip):
-                _link(root / rel, scratch / rel)
+    for rel in list(_below(scratch, {layout.STATE})):  # last run's links go
+        if (scratch / rel).is_symlink():
+            (scratch / rel).unlink()
+    for rel in _below(root, {".git", layout.STATE, *envs, *written}):
+        if (root / rel).is_file():
+            _link(root / rel, scratch / rel)
     for env in envs:
         if (root / env).is_dir():
             _link(root / env, scratch / env)
