@@ -81,7 +81,7 @@ from _common import (
     run,
     summary,
 )
-from bench_stage_cache import GIT_ID, bench_env, left_running, run_in_group
+from _groups import GIT_ID, bench_env, left_running, run_in_group
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("pyproject.toml", "dodo.py", "env_specs", "notebooks")
@@ -217,8 +217,7 @@ class Sides:
 
     def env(self, side: str) -> dict[str, str]:
         if side == "mlops-tasks":
-            # set after bench_env, which drops every MLOPS_* variable
-            return {**bench_env(PYTHONUNBUFFERED="1"), "MLOPS_STAGE_CACHE": "off"}
+            return bench_env(PYTHONUNBUFFERED="1", MLOPS_STAGE_CACHE="off")
         # the train notebook's mlflow-skinny has no sqlite store: a file store, allowed
         store = (self.roots[side] / ".mlops" / "mlruns").as_uri()
         return bench_env(JUPYTER_PATH=str(self.jupyter), MLFLOW_TRACKING_URI=store,
@@ -274,7 +273,7 @@ class Sides:
             return seconds, doit_ran(out)
         if side == "dvc":
             assert self.dvc is not None
-            seconds, out = self.command(side, [self.dvc, "repro", "--no-run-cache"], name)
+            seconds, out = self.command(side, [str(self.dvc), "repro", "--no-run-cache"], name)
             return seconds, dvc_ran(out)
         return self.floor(stages if stages is not None else self.specs, name)
 
@@ -311,7 +310,7 @@ class Sides:
             return seconds, doit_ran(out)
         if side == "dvc":
             assert self.dvc is not None
-            seconds, out = self.command(side, [self.dvc, "repro", "--no-run-cache", "-s", "-f",
+            seconds, out = self.command(side, [str(self.dvc), "repro", "--no-run-cache", "-s", "-f",
                                                spec["name"]], name)
             return seconds, dvc_ran(out)
         return self.floor([spec], name)

@@ -56,13 +56,11 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -76,7 +74,6 @@ import yaml
 from _common import (
     BenchError,
     Load,
-    clean_env,
     find_uv,
     log,
     machine,
@@ -89,15 +86,21 @@ from _common import (
     uv_version,
     write_json,
 )
+from _groups import (
+    GIT_ID,
+    STARTED,
+    Timed,
+    bench_env,
+    left_running,
+    run_in_group,
+    stop_group,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("pyproject.toml", "dodo.py", "env_specs", "notebooks", "README.md")
 IGNORED = (".mlops/", ".venvs/", "data/", "models/", "reports/")
-GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
-          "-c", "commit.gpgsign=false"]
-DOIT_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT = 1800.0, 180.0, 30.0
+START_TIMEOUT = 180.0
 KEY_TAG, COMPLETE_TAG, STAGE_TAG = "mlops.cache_key", "mlops.cache_complete", "mlops.stage"
-STARTED: list[int] = []  # the process groups this script started
 VENV_RE = re.compile(r"^venv:(\S+): built in ([\d.]+) s", re.M)
 DONE_RE = re.compile(r"^execute:(\S+): done in ([\d.]+) s", re.M)
 RESTORED_RE = re.compile(r"^execute:(\S+): restored from run (\S+) .* in ([\d.]+) s", re.M)
@@ -108,104 +111,7 @@ COLUMNS = ("start", "venv", "kernel", "execute", "log", "other", "end")
 CACHE_TROUBLE = ("cannot be restored", "differ from the hashes", "cannot be searched")
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def bench_env(**extra: str) -> dict[str, str]:
-    """clean_env without this tool's own MLOPS_* settings either (as the tests' clean_env);
-    the extras, MLOPS_* ones included, are set after that."""
-    env = {k: v for k, v in clean_env().items() if not k.startswith("MLOPS_")}
-    env.update(extra)
-    return env
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """pid -> (process group, command line) of every live (not zombie) process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace").strip()
-                table[int(entry.name)] = (int(fields[2]), cmd)
-    return table
-
-
-def left_running(tmp: Path) -> list[str]:
-    """Processes of this benchmark still running: in a process group it started, or with
-    its temporary folder on their command line (a kernel of a stage venv, uv, doit)."""
-    if not Path("/proc").is_dir():
-        return []
-    return [f"{pid} {cmd[:120]}" for pid, (group, cmd) in processes().items()
-            if pid != os.getpid() and (group in STARTED or str(tmp) in cmd)]
-
-
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM to proc's process group, SIGKILL after timeout; whether SIGKILL was needed."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            proc.poll()
-            return False
-        proc.poll()  # reap the leader, so it does not keep the group alive as a zombie
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout)
-    return True
-
-
-@dataclass(frozen=True)
-class Timed:
-    seconds: float
-    output: str
-    lines: list[tuple[float, str]]  # each output line with the second it arrived
-
-
-def run_in_group(argv: list[str], env: dict[str, str], cwd: Path, log_file: Path,
-                 timeout: float = DOIT_TIMEOUT) -> Timed:
-    """Run argv as the leader of a new process group, output to log_file; its wall time (to
-    its exit) and output, each line with when it arrived. On failure, timeout or
-    interruption, the whole group is stopped."""
-    lines: list[tuple[float, str]] = []
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    STARTED.append(proc.pid)
-
-    def read() -> None:
-        assert proc.stdout is not None
-        with log_file.open("wb") as out:
-            for raw in proc.stdout:
-                lines.append((time.perf_counter() - start,
-                              raw.decode("utf-8", errors="replace").rstrip("\r\n")))
-                out.write(raw)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        code = proc.wait(timeout)
-        seconds = time.perf_counter() - start
-    except subprocess.TimeoutExpired as err:
-        raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(argv)} in {cwd}"
-                         ) from err
-    finally:
-        if proc.poll() is None:
-            stop_group(proc)
-        reader.join(STOP_TIMEOUT)
-        if proc.stdout:
-            proc.stdout.close()
-    text = "\n".join(line for _, line in lines)
-    if code != 0:
-        tail = "\n".join(text.strip().splitlines()[-40:])
-        raise BenchError(f"command failed ({code}): {' '.join(argv)} (in {cwd})\n{tail}")
-    return Timed(seconds, text, lines)
+# --------------------------------------------------------------------------- doit runs
 
 
 def task_spans(timed: Timed) -> dict[str, float]:

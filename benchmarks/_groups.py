@@ -1,0 +1,120 @@
+"""Process groups a benchmark starts: each timed with its output line by line, stopped as a
+whole, and what is still running at the end (Linux: /proc)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import BenchError, clean_env
+
+GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
+          "-c", "commit.gpgsign=false"]
+DOIT_TIMEOUT, STOP_TIMEOUT = 1800.0, 30.0
+STARTED: list[int] = []  # the process groups started by this benchmark
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """clean_env without this tool's own MLOPS_* settings either (as the tests' clean_env);
+    the extras, MLOPS_* ones included, are set after that."""
+    env = {k: v for k, v in clean_env().items() if not k.startswith("MLOPS_")}
+    env.update(extra)
+    return env
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (process group, command line) of every live (not zombie) process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace").strip()
+                table[int(entry.name)] = (int(fields[2]), cmd)
+    return table
+
+
+def left_running(tmp: Path) -> list[str]:
+    """Processes of this benchmark still running: in a process group it started, or with
+    its temporary folder on their command line (a kernel of a stage venv, uv, doit)."""
+    if not Path("/proc").is_dir():
+        return []
+    return [f"{pid} {cmd[:120]}" for pid, (group, cmd) in processes().items()
+            if pid != os.getpid() and (group in STARTED or str(tmp) in cmd)]
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM to proc's process group, SIGKILL after timeout; whether SIGKILL was needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            proc.poll()
+            return False
+        proc.poll()  # reap the leader, so it does not keep the group alive as a zombie
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout)
+    return True
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    output: str
+    lines: list[tuple[float, str]]  # each output line with the second it arrived
+
+
+def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cwd: Path,
+                 log_file: Path,
+                 timeout: float = DOIT_TIMEOUT) -> Timed:
+    """Run argv as the leader of a new process group, output to log_file; its wall time (to
+    its exit) and output, each line with when it arrived. On failure, timeout or
+    interruption, the whole group is stopped."""
+    lines: list[tuple[float, str]] = []
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    STARTED.append(proc.pid)
+
+    def read() -> None:
+        assert proc.stdout is not None
+        with log_file.open("wb") as out:
+            for raw in proc.stdout:
+                lines.append((time.perf_counter() - start,
+                              raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+                out.write(raw)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout)
+        seconds = time.perf_counter() - start
+    except subprocess.TimeoutExpired as err:
+        raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(map(str, argv))} in {cwd}"
+                         ) from err
+    finally:
+        if proc.poll() is None:
+            stop_group(proc)
+        reader.join(STOP_TIMEOUT)
+        if proc.stdout:
+            proc.stdout.close()
+    text = "\n".join(line for _, line in lines)
+    if code != 0:
+        tail = "\n".join(text.strip().splitlines()[-40:])
+        raise BenchError(f"command failed ({code}): {' '.join(map(str, argv))} (in {cwd})\n"
+                         f"{tail}")
+    return Timed(seconds, text, lines)
