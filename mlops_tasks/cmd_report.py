@@ -4,7 +4,6 @@ that ran tasks. It reads nothing from the tracking server, so it works with the 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -16,6 +15,7 @@ from doit.cmd_base import DoitCmdBase
 from . import console, layout, record
 from .errors import MlopsError
 from .files import atomic_write
+from .log import read_metrics
 from .project import Project, load_project
 from .redact import redact
 from .report_page import StageView, page
@@ -97,21 +97,8 @@ def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Stat
         commit=f"{done.git.sha[:10]} ({done.git.branch}){' dirty' if done.git.dirty else ''}",
         by=f"{done.host.get('user', '')}@{done.host.get('host', '')}",
         notebook_href=notebook, restored_from=done.restored_from,
-        parameters=done.stage_parameters, metrics=metrics(root, stage),
+        parameters=done.stage_parameters, metrics=read_metrics(root, stage, strict=False),
         python=done.python.version, freeze=freeze, drift=drift)
-
-
-def metrics(root: Path, stage: Stage) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for rel in stage.metrics:
-        try:
-            data = json.loads((root / rel).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            found.update({str(k): v for k, v in data.items()
-                          if isinstance(v, int | float) and not isinstance(v, bool)})
-    return found
 
 
 def store_label(root: Path, uri: str) -> str:

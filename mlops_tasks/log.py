@@ -23,21 +23,27 @@ from .spec import Stage
 Artifacts = list[tuple[Path, str | None]]
 
 
-def read_metrics(root: Path, stage: Stage) -> dict[str, float]:
+def read_metrics(root: Path, stage: Stage, strict: bool = True) -> dict[str, float]:
+    """The numbers in the stage's metrics files. `strict` (logging): an unreadable file is a
+    StageError and a non-number is named; otherwise (the report) both are passed over."""
     found: dict[str, float] = {}
     for rel in stage.metrics:
         try:
             data = json.loads((root / rel).read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
+            if not strict:
+                continue
             raise StageError("log", stage.name, f"metrics file {rel} is not readable JSON: "
                              f"{err}") from None
         if not isinstance(data, dict):
+            if not strict:
+                continue
             raise StageError("log", stage.name, f"metrics file {rel} must hold a JSON object "
                              "of {name: number}")
         for key, value in data.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 found[str(key)] = float(value)
-            else:
+            elif strict:
                 console.say(f"skipping non-numeric metric {key!r} in {rel}", "log", stage.name)
     return found
 
