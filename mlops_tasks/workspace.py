@@ -23,10 +23,36 @@ from .redact import redact
 _held: list[FileLock] = []
 
 
-def _owner_text(path: Path) -> str:
+def _read_owner(path: Path) -> dict[str, Any] | None:
     try:
-        owner: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        owner = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _is_current(owner: dict[str, Any] | None) -> bool:
+    """Whether the owner file names a live process (one on another host is taken as is)."""
+    if owner is None:
+        return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner.get("pid", 0)), 0)
+    except (OSError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _owner_text(path: Path, patience: float = 2.0) -> str:
+    """Who holds the workspace. The holder writes its owner file just after taking the mutex:
+    give it a moment, so a file left by an earlier holder is not named instead."""
+    deadline = time.monotonic() + patience
+    owner = _read_owner(path)
+    while not _is_current(owner) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        owner = _read_owner(path)
+    if owner is None or not _is_current(owner):  # none yet, or an earlier holder's
         return "another doit process"
     return (f"doit pid {owner.get('pid')} on {owner.get('host')} by {owner.get('user')}, "
             f"`{owner.get('command')}`, since {owner.get('since')}")
