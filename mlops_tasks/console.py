@@ -106,7 +106,7 @@ def _cursor_codes(windows: bool | None = None) -> bool:
         if not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
             return False
         return bool(kernel32.SetConsoleMode(handle, mode.value | 0x0004))
-    except (AttributeError, OSError):
+    except (ImportError, AttributeError, OSError):
         return False
 
 

@@ -52,10 +52,8 @@ def test_a_cp1252_console_runs_info_and_rebuilds(tmp_path, wheelhouse):
     assert "packages: idna==3.6 -> idna>3.6" in rebuilt.stdout
 
 
-def test_a_console_without_cursor_codes_gets_the_plain_log(monkeypatch):
+def test_a_console_without_cursor_codes_gets_the_plain_log():
     """A Windows console whose virtual-terminal mode cannot be turned on (here: no
     ctypes.windll at all) must not be sent `\\r\\x1b[K`."""
-    monkeypatch.setattr(console.os, "name", "nt")
-    assert console._cursor_codes() is False
-    monkeypatch.setattr(console.os, "name", "posix")
-    assert console._cursor_codes() is True
+    assert console._cursor_codes(windows=True) is False
+    assert console._cursor_codes(windows=False) is True
