@@ -140,11 +140,16 @@ class List(DoitList):
         if task.name in seen:
             return seen[task.name]
         seen[task.name] = "up-to-date"  # a cycle cannot make it stale
+        # a task is run with everything it depends on: `log:S` up to date on its own still
+        # runs when its `execute:S` is stale (a file_dep on another task's target is a task
+        # dependency for doit's run, not yet in the task list `list` reads)
+        producers = self.__dict__.setdefault("_producers", {
+            target: name for name, t in tasks.items() for target in t.targets})
+        deps = [*task.task_dep, *(producers[f] for f in task.file_dep if f in producers)]
+        parts = [self._group_status(tasks[dep], tasks, seen) for dep in deps]
         if task.actions:
-            status = self.dep_manager.get_status(task, tasks).status
-        else:
-            parts = [self._group_status(tasks[dep], tasks, seen) for dep in task.task_dep]
-            status = "up-to-date" if all(p == "up-to-date" for p in parts) else "run"
+            parts.append(self.dep_manager.get_status(task, tasks).status)
+        status = "up-to-date" if all(p == "up-to-date" for p in parts) else "run"
         seen[task.name] = status
         return status
 

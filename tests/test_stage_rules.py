@@ -142,6 +142,16 @@ def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(p
     doit(project)
     assert all(line.startswith("U ") for line in
                doit(project, "list", "--all", "--status").stdout.splitlines())
+    spec = project / "env_specs" / "make.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("repeat: 2", "repeat: 3"))
+    try:  # only execute:make is stale; its group and the stage's group run it
+        status = doit(project, "list", "--all", "--status").stdout
+    finally:
+        spec.write_text(original)
+    marks = {line.split()[1]: line.split()[0] for line in status.splitlines()}
+    assert marks["execute:make"] == "R" and marks["log:make"] == "U", status
+    assert marks["make"] == "R" and marks["execute"] == "R" and marks["venv"] == "U", status
 
 
 def test_audit_names_each_change_and_lists_override_runs(project):
