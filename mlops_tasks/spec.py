@@ -162,6 +162,11 @@ def decode_spec(raw: bytes, path: str) -> str:
             except UnicodeDecodeError as err:
                 raise SpecError(path, f"byte {err.start}: not valid {encoding.upper()} after "
                                 "its byte-order mark; save the file as UTF-8") from None
+    if b"\x00" in raw:  # no YAML text has NUL bytes: UTF-16 (or 32) without its BOM
+        offset = raw.index(b"\x00")
+        raise SpecError(path, f"byte {offset} is a NUL byte: the file looks like UTF-16 "
+                        "without a byte-order mark; save it as UTF-8",
+                        line=raw[:offset].count(b"\n") + 1)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -45,6 +45,18 @@ def test_broken_utf16_is_refused_not_a_traceback():
         decode_spec(b"\xff\xfe" + "name: x\n".encode("utf-16-le") + b"\x00", "s.yaml")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_its_bom_names_the_byte_and_the_fix(tmp_path, encoding):
+    raw = "name: train\nnotebook: nb/train.ipynb\n".encode(encoding)
+    root = project_with(tmp_path, raw)
+    with pytest.raises(SpecError) as info:
+        load_project(root)
+    offset = 1 if encoding == "utf-16-le" else 0
+    assert str(info.value) == (f"env_specs/train.yaml:1: byte {offset} is a NUL byte: the "
+                               "file looks like UTF-16 without a byte-order mark; save it "
+                               "as UTF-8")
+
+
 def test_a_yaml_bomb_fails_fast_with_file_and_line():
     lines = ['name: bomb', 'notebook: nb/b.ipynb', 'parameters:', '  a0: &a0 ["lol"]']
     for i in range(1, 30):
