@@ -273,7 +273,8 @@ def snapshot(root: Path, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot
 
 
 def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Snapshot,
-            restored_from: str | None = None) -> Prepared:
+            kernel: kernel_tracking.KernelTracking, restored_from: str | None = None
+            ) -> Prepared:
     root = config.root
     source, nb, key, inputs = snap.source, snap.nb, snap.key, snap.inputs
     stats, stage_parameters = snap.inputs_stat, snap.stage_parameters
@@ -293,30 +294,39 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
         console.say("overriding parameters for this run: " + redact(
             ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
     (root / layout.notebook_runs(stage)).unlink(missing_ok=True)
-    if restored_from:  # no kernel: nothing to warn about or to serve
-        kernel = kernel_tracking.KernelTracking(uri, hooked=False)
-    else:
+    if not restored_from:  # a kernel: parameters to check, a store to serve it
         warn_undeclared(stage, nb, stage_parameters)
-        kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage), uri)
-    parameters = context(stage, git, kernel.uri, run_id, stage_parameters)
+        kernel = kernel.with_store_served(root)
+        kernel_tracking.write_context(root / layout.kernel_context(stage),
+                                      kernel.context(exp_id, run_id))
+    parameters = context(stage, git, kernel.kernel_uri, run_id, stage_parameters)
     return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
                     run_name, stage_parameters, dict(overrides), parameters, kernel,
                     restored_from)
 
 
-def kernel_env(prep: Prepared) -> dict[str, str]:
-    """What the kernel needs to log into the stage's run."""
-    env = {"MLFLOW_RUN_ID": prep.run_id, "MLFLOW_EXPERIMENT_ID": prep.experiment_id,
-           "MLOPS_STAGE": prep.stage.name,
-           **prep.kernel.env(prep.root, prep.run_id, layout.notebook_runs(prep.stage))}
-    if redact(prep.uri) != prep.uri or prep.kernel.uri != prep.uri:
-        # the URI's credentials, or a served store's address that is gone after the run,
-        # stay out of the notebook's outputs
-        env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    return env
+def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.KernelTracking]:
+    """The stage's kernel process, started before any MLflow work so that it boots while the
+    store is opened and the run created; and how it will reach the store."""
+    from .kernel_launch import kernel_manager, launch
+
+    root = config.root
+    kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage),
+                                       config.resolved_tracking_uri())
+    context_file = root / layout.kernel_context(stage)
+    context_file.unlink(missing_ok=True)
+    env = kernel.launch_env(root, stage.name, layout.notebook_runs(stage),
+                            layout.kernel_context(stage))
+    km = kernel_manager(stage.name, stage.kernel_name, root / layout.kernels_dir(), env,
+                        tuple(tracking.ORCHESTRATOR_ONLY_ENV), root / layout.kernel_sockets(),
+                        root, kernel.kernel_args())
+    log = root / layout.stage_log(stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    launch(km, root, log)
+    return km, kernel
 
 
-def run(prep: Prepared, outputs: OutputSet) -> None:
+def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
     """The notebook on the stage's kernel, inside the output transaction."""
     from .papermill_adapter import run_notebook
 
@@ -327,13 +337,14 @@ def run(prep: Prepared, outputs: OutputSet) -> None:
         run_notebook(
             stage=stage.name, notebook=prep.source,
             output=root / layout.partial_notebook(stage),
-            failed=root / layout.failed_notebook(stage),
-            kernel_name=stage.kernel_name, kernel_dir=root / layout.kernels_dir(),
-            parameters=prep.parameters, cwd=root, env=kernel_env(prep),
-            drop_env=tuple(tracking.ORCHESTRATOR_ONLY_ENV), timeout=stage.timeout,
-            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path,
-            sockets=root / layout.kernel_sockets(), kernel_args=prep.kernel.kernel_args(),
-            log=log)
+            failed=root / layout.failed_notebook(stage), km=km,
+            parameters=prep.parameters, cwd=root, timeout=stage.timeout,
+            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path, log=log)
+    if prep.kernel.hooked and kernel_tracking.context_unread(
+            root / layout.kernel_context(stage)):
+        console.warn("the kernel did not load mlops-tasks' hook (see "
+                     f"{layout.stage_log(stage)}): the notebook's own MLflow calls were not "
+                     "routed to the stage's run", "execute", stage.name)
     missing = outputs.missing()
     if missing:
         raise StageFailed(stage.name, f"the notebook finished but did not write the declared "
@@ -438,9 +449,10 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
 def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
             ) -> record.ExecuteRecord:
     """A hit of the stage cache: its verified files put in place through the same output
-    transaction as an execution, recorded as a run of this invocation, no kernel started."""
+    transaction as an execution, recorded as a run of this invocation; the notebook does not run."""
     t0, started = time.perf_counter(), record.timestamp()
-    prep = prepare(config, stage, {}, snap, restored_from=hit.run_id)
+    plain = kernel_tracking.KernelTracking(config.resolved_tracking_uri(), hooked=False)
+    prep = prepare(config, stage, {}, snap, plain, restored_from=hit.run_id)
     outputs = OutputSet(config.root, stage)
     try:
         outputs.begin()
@@ -458,7 +470,8 @@ def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
     (config.root / layout.running_record(stage)).unlink(missing_ok=True)
     shutil.rmtree(config.root / layout.restore_dir(stage), ignore_errors=True)
     console.say(f"restored from {stage_cache.describe(hit)} in "
-                f"{time.perf_counter() - t0:.1f} s; no kernel started", "execute", stage.name)
+                f"{time.perf_counter() - t0:.1f} s; the notebook did not run", "execute",
+                stage.name)
     return done
 
 
@@ -466,18 +479,26 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
                   ) -> record.ExecuteRecord:
     """Restore the stage from the shared cache when a complete run has its key; else run
     the notebook in its own MLflow run. Outputs are replaced only on success."""
+    from .kernel_launch import stop
+
     snap = snapshot(config.root, stage, overrides)
-    if not overrides:
-        uri, exp_id = experiment(config)
-        found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
-        hit = found and stage_cache.fetch(config, stage, uri, found)
-        if hit:
-            return restore(config, stage, snap, hit)
-    prep = prepare(config, stage, overrides, snap)
+    km, kernel = launch_kernel(config, stage)
+    try:
+        if not overrides:
+            uri, exp_id = experiment(config)
+            found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
+            hit = found and stage_cache.fetch(config, stage, uri, found)
+            if hit:
+                stop(km, now=True)
+                return restore(config, stage, snap, hit)
+        prep = prepare(config, stage, overrides, snap, kernel)
+    except BaseException:
+        stop(km, now=True)
+        raise
     outputs = OutputSet(config.root, stage)
     started, t0 = record.timestamp(), time.perf_counter()
     try:
-        run(prep, outputs)
+        run(prep, outputs, km)
     except BaseException as err:
         fail(prep, outputs, err, started)
         raise

@@ -54,7 +54,8 @@ def junit_xml(cases: Sequence[Case], suite: str, timestamp: str, hostname: str) 
             problem.text = _text(case.details or case.message)
         out = []
         if case.restored_from:
-            out.append(f"restored from run {case.restored_from} (stage cache); no kernel")
+            out.append(f"restored from run {case.restored_from} (stage cache); the notebook "
+                       "did not run")
         if case.notebook:
             out.append(f"the executed notebook with the error: {case.notebook}")
         if out:

@@ -13,7 +13,11 @@ it. The rule (DESIGN.md section 5):
 | `start_run(nested=True)` inside a run             | a child of that run (MLflow's rule)   |
 
 A linked run carries `mlflow.parentRunId` and `mlops.stage_run_id`; every run the notebook
-creates is appended to the file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists."""
+creates is appended to the file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists.
+
+The kernel starts before the stage's run exists (it boots while doit creates the run): the
+run's id and the store's address reach it in the file named by MLOPS_KERNEL_CONTEXT, read
+before the first cell runs."""
 
 from __future__ import annotations  # the annotations below stay text on Python 3.8
 
@@ -21,6 +25,7 @@ import functools
 import importlib.abc
 import importlib.util
 import inspect
+import json
 import os
 import sys
 from typing import Any
@@ -146,6 +151,16 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def forget_hook_dir(environ: Any = os.environ) -> None:
+    """The notebook and its own subprocesses do not see the folder the hook came from."""
+    hook_dir = environ.pop("MLOPS_KERNEL_HOOK_DIR", None)
+    if hook_dir:
+        if environ.get("PYTHONPATH") == hook_dir:
+            environ.pop("PYTHONPATH")
+        if hook_dir in sys.path:
+            sys.path.remove(hook_dir)
+
+
 def install(environ: Any = os.environ) -> None:
     _Stage.run_id = environ.pop("MLOPS_STAGE_RUN_ID", None)
     _Stage.experiment_id = environ.get("MLFLOW_EXPERIMENT_ID")
@@ -153,18 +168,44 @@ def install(environ: Any = os.environ) -> None:
     # The stage run is resumed through this hook only: MLflow would resume it for any first
     # start_run, whatever experiment that asked for.
     environ.pop("MLFLOW_RUN_ID", None)
-    hook_dir = environ.pop("MLOPS_KERNEL_HOOK_DIR", None)
-    if hook_dir:  # the notebook's own subprocesses do not see this folder
-        if environ.get("PYTHONPATH") == hook_dir:
-            environ.pop("PYTHONPATH")
-        if hook_dir in sys.path:
-            sys.path.remove(hook_dir)
+    forget_hook_dir(environ)
     if "mlflow" in sys.modules:
         patch(sys.modules["mlflow"])
     else:
         sys.meta_path.insert(0, _AfterImport())
 
 
+def apply_context(path: str, environ: Any = os.environ) -> None:
+    """The stage's run and the store's address, which exist only once the kernel has
+    started: read from the file doit wrote before the first cell, then removed (doit
+    checks that it was read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        os.remove(path)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"mlops-tasks: no stage context in {path} ({err}); the notebook's "
+                         "MLflow calls are not routed to the stage run\n")
+        return
+    environ.update({str(k): str(v) for k, v in values.items()})
+    install(environ)
+
+
+class _BeforeFirstCell:
+    def __init__(self, path: str, environ: Any = os.environ) -> None:
+        self.path: str | None = path
+        self.environ = environ
+
+    def __call__(self, *args: Any) -> None:  # IPython 7 and up pass the cell's info
+        path, self.path = self.path, None
+        if path:
+            apply_context(path, self.environ)
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    if os.environ.get("MLOPS_STAGE_RUN_ID"):
+    context = os.environ.pop("MLOPS_KERNEL_CONTEXT", None)
+    if context:  # the kernel started before the stage's run existed
+        forget_hook_dir()
+        ipython.events.register("pre_run_cell", _BeforeFirstCell(context))
+    elif os.environ.get("MLOPS_STAGE_RUN_ID"):
         install()

@@ -77,6 +77,12 @@ def notebook_runs(stage: Stage) -> str:
     return f"{STATE}/executed/{stage.name}.notebook-runs.tsv"
 
 
+def kernel_context(stage: Stage) -> str:
+    """What a hooked kernel reads before its first cell (the stage's run, a served store's
+    address): written once the run exists, removed by the kernel as it reads it."""
+    return f"{STATE}/executed/{stage.name}.kernel-context.json"
+
+
 def restore_dir(stage: Stage) -> str:
     """Where a run's files are fetched and verified before a restore puts them in place."""
     return f"{STATE}/restore/{stage.name}"

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import papermill
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import run_sync
+from jupyter_client.kernelspec import NoSuchKernel
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from . import console, interrupt
+from . import console
 from .errors import StageFailed
+from .kernel_launch import StageKernelManager, stop
 from .notebooks import early_exit_cell, source_cell_number
 from .redact import redact
 
@@ -74,38 +73,6 @@ def _add_handler() -> None:
     log.propagate = False
 
 
-class StageKernelManager(AsyncKernelManager):
-    """A kernel manager that adds per-stage variables to the kernel's environment."""
-
-    extra_env: dict[str, str] = {}
-    drop_env: tuple[str, ...] = ()
-    extra_args: tuple[str, ...] = ()
-    output: Any = None  # a file the kernel process writes its stdout and stderr to
-
-    async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-        env = dict(kw.pop("env", None) or os.environ)
-        for name in self.drop_env:
-            env.pop(name, None)
-        env.update(self.extra_env)
-        kw["env"] = env
-        return await super()._async_pre_start_kernel(**kw)
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if self.output is not None:  # the kernel's own warnings: the stage's log, not the terminal
-            kw["stdout"] = kw["stderr"] = self.output
-        await super()._async_launch_kernel([*kernel_cmd, *self.extra_args], **kw)
-        pid = getattr(self.provisioner, "pid", None)
-        if pid:  # jupyter_client starts kernels in their own session: stop them on abort
-            self.kernel_pid = pid
-            interrupt.track(pid, group=os.name != "nt")
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        pid = getattr(self, "kernel_pid", None)
-        if pid:
-            interrupt.untrack(pid)
-        await super()._async_cleanup_resources(restart=restart)
-
-
 def _cell_count(notebook: Path) -> int:
     try:
         return len(json.loads(notebook.read_text(encoding="utf-8")).get("cells", []))
@@ -131,54 +98,25 @@ def _failed_cell(output: Path, cell_index: int | None) -> int | None:
     return source_cell_number(cells, cell_index)
 
 
-def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[str, str],
-                   drop_env: tuple[str, ...], sockets: Path | None, cwd: Path,
-                   kernel_args: tuple[str, ...] = ()) -> StageKernelManager:
-    """The stage's kernel, from the project's kernelspecs, with the stage's environment."""
-    ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
-    km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
-    if sockets is not None and os.name != "nt":
-        # Local sockets instead of TCP ports on 127.0.0.1: no other user of the machine can
-        # connect, and ipykernel has no cause to warn about unencrypted TCP. A deep project
-        # gets a path relative to its root (the cwd of doit and of the kernel), to stay
-        # short of the 107-byte limit of a socket path.
-        sockets.mkdir(parents=True, exist_ok=True)
-        km.transport = "ipc"
-        path = str(sockets / f"{stage}-{os.getpid()}")
-        km.ip = path if len(path) < 90 else os.path.relpath(path, cwd)
-    km.extra_env = dict(env)
-    km.extra_args = kernel_args
-    # Let the stage kernel write bytecode into its own venv: later starts import fast.
-    km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
-                   *drop_env)
-    return km
-
-
 def run_notebook(
     *,
     stage: str,
     notebook: Path,
     output: Path,
     failed: Path,
-    kernel_name: str,
-    kernel_dir: Path,
+    km: StageKernelManager,
     parameters: Mapping[str, Any],
     cwd: Path,
-    env: Mapping[str, str],
-    drop_env: tuple[str, ...],
     timeout: float | None,
     allow_early_exit: bool = False,
     spec_path: str = "",
-    sockets: Path | None = None,
-    kernel_args: tuple[str, ...] = (),
     log: Path | None = None,
 ) -> None:
-    """Execute notebook into output. Raise StageFailed naming the stage, cell and cause.
-    The kernel process's own output (warnings) goes to `log`, the stage's log file."""
+    """Execute notebook into output on the stage's kernel (launched already, or started here
+    when its launch failed). Raise StageFailed naming the stage, cell and cause. The kernel
+    is stopped as this returns."""
     _setup_logging()
-    km = kernel_manager(stage, kernel_name, kernel_dir, env, drop_env, sockets, cwd,
-                        kernel_args)
-    km.output = open(log, "ab") if log is not None else None  # noqa: SIM115
+    kernel_name = km.kernel_name
     _running.stage, _running.cells = stage, _cell_count(notebook) + 1  # + the injected one
     try:
         nb = papermill.execute_notebook(
@@ -201,9 +139,7 @@ def run_notebook(
         raise _naming_log(failure, log, cwd) from None
     finally:
         _running.stage = None
-        stop_kernel(km)
-        if km.output is not None:
-            km.output.close()
+        stop(km)
     stopped = early_exit_cell(nb.cells)
     if stopped and not allow_early_exit:
         raise StageFailed(stage, f"the notebook stopped early: code cell {stopped} called "
@@ -218,24 +154,6 @@ def _naming_log(failure: Exception, log: Path | None, cwd: Path) -> Exception:
     return StageFailed(failure.stage, f"{failure.cause}\nThe cell output and the kernel's own "
                        f"messages: {os.path.relpath(log, cwd)}", cell=failure.cell,
                        notebook=failure.notebook)
-
-
-def stop_kernel(km: StageKernelManager) -> None:
-    """papermill leaves running a kernel whose manager it was given: stop it as the stage ends
-    (one kernel per running stage), with a shutdown request, so the notebook's atexit
-    handlers run; a kernel that does not answer is killed after the manager's wait."""
-
-    async def stop() -> None:
-        if await km.is_alive():
-            await km.shutdown_kernel(now=False)
-        else:
-            await km.cleanup_resources()
-
-    try:
-        run_sync(stop)()
-    except RuntimeError as err:  # "No kernel is running!": it stopped on its own
-        if "No kernel" not in str(err):
-            raise
 
 
 def stage_failure(err: Exception, stage: str, output: Path, failed: Path, kernel_name: str,

@@ -146,7 +146,8 @@ def _stage_section(stage: StageView) -> str:
             run["duration"] = f"{stage.duration_s:.1f} s"
         run.update({"commit": stage.commit, "by": stage.by, "Python": stage.python})
         if stage.restored_from:
-            run["restored from"] = f"run {stage.restored_from} (stage cache; no kernel ran)"
+            run["restored from"] = (f"run {stage.restored_from} (stage cache; the notebook "
+                                    "did not run)")
         rows = "".join(f"<tr><th scope=\"row\">{_e(k)}</th><td>{_e(v)}</td></tr>"
                        for k, v in run.items() if v and k != "run")
         notebook = (f'<tr><th scope="row">notebook</th><td><a href="{_e(stage.notebook_href)}">'

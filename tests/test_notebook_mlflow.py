@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from mlops_tasks import kernel_hook
 from mlops_tasks.kernel_hook import decide
-from mlops_tasks.kernel_tracking import created_runs, runs_tag, uses_mlflow
+from mlops_tasks.kernel_tracking import (
+    KernelTracking,
+    context_unread,
+    created_runs,
+    runs_tag,
+    uses_mlflow,
+    write_context,
+)
 
 from .helpers import (
     MLFLOW_IN_KERNEL,
@@ -47,6 +55,51 @@ def test_which_venvs_get_the_hook():
     assert uses_mlflow("mlflow_skinny @ file:///wheels/mlflow_skinny-2.0-py3-none-any.whl\n")
     assert not uses_mlflow("mlflow-tracing==3.17.2\nidna==3.6\n")
     assert not uses_mlflow("")
+
+
+def test_what_a_kernel_starts_with_and_learns_before_its_first_cell(tmp_path):
+    """The kernel starts before the stage's run exists: the run and a served store's address
+    reach it in the context file; a URI known at start (a server) is in its environment."""
+    files = ("runs.tsv", "context.json")
+    local = KernelTracking("sqlite:////p/.mlops/mlflow.db", hooked=True)
+    env = local.launch_env(tmp_path, "train", *files)
+    assert "MLFLOW_TRACKING_URI" not in env and "MLFLOW_RUN_ID" not in env
+    assert env["MLOPS_KERNEL_CONTEXT"] == str(tmp_path / "context.json")
+    assert env["PYTHONPATH"] == env["MLOPS_KERNEL_HOOK_DIR"]
+    served = KernelTracking(local.uri, True, served_uri="http://127.0.0.1:4321")
+    assert served.context("3", "r1") == {
+        "MLFLOW_EXPERIMENT_ID": "3", "MLOPS_STAGE_RUN_ID": "r1",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:4321",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    server = KernelTracking("https://u:secret@mlflow.example", hooked=True)
+    env = server.launch_env(tmp_path, "train", *files)
+    assert env["MLFLOW_TRACKING_URI"] == server.uri
+    assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+    assert server.context("3", "r1") == {"MLFLOW_EXPERIMENT_ID": "3", "MLOPS_STAGE_RUN_ID": "r1"}
+    plain = KernelTracking(local.uri, hooked=False)
+    assert plain.launch_env(tmp_path, "prep", *files) == {
+        "MLOPS_STAGE": "prep", "MLFLOW_TRACKING_URI": local.uri}
+    assert plain.kernel_args() == () and plain.with_store_served(tmp_path) is plain
+
+
+def test_the_hook_applies_the_context_once_before_the_first_cell(tmp_path, monkeypatch):
+    installed: list[dict] = []
+    monkeypatch.setattr(kernel_hook, "install", lambda environ: installed.append(dict(environ)))
+    path = tmp_path / "context.json"
+    write_context(path, {"MLOPS_STAGE_RUN_ID": "r1", "MLFLOW_EXPERIMENT_ID": "3"})
+    environ = {"MLOPS_NOTEBOOK_RUNS": "runs.tsv"}
+    first_cell = kernel_hook._BeforeFirstCell(str(path), environ)
+    first_cell(object())  # IPython passes the cell's info
+    first_cell(object())
+    assert installed == [{"MLOPS_NOTEBOOK_RUNS": "runs.tsv", "MLOPS_STAGE_RUN_ID": "r1",
+                          "MLFLOW_EXPERIMENT_ID": "3"}]
+    assert not context_unread(path)  # doit sees that the kernel read it
+
+
+def test_a_missing_context_leaves_mlflow_alone_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kernel_hook, "install", lambda environ: pytest.fail("installed"))
+    kernel_hook.apply_context(str(tmp_path / "gone.json"), {})
+    assert "not routed to the stage run" in capsys.readouterr().err
 
 
 def test_created_runs_file(tmp_path):
