@@ -29,6 +29,10 @@ class Sources:
 
     def __init__(self, stages: Sequence[Stage], tracked: set[str] | None):
         self.envs = {s.env_dir: s for s in stages}
+        self.env_holders: dict[str, Stage] = {}
+        for env_dir, owner in self.envs.items():
+            for parent in _parents(env_dir)[1:]:
+                self.env_holders.setdefault(parent, owner)
         self.files = {s.spec_path: f"the spec of stage '{s.name}'" for s in stages}
         self.files.update({s.notebook: f"the notebook of stage '{s.name}'" for s in stages})
         self.holders: dict[str, str] = {}
@@ -43,15 +47,18 @@ class Sources:
         """Why path may not be an output; None when it may."""
         if path == ".":
             return "is the project root"
-        top = path.split("/")[0]
+        top = path.split("/")[0].lower()  # .GIT is .git on a disk that ignores case
         if top == ".git":
             return "is inside .git"
-        if top == STATE:
+        if top == STATE.lower():
             return f"is inside the tool's state folder {STATE}/"
         for parent in _parents(path):
             if parent in self.envs:
                 other = self.envs[parent]
                 return f"is inside the venv of stage '{other.name}' ({other.env_dir})"
+        if path in self.env_holders:
+            other = self.env_holders[path]
+            return f"holds the venv of stage '{other.name}' ({other.env_dir})"
         if path in self.holders:
             return f"is or holds {self.holders[path]}"
         return None
