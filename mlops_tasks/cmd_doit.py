@@ -91,7 +91,10 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
             except MlopsError as err:
                 console.error(str(err))
                 return 3
-        return base.execute(self, params, args)
+        code = base.execute(self, params, args)
+        if runs_tasks and isinstance(code, int):
+            interrupt.exit_now(code)
+        return code
 
     return type(base.__name__, (base,), {"_execute": _execute, "execute": execute,
                                          "__doc__": base.__doc__})

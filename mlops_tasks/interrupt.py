@@ -4,6 +4,8 @@ finished, and exit with 128 + the signal number."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -74,6 +76,32 @@ def _on_signal(signum: int, frame: Any) -> None:
     threading.Thread(target=_exit_when_main_thread_ends, args=(128 + signum,),
                      daemon=True).start()
     raise SystemExit(128 + signum)
+
+
+def doit_is_the_program() -> bool:
+    """Whether this process is `doit` / `python -m doit` (not a program that imported it)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return bool(spec.name in ("doit", "doit.__main__"))
+    return os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0] == "doit"
+
+
+def exit_now(code: int) -> None:
+    """End a finished doit run that loaded mlflow without the interpreter's teardown of its
+    modules (most of a second after a run, every run): the exit handlers run, the streams
+    are flushed, every file and database was closed by doit and the steps. Only when doit
+    is the program."""
+    if "mlflow" not in sys.modules or not doit_is_the_program():
+        return
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None:  # not CPython: the usual exit
+        return
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def install() -> None:

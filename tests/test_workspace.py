@@ -3,6 +3,8 @@ mutex, read-only ones never wait for it; output survives any console encoding.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -88,3 +90,25 @@ def test_other_doit_projects_get_doits_commands_untouched(tmp_path):
     doit(root, "forget")
     doit(root, "clean")
     assert not (root / "hello.txt").exists() and not (root / ".mlops").exists()
+
+
+def test_a_finished_run_exits_without_teardown_only_as_the_doit_program(monkeypatch):
+    """exit_now ends the process: never in a program that only imported doit (this one)."""
+    from mlops_tasks import interrupt
+
+    assert not interrupt.doit_is_the_program()
+    monkeypatch.setitem(sys.modules, "mlflow", sys.modules.get("mlflow") or object())
+    interrupt.exit_now(0)  # still here
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/doit", "run"])
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
+    assert interrupt.doit_is_the_program()
+
+
+def test_doit_keeps_its_exit_code_when_it_skips_the_teardown(tmp_path):
+    """A run that loaded mlflow and failed still exits with doit's code for a failed task."""
+    proc = subprocess.run([sys.executable, "-c", (
+        "import sys, mlops_tasks.interrupt as i; sys.modules['mlflow'] = sys;"
+        "import atexit; atexit.register(lambda: print('handlers ran'));"
+        "sys.argv = ['doit']; i.exit_now(1); print('not reached')")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == "handlers ran\n", proc
