@@ -54,7 +54,7 @@ def plan_env(stage: Stage, interpreter: Interpreter, installer: str,
 
 def plan_for(config: Config, stage: Stage) -> EnvPlan:
     """The plan for a stage as the project stands: its interpreter resolved, its pins read."""
-    interp = Resolver(config.root / layout.interpreter_cache()).resolve(
+    interp = Resolver.for_cache(config.root / layout.interpreter_cache()).resolve(
         stage.name, stage.python, stage.python_exe)
     pins = config.root / layout.pins_file(stage)
     pins_text = pins.read_text(encoding="utf-8") if pins.is_file() else None

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,12 +121,25 @@ def windows_registered() -> list[str]:
     return paths
 
 
+_resolvers: dict[Path, Resolver] = {}
+_resolvers_lock = threading.Lock()
+
+
 class Resolver:
-    """Resolves version requests to interpreters; probes are cached by path, size, mtime."""
+    """Resolves version requests to interpreters; probes are cached by path, size, mtime.
+    `for_cache` gives one resolver per cache file and process."""
+
+    @classmethod
+    def for_cache(cls, cache_file: Path) -> Resolver:
+        with _resolvers_lock:
+            if cache_file not in _resolvers:
+                _resolvers[cache_file] = cls(cache_file)
+            return _resolvers[cache_file]
 
     def __init__(self, cache_file: Path | None = None):
         self.cache_file = cache_file
         self._cache: dict[str, dict[str, object]] = {}
+        self._resolved: dict[tuple[str | None, str | None], Interpreter] = {}
         if cache_file and cache_file.is_file():
             try:
                 self._cache = json.loads(cache_file.read_text(encoding="utf-8"))
@@ -181,7 +195,17 @@ class Resolver:
 
     def resolve(self, stage_name: str, python: str | None, python_exe: str | None,
                 env: Mapping[str, str] | None = None) -> Interpreter:
-        env = os.environ if env is None else env
+        """The interpreter for a stage's request; found once per request and process (a
+        thousand specs asking for "3.11" search the disk once)."""
+        if env is not None and env is not os.environ:
+            return self._resolve(stage_name, python, python_exe, env)
+        key = (python, python_exe)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(stage_name, python, python_exe, os.environ)
+        return self._resolved[key]
+
+    def _resolve(self, stage_name: str, python: str | None, python_exe: str | None,
+                 env: Mapping[str, str]) -> Interpreter:
         windows = os.name == "nt"
         if python_exe:
             if WINDOWS_PATH.match(python_exe) and not windows:
