@@ -328,10 +328,15 @@ def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.Ke
 
 def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
     """The notebook on the stage's kernel, inside the output transaction."""
+    from .kernel_launch import stop
     from .papermill_adapter import run_notebook
 
     stage, root = prep.stage, prep.root
-    outputs.begin()
+    try:
+        outputs.begin()
+    except BaseException:
+        stop(km, now=True)  # from here on, run_notebook stops it
+        raise
     log = root / layout.stage_log(stage)
     with console.stage_log(log):
         run_notebook(
