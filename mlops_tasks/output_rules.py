@@ -89,22 +89,30 @@ def check_outputs(stages: Sequence[Stage], tracked: set[str] | None) -> None:
                                 "and ignore it, or write the output elsewhere",
                                 line=stage.line_of(key), key=key)
             _check_conflicts(stage, key, path, seen)
-            seen.setdefault(path.lower(), (path, stage))
+            _remember(seen, path, stage)
 
 
 def _check_conflicts(stage: Stage, key: str, path: str,
                      seen: dict[str, tuple[str, Stage]]) -> None:
-    """Against every output seen so far: the same but for case, or one inside the other."""
+    """Against every output seen so far: the same but for case, or one inside the other.
+    `seen` holds each output (lower-cased) and, under "/"-ended keys, the folders above it,
+    so both directions are lookups."""
     lower = path.lower()
     if lower in seen and seen[lower][0] != path:
         _conflict(stage, key, path, *seen[lower], "differs only in case from")
     for parent in _parents(lower)[1:]:
         if parent in seen:
             _conflict(stage, key, path, *seen[parent], "is inside, or holds,")
-    prefix = lower + "/"
-    for other in seen:  # an earlier output inside this one
-        if other.startswith(prefix):
-            _conflict(stage, key, path, *seen[other], "is inside, or holds,")
+    inside = seen.get(lower + "/")  # an earlier output inside this one
+    if inside is not None:
+        _conflict(stage, key, path, *inside, "is inside, or holds,")
+
+
+def _remember(seen: dict[str, tuple[str, Stage]], path: str, stage: Stage) -> None:
+    lower = path.lower()
+    seen.setdefault(lower, (path, stage))
+    for parent in _parents(lower)[1:]:
+        seen.setdefault(parent + "/", (path, stage))
 
 
 def _conflict(stage: Stage, key: str, path: str, other_path: str, other: Stage,

@@ -41,11 +41,12 @@ def load_project(root: Path) -> Project:
     config = load_config(root)
     stages: list[Stage] = []
     seen: dict[str, Stage] = {}
+    owners: dict[tuple[str, str], str] = {}  # (key, value) -> the spec that has it first
     for path in spec_files(root, config.specs_dir):
         rel = path.relative_to(root).as_posix()
         text = decode_spec(path.read_bytes(), rel)
         for stage in expand(parse_stage(text, rel, exists=lambda p: (root / p).is_file())):
-            _check_unique(stage, seen, stages)
+            _check_unique(stage, seen, owners)
             seen[stage.name] = stage
             stages.append(stage)
     if not stages:
@@ -72,9 +73,10 @@ def load_project(root: Path) -> Project:
     return Project(config, tuple(stages), graph, warnings)
 
 
-def _check_unique(stage: Stage, seen: dict[str, Stage], stages: list[Stage]) -> None:
+def _check_unique(stage: Stage, seen: dict[str, Stage],
+                  owners: dict[tuple[str, str], str]) -> None:
     """Names are unique; a venv and a kernel belong to one spec (a matrix's stages share
-    theirs)."""
+    theirs). `owners` records, as stages come, which spec has each venv and kernel."""
     rel = stage.spec_path
     made = f" (made from the matrix in {rel})" if stage.group else ""
     if stage.name in seen:
@@ -85,14 +87,12 @@ def _check_unique(stage: Stage, seen: dict[str, Stage], stages: list[Stage]) -> 
         raise SpecError(rel, f"stage name '{stage.name}'{made} is a doit command or task "
                         "prefix; rename the spec or its values", line=stage.line_of("name"),
                         key="name")
-    for other in stages:
-        if other.spec_path == rel:
-            continue
-        for key in ("env_dir", "kernel_name"):
-            if getattr(other, key) == getattr(stage, key):
-                raise SpecError(rel, f"'{key}' {getattr(stage, key)!r} is also used by "
-                                f"{other.spec_path}; give each stage its own",
-                                line=stage.line_of(key), key=key)
+    for key in ("env_dir", "kernel_name"):
+        other = owners.setdefault((key, str(getattr(stage, key))), rel)
+        if other != rel:
+            raise SpecError(rel, f"'{key}' {getattr(stage, key)!r} is also used by "
+                            f"{other}; give each stage its own",
+                            line=stage.line_of(key), key=key)
 
 
 def print_warnings(project: Project) -> None:
