@@ -25,6 +25,8 @@ class DurableSqliteDB(SqliteDB):
         self.codec = codec
         self._cache: dict[str, Any] = {}
         self._dirty: set[str] = set()
+        self._before: dict[str, str] = {}  # a saved task's data as it was, encoded
+        self._rows: dict[str, str] | None = None  # every task's saved data, undecoded
         self._connection: sqlite3.Connection | None = None
         if Path(name).exists():
             self._open_existing()
@@ -72,7 +74,16 @@ class DurableSqliteDB(SqliteDB):
         return conn
 
     def _get_task_data(self, task_id: str) -> Any:
-        return {} if self._absent() else super()._get_task_data(task_id)
+        """A task's saved data. The whole table is read at the first request, in one query
+        (a no-op asks for every task: one query instead of one per task), and each task's
+        row decoded when it is asked for."""
+        if self._absent():
+            return {}
+        if self._rows is None:
+            rows = self._conn.execute("select task_id, task_data || '' as raw from doit")
+            self._rows = {row["task_id"]: row["raw"] for row in rows}
+        raw = self._rows.pop(task_id, None)
+        return self.codec.decode(raw) if raw else {}
 
     def in_(self, task_id: str) -> bool:
         if task_id in self._cache:
@@ -80,6 +91,8 @@ class DurableSqliteDB(SqliteDB):
         return False if self._absent() else bool(super().in_(task_id))
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
+        if task_id not in self._before:
+            self._before[task_id] = self.codec.encode(self.get_data(task_id))
         super().set(task_id, dependency, value)
         if dependency in COMMIT_AFTER:  # the last key doit saves for a finished task
             self._write(task_id)
@@ -89,6 +102,8 @@ class DurableSqliteDB(SqliteDB):
             self._cache.pop(task_id, None)
             self._dirty.discard(task_id)
             return
+        if self._rows is not None:
+            self._rows.pop(task_id, None)
         super().remove(task_id)
         self._conn.commit()
 
@@ -96,6 +111,7 @@ class DurableSqliteDB(SqliteDB):
         if self._absent():
             self._cache, self._dirty = {}, set()
             return
+        self._rows = {}
         super().remove_all()
 
     def dump(self) -> None:
@@ -104,8 +120,17 @@ class DurableSqliteDB(SqliteDB):
         super().dump()
         self._connection = None
 
+    def get_data(self, task_id: str) -> Any:
+        """Everything saved for a task (read once, then kept)."""
+        if task_id not in self._cache:
+            self._cache[task_id] = self._get_task_data(task_id)
+        return self._cache[task_id]
+
     def _write(self, task_id: str) -> None:
-        self._conn.execute("insert or replace into doit values (?,?)",
-                           (task_id, self.codec.encode(self._cache[task_id])))
-        self._conn.commit()
+        """One commit per finished task; none for a task saved as it already was (a no-op
+        still saves every group task)."""
+        encoded = self.codec.encode(self._cache[task_id])
+        if encoded != self._before.pop(task_id, None):
+            self._conn.execute("insert or replace into doit values (?,?)", (task_id, encoded))
+            self._conn.commit()
         self._dirty.discard(task_id)
