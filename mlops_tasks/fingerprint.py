@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from .spec import Stage, normalise_req_name, requirement_name
@@ -51,10 +53,13 @@ def content_hash(path: Path) -> str | None:
 def content_stat(path: Path) -> list[int] | None:
     """Cheap "unchanged" evidence: size and mtime of a file; for a folder, its file count,
     total size and latest mtime. None when there is nothing at path."""
-    if path.is_file():
-        st = path.stat()
+    try:
+        st = os.stat(path)  # one stat call: this runs for every input and output on a no-op
+    except OSError:
+        return None
+    if S_ISREG(st.st_mode):
         return [st.st_size, st.st_mtime_ns]
-    if path.is_dir():
+    if S_ISDIR(st.st_mode):
         stats = [p.stat() for p in path.rglob("*") if p.is_file()]
         return [len(stats), sum(s.st_size for s in stats),
                 max((s.st_mtime_ns for s in stats), default=0)]

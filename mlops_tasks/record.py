@@ -183,17 +183,20 @@ def _build(cls: Any, data: Any) -> Any:
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} must be a JSON object")
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in data:
+    names = _FIELDS.get(cls) or _FIELDS.setdefault(cls, tuple(f.name for f in fields(cls)))
+    nested = _NESTED.get(cls.__name__, {})
+    for name in names:
+        if name not in data:
             continue
-        value = data[f.name]
-        kind = _NESTED.get(cls.__name__, {}).get(f.name)
+        value = data[name]
+        kind = nested.get(name)
         if kind is not None and value is not None:
             value = _build(kind, value)
-        values[f.name] = value
+        values[name] = value
     return cls(**values)
 
 
+_FIELDS: dict[Any, tuple[str, ...]] = {}  # a record type's field names, looked up once
 # The fields holding a nested record, per record type.
 _NESTED: dict[str, dict[str, type]] = {
     "ExecuteRecord": {"key": StageKey, "git": GitState, "python": PythonEnv},
