@@ -7,10 +7,13 @@ an output is re-hashed only when its size or mtime moved.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from doit.tools import config_changed
 
 from . import layout, record
 from .config import Config
@@ -36,6 +39,20 @@ def last_execution(root: Path, stage: Stage) -> record.ExecuteRecord | None:
         return None
 
 
+def fixed_signature(cls: type) -> type:
+    """doit inspects the signature of every up-to-date check of every task on every run (for
+    its `task` and `values` arguments): a class gives its instances one, computed once."""
+    call = inspect.signature(cls.__call__)
+    cls.__signature__ = call.replace(  # type: ignore[attr-defined]
+        parameters=list(call.parameters.values())[1:])
+    return cls
+
+
+@fixed_signature
+class ConfigUnchanged(config_changed):
+    """doit's config_changed (a value saved with the task; the task reruns when it differs)."""
+
+
 class Check:
     """Base: a reason (set when the check fails) makes the repr readable in `doit info`."""
 
@@ -43,6 +60,10 @@ class Check:
 
     def __init__(self) -> None:
         self.reason = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fixed_signature(cls)
 
     def __repr__(self) -> str:
         return f"<{self.label}: {self.reason}>" if self.reason else f"<{self.label}>"
@@ -211,27 +232,46 @@ def interrupted_text(stage: Stage) -> str:
 
 
 class OutputsUnchanged(Check):
-    """execute:S reruns when a declared output was deleted or edited after the run."""
+    """execute:S reruns when a declared output was deleted or edited after the run. The
+    hashes the run recorded are kept with the task in doit's DB too, so a no-op reads no
+    record (a record holds the run's git diff: it can be large)."""
 
     def __init__(self, root: Path, stage: Stage):
         super().__init__()
         self.root, self.stage = root, stage
         self.label = "outputs as the last run wrote them"
 
-    def __call__(self) -> bool:
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(self._saved)
+
+    def _saved(self) -> dict[str, Any]:
+        done = last_execution(self.root, self.stage)
+        if done is None:
+            return {}
+        return {"_outputs": done.outputs, "_outputs_stat": done.outputs_stat,
+                "_record_stat": content_stat(self.root / layout.execute_record(self.stage))}
+
+    def _recorded(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The hashes and stats of the last run: from doit's DB while the record file is the
+        one they were saved from, else from the record itself."""
+        record_file = self.root / layout.execute_record(self.stage)
+        saved = values.get("_record_stat")
+        if saved is not None and saved == content_stat(record_file):
+            return values["_outputs"], values.get("_outputs_stat") or {}
+        done = record.read(record.ExecuteRecord, record_file, self.root)
+        if done is None:
+            raise MlopsError("no record of a finished run")
+        return done.outputs, done.outputs_stat
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
         try:
-            done = record.read(record.ExecuteRecord,
-                               self.root / layout.execute_record(self.stage), self.root)
+            hashes, stats = self._recorded(values)
         except MlopsError as err:
             self.reason = str(err)
-            return False
-        if done is None:
-            self.reason = "no record of a finished run"
             return False
         if (self.root / layout.previous_outputs(self.stage)).exists():
             self.reason = interrupted_text(self.stage)
             return False
-        hashes, stats = done.outputs, done.outputs_stat
         for rel in (*self.stage.outputs, *self.stage.metrics):
             path = self.root / rel
             stat = content_stat(path)

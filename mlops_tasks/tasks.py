@@ -6,8 +6,6 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from doit.tools import config_changed
-
 from . import actions, checks, layout
 from .config import Config
 from .fingerprint import canonical_json
@@ -53,7 +51,7 @@ def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
         "actions": [(actions.write_kernel, [config, stage])],
         "file_dep": [layout.freeze_file(stage)],
         "targets": [kernel_json],
-        "uptodate": [config_changed(canonical_json({"python": venv_python}))],
+        "uptodate": [checks.ConfigUnchanged(canonical_json({"python": venv_python}))],
         "clean": [(actions.remove_kernel, [config, stage, (config.root / kernel_json).parent])],
     }
 
