@@ -297,8 +297,9 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     if not restored_from:  # a kernel: parameters to check, a store to serve it
         warn_undeclared(stage, nb, stage_parameters)
         kernel = kernel.with_store_served(root)
-        kernel_tracking.write_context(root / layout.kernel_context(stage),
-                                      kernel.context(exp_id, run_id))
+        if kernel.hooked:  # what its hook reads before the first cell
+            kernel_tracking.write_context(root / layout.kernel_context(stage),
+                                          kernel.context(exp_id, run_id))
     parameters = context(stage, git, kernel.kernel_uri, run_id, stage_parameters)
     return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
                     run_name, stage_parameters, dict(overrides), parameters, kernel,

@@ -84,6 +84,8 @@ def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
     assert "Parent appears to have exited" not in output
     assert "Kernel is running over TCP" not in output  # local sockets on POSIX
     assert not list((root / ".mlops" / "sockets").iterdir())  # removed with their kernel
+    # kernels without mlflow get no context file to read
+    assert not list((root / ".mlops" / "executed").glob("*.kernel-context.json"))
     for name in ("s0", "s2"):  # the heads of both chains run again, side by side
         (root / "out" / f"{name}.txt").unlink()
     peak, output = run_sampled(root, "-n", "2")

@@ -207,6 +207,8 @@ def test_notebook_runs_land_where_asked_on_a_server(tmp_path, wheelhouse, mlflow
     check_template(client, model_run, executed)
     bare = stage_run(client, "bare")
     assert bare.data.metrics == {"bare": 1.0}  # no run started: the stage run
+    # each kernel read its context (the run, the store) before its first cell, and removed it
+    assert not list((root / ".mlops" / "executed").glob("*.kernel-context.json"))
     (child,) = [r for r in runs_of(client, "pipeline") if r.info.run_name == "child"]
     assert child.data.tags["mlflow.parentRunId"] == bare.info.run_id
     assert child.data.tags["mlops.stage_run_id"] == bare.info.run_id
