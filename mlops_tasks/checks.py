@@ -159,7 +159,25 @@ class ParametersUnchanged(Check):
         return False
 
 
-class InputsUnchanged(Check):
+class KeptWithTheTask(Check):
+    """A check whose evidence doit keeps with the task once it has run (its values): what
+    `saved` takes from the execution record."""
+
+    root: Path
+    stage: Stage
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(self._saved)
+
+    def _saved(self) -> dict[str, Any]:
+        done = last_execution(self.root, self.stage)
+        return {} if done is None else self.saved(done)
+
+    def saved(self, done: record.ExecuteRecord) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class InputsUnchanged(KeptWithTheTask):
     """execute:S reruns when an input's content differs from what its last run read (files
     or folders; touching one changes nothing). The hashes are those taken before that run
     started, so an input edited during a run counts as changed."""
@@ -169,13 +187,7 @@ class InputsUnchanged(Check):
         self.root, self.stage = root, stage
         self.label = "inputs"
 
-    def configure_task(self, task: Any) -> None:
-        task.value_savers.append(self._saved)
-
-    def _saved(self) -> dict[str, Any]:
-        done = last_execution(self.root, self.stage)
-        if done is None:
-            return {}
+    def saved(self, done: record.ExecuteRecord) -> dict[str, Any]:
         return {"_inputs": done.inputs, "_inputs_stat": done.inputs_stat}
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
@@ -231,7 +243,7 @@ def interrupted_text(stage: Stage) -> str:
             f"in {layout.previous_outputs(stage)} and are put back when the stage runs again")
 
 
-class OutputsUnchanged(Check):
+class OutputsUnchanged(KeptWithTheTask):
     """execute:S reruns when a declared output was deleted or edited after the run. The
     hashes the run recorded are kept with the task in doit's DB too, so a no-op reads no
     record (a record holds the run's git diff: it can be large)."""
@@ -241,13 +253,7 @@ class OutputsUnchanged(Check):
         self.root, self.stage = root, stage
         self.label = "outputs as the last run wrote them"
 
-    def configure_task(self, task: Any) -> None:
-        task.value_savers.append(self._saved)
-
-    def _saved(self) -> dict[str, Any]:
-        done = last_execution(self.root, self.stage)
-        if done is None:
-            return {}
+    def saved(self, done: record.ExecuteRecord) -> dict[str, Any]:
         return {"_outputs": done.outputs, "_outputs_stat": done.outputs_stat,
                 "_record_stat": content_stat(self.root / layout.execute_record(self.stage))}
 
