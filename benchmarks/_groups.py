@@ -7,13 +7,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import BenchError, clean_env
+from _common import BenchError, clean_env, log, rmtree
 
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
           "-c", "commit.gpgsign=false"]
@@ -118,3 +119,20 @@ def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cw
         raise BenchError(f"command failed ({code}): {' '.join(map(str, argv))} (in {cwd})\n"
                          f"{tail}")
     return Timed(seconds, text, lines)
+
+
+@contextlib.contextmanager
+def temp_folder(prefix: str, keep: bool) -> Iterator[tuple[Path, list[str]]]:
+    """A benchmark's temporary folder; as it ends, `left` gets the benchmark's processes still
+    running (see left_running) and the folder is removed, unless `keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    log(f"working in {tmp}")
+    left: list[str] = []
+    try:
+        yield tmp, left
+    finally:
+        left.extend(left_running(tmp))
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            rmtree(tmp)

@@ -40,7 +40,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -54,13 +53,12 @@ from _common import (
     markdown_table,
     measured_mlops_tasks,
     ratio,
-    rmtree,
     rotated,
     run,
     summary,
     write_json,
 )
-from _groups import bench_env, left_running, run_in_group
+from _groups import bench_env, run_in_group, temp_folder
 from bench_pipeline import copy_example, doit_ran, kernel, load_specs, papermill_args
 
 STAGE = "data_prep"
@@ -302,26 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
     meta: dict[str, Any] = {**machine(args.runs), "papermill": version("papermill")}
     load = Load()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
-    log(f"working in {tmp}")
-    try:
-        meta["mlops-tasks"] = measured_mlops_tasks()
-        bench = Bench(tmp)
-        meta["kernel"] = bench.kernel
-        log("warm-up: `doit` in the copy of the example (venvs, kernels) ...")
-        meta["warm_up_s"] = bench.warm_up()
-        log(f"  done in {meta['warm_up_s']:.0f} s")
-        load.sample()
-        results = measure(bench, args.runs, load)
-    except BenchError as err:
-        sys.stderr.write(f"\nERROR: {err}\n")
-        return 1
-    finally:
-        left = left_running(tmp)
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            rmtree(tmp)
+    with temp_folder("bench-breakdown-", args.keep) as (tmp, left):
+        try:
+            meta["mlops-tasks"] = measured_mlops_tasks()
+            bench = Bench(tmp)
+            meta["kernel"] = bench.kernel
+            log("warm-up: `doit` in the copy of the example (venvs, kernels) ...")
+            meta["warm_up_s"] = bench.warm_up()
+            log(f"  done in {meta['warm_up_s']:.0f} s")
+            load.sample()
+            results = measure(bench, args.runs, load)
+        except BenchError as err:
+            sys.stderr.write(f"\nERROR: {err}\n")
+            return 1
     load.sample()
     meta["load"] = load.describe()
     print("\n" + report(meta, results))

@@ -62,7 +62,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ from _common import (
     run,
     summary,
 )
-from _groups import GIT_ID, bench_env, left_running, run_in_group
+from _groups import GIT_ID, bench_env, run_in_group, temp_folder
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("pyproject.toml", "dodo.py", "env_specs", "notebooks")
@@ -445,32 +444,23 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {**machine(args.runs), "papermill": version("papermill"),
                             "dvc": "", "dvc_note": ""}
     load = Load()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    log(f"working in {tmp}")
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        meta["mlops-tasks"] = measured_mlops_tasks()
-        specs = load_specs(REPO)
-        sides = Sides(tmp, specs)
-        log("warm-up: `doit` in the mlops-tasks copy (venvs, kernels, every stage) ...")
-        meta["warm_up_s"] = sides.warm_up()
-        log(f"  done in {meta['warm_up_s']:.0f} s")
-        log('installing "dvc>=3" into its own venv ...')
-        dvc_version = sides.install_dvc()
-        meta["dvc"] = f"dvc {dvc_version}" if dvc_version else ""
-        meta["dvc_note"] = sides.dvc_note
-        log(f"  {meta['dvc'] or sides.dvc_note}")
-        load.sample()
-        results = measure(sides, args.runs, load)
-    except BenchError as err:
-        sys.stderr.write(f"\nERROR: {err}\n")
-        return 1
-    finally:
-        left = left_running(tmp)
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            rmtree(tmp)
+    with temp_folder("bench-pipeline-", args.keep) as (tmp, left):
+        try:
+            meta["mlops-tasks"] = measured_mlops_tasks()
+            sides = Sides(tmp, load_specs(REPO))
+            log("warm-up: `doit` in the mlops-tasks copy (venvs, kernels, every stage) ...")
+            meta["warm_up_s"] = sides.warm_up()
+            log(f"  done in {meta['warm_up_s']:.0f} s")
+            log('installing "dvc>=3" into its own venv ...')
+            dvc_version = sides.install_dvc()
+            meta["dvc"] = f"dvc {dvc_version}" if dvc_version else ""
+            meta["dvc_note"] = sides.dvc_note
+            log(f"  {meta['dvc'] or sides.dvc_note}")
+            load.sample()
+            results = measure(sides, args.runs, load)
+        except BenchError as err:
+            sys.stderr.write(f"\nERROR: {err}\n")
+            return 1
     load.sample()
     meta["load"] = load.describe()
     print("\n" + report(meta, results))
