@@ -78,3 +78,34 @@ class CommandFailed(MlopsError):
         self.stderr_tail = stderr_tail
         cmd = " ".join(argv)
         super().__init__(f"command failed with exit code {returncode}: {cmd}\n{stderr_tail}")
+
+
+class NoSpaceLeft(MlopsError):
+    """A write failed because the file system holding `path` is full."""
+
+    def __init__(self, path: str, what: str):
+        self.path = path
+        self.device = NoSpaceLeft.mount_of(path)
+        super().__init__(f"no space left on {self.device} (the file system holding {path}): "
+                         f"{what}; free space there and run doit again")
+
+    @staticmethod
+    def mount_of(path: str) -> str:
+        """The mount point holding `path` (the folder a user frees space on)."""
+        import os
+
+        folder = os.path.abspath(path)
+        while not os.path.ismount(folder) and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)
+        return folder
+
+
+class StateDBError(MlopsError):
+    """The doit dependency DB could not be read or written for a reason other than
+    corruption (an I/O error, permissions): it is left as it is, never moved aside."""
+
+    def __init__(self, path: str, what: str, cause: str):
+        self.path = path
+        super().__init__(f"the dependency DB {path} {what} ({cause}); it is not corrupted, so "
+                         "it was left as it is: check that its folder is writable and its disk "
+                         "healthy (the system log names I/O errors), then run doit again")

@@ -1,0 +1,146 @@
+"""A full disk and outputs on another file system lose nothing: the dep DB is moved aside
+only when it is really corrupt, a full disk is named with the fix, and outputs move across
+devices. Real file systems: a small tmpfs mounted by the test (skipped where mounting is not
+permitted)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from doit.dependency import JSONCodec
+from doit.exceptions import InvalidTask
+
+from mlops_tasks.outputs import OutputSet
+from mlops_tasks.spec import Stage
+from mlops_tasks.statedb import DurableSqliteDB
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `folder` for the block, then unmounted."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs Linux and root")
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {proc.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system holding `folder` to the last byte; the filler file is returned
+    (unlink it to free the space)."""
+    filler = folder / "filler.bin"
+    with filler.open("wb", buffering=0) as out:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError as err:
+                assert err.errno == errno.ENOSPC, err
+    return filler
+
+
+def asides(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".corrupt-" in p.name)
+
+
+# -- the dep DB -------------------------------------------------------------------------------
+
+
+def test_only_corruption_counts_as_corrupt(tmp_path):
+    from mlops_tasks.statedb import kind_of
+
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(sqlite3.DatabaseError) as corrupt:
+        sqlite3.connect(bad).execute("select * from doit")
+    assert kind_of(corrupt.value) == "corrupt"
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # type: ignore[attr-defined]
+    assert kind_of(full) == "full"
+    io = sqlite3.OperationalError("disk I/O error")
+    io.sqlite_errorcode = 10  # type: ignore[attr-defined]
+    assert kind_of(io) == "other"
+    assert kind_of(OSError(errno.ENOSPC, "No space left on device")) == "full"
+
+
+def test_dep_db_on_a_full_disk_is_kept_and_continues(tmp_path):
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        name = str(disk / ".mlops" / "doit.db")
+        db = DurableSqliteDB(name, JSONCodec())
+        db.set("execute:a", "deps:", ["a"])
+        db.dump()
+        # opening on the full disk (sqlite says "disk I/O error" when its -shm cannot grow)
+        filler = fill(disk)
+        with pytest.raises(InvalidTask, match=f"no space left on {disk} "):
+            DurableSqliteDB(name, JSONCodec())
+        assert asides(disk / ".mlops") == []
+        filler.unlink()
+        # a task's save on the full disk: a clear message, what finished stays
+        db = DurableSqliteDB(name, JSONCodec())
+        filler = fill(disk)
+        with pytest.raises(InvalidTask, match="no space left on") as full:
+            db.set("execute:b", "deps:", ["b" * 100_000])
+        assert f"no space left on {disk} " in str(full.value), full.value
+        assert "run doit again" in str(full.value)
+        db.dump()  # after the reported failure, closing adds no second error
+        assert asides(disk / ".mlops") == []
+        filler.unlink()
+        db = DurableSqliteDB(name, JSONCodec())
+        assert db.get("execute:a", "deps:") == ["a"]
+        assert db.get("execute:b", "deps:") is None
+        db.set("execute:b", "deps:", ["b"])
+        db.dump()
+        assert DurableSqliteDB(name, JSONCodec()).get("execute:b", "deps:") == ["b"]
+        assert asides(disk / ".mlops") == []
+
+
+def test_a_really_corrupt_dep_db_is_still_moved_aside(tmp_path):
+    name = tmp_path / "doit.db"
+    name.write_bytes(b"garbage" * 1000)
+    db = DurableSqliteDB(str(name), JSONCodec())
+    assert len(asides(tmp_path)) == 1
+    db.set("execute:a", "deps:", ["a"])
+    db.dump()
+    assert DurableSqliteDB(str(name), JSONCodec()).get("execute:a", "deps:") == ["a"]
+
+
+# -- outputs on another file system -------------------------------------------------------------
+
+STAGE = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",
+              outputs=("out/model", "out/a.csv"))
+
+
+def test_outputs_on_another_device_move_aside_and_back(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    with tmpfs(tmp_path / "other", "8m") as other:
+        (root / "out").symlink_to(other)  # the outputs live on the other device
+        (other / "model").mkdir()
+        (other / "model" / "w.bin").write_text("good weights")
+        (other / "a.csv").write_text("good a")
+        for outcome in ("commit", "rollback"):
+            outputs = OutputSet(root, STAGE)
+            outputs.begin()
+            assert not (other / "model").exists() and not (other / "a.csv").exists()
+            (other / "model").mkdir()
+            (other / "model" / "w.bin").write_text("half")
+            (other / "a.csv").write_text(f"new a after {outcome}")
+            getattr(outputs, outcome)()
+        assert (other / "model" / "w.bin").read_text() == "half"  # from the committed run
+        assert (other / "a.csv").read_text() == "new a after commit"
+        assert not (root / ".mlops" / "previous" / "s").exists()
+        assert sorted(p.name for p in other.iterdir()) == ["a.csv", "model"]
