@@ -55,45 +55,64 @@ def write_kernel(config: Config, stage: Stage) -> None:
     write_kernelspec(config.root, stage, str(marker.get("python_version", "")))
 
 
-def remove_kernel(config: Config, stage: Stage, path: Path) -> None:
+def remove_kernel(config: Config, stage: Stage, path: Path, dryrun: bool = False) -> None:
     """doit clean for kernel:S: the project's kernelspec, and the user's copy when this
     project registered one (`doit jupyter`)."""
     from .kernels import remove_user_kernelspec
 
-    remove_tree(path)
+    remove_tree(path, dryrun)
+    if dryrun:
+        return
     removed = remove_user_kernelspec(config.root, stage)
     if removed:
         console.say(f"removed {removed}")
 
 
-def remove_tree(path: Path) -> None:
+def remove_tree(path: Path, dryrun: bool = False) -> None:
     """doit clean for kernelspecs: the whole folder goes."""
     if path.exists():
-        shutil.rmtree(path)
-        console.say(f"removed {path}")
+        if not dryrun:
+            shutil.rmtree(path)
+        console.say(f"{'would remove' if dryrun else 'removed'} {path}")
 
 
-def clean_outputs(config: Config, stage: Stage) -> None:
-    """doit clean for execute:S: its outputs (files or folders, which validation keeps away
-    from the user's sources), executed notebook and record."""
+def clean_outputs(config: Config, stage: Stage, dryrun: bool = False) -> None:
+    """doit clean for execute:S: the outputs its last run wrote and recorded, each only while
+    its content is still what the record says (a file the tool cannot prove it made, or one
+    edited since, is kept and named), then its executed notebook and record."""
+    from .audit import content_hashes
+    from .checks import last_execution
+    from .output_rules import clean_plan
     from .outputs import remove
 
-    for rel in (*stage.outputs, *stage.metrics, layout.executed_notebook(stage),
-                layout.execute_record(stage)):
-        path = config.root / rel
-        if path.exists() or path.is_symlink():
-            remove(path)
+    done = last_execution(config.root, stage)
+    written = [rel for rel in stage.written
+               if (config.root / rel).exists() or (config.root / rel).is_symlink()]
+    plan = clean_plan(written, done.outputs if done else None,
+                      content_hashes(config.root, written))
+    # the record proves what the run wrote: it goes only with everything it vouches for
+    own = [] if any(why for _, why in plan) else [
+        rel for rel in (layout.executed_notebook(stage), layout.execute_record(stage))
+        if (config.root / rel).exists()]
+    for rel, why_kept in [*plan, *((rel, None) for rel in own)]:
+        if why_kept:
+            console.say(f"kept {rel}: {why_kept}", "clean", stage.name)
+        elif dryrun:
+            console.say(f"would remove {rel}")
+        else:
+            remove(config.root / rel)
             console.say(f"removed {rel}")
 
 
 @user_errors
-def remove_env(config: Config, stage: Stage) -> None:
+def remove_env(config: Config, stage: Stage, dryrun: bool = False) -> None:
     """doit clean for venvs: only a folder that is a venv (never .venv running doit)."""
     from .envs import discard
 
     if (config.root / stage.env_dir).exists():
-        discard(stage, config.root)
-        console.say(f"removed {stage.env_dir}")
+        if not dryrun:
+            discard(stage, config.root)
+        console.say(f"{'would remove' if dryrun else 'removed'} {stage.env_dir}")
 
 
 @user_errors

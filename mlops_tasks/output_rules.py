@@ -4,11 +4,15 @@ under version control), and no two outputs that are one file on some disk. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import SpecError
 from .layout import STATE
 from .spec import Stage
+
+
+# what makes a folder a project, whether or not git tracks it
+PROJECT_FILES = {"pyproject.toml": "the project's settings", "dodo.py": "the project's dodo.py"}
 
 
 def _parents(path: str) -> list[str]:
@@ -35,6 +39,7 @@ class Sources:
                 self.env_holders.setdefault(parent, owner)
         self.files = {s.spec_path: f"the spec of stage '{s.name}'" for s in stages}
         self.files.update({s.notebook: f"the notebook of stage '{s.name}'" for s in stages})
+        self.files.update(PROJECT_FILES)
         self.holders: dict[str, str] = {}
         for path, what in self.files.items():
             for parent in _parents(path):
@@ -121,3 +126,22 @@ def _conflict(stage: Stage, key: str, path: str, other_path: str, other: Stage,
     raise SpecError(stage.spec_path, f"'{key}' entry {path!r} {why} {other_path!r}, an output "
                     f"of {owner}; one output per file or folder, the same on every disk",
                     line=stage.line_of(key), key=key)
+
+
+def clean_plan(present: Sequence[str], recorded: Mapping[str, str | None] | None,
+               current: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
+    """What `doit clean` does with each present output: (path, None) to remove it, (path,
+    why) to keep it. Only a file or folder whose content is what the stage's last run
+    recorded is provably the tool's; anything else may be the user's."""
+    plan: list[tuple[str, str | None]] = []
+    for rel in present:
+        made = (recorded or {}).get(rel)
+        if recorded is None:
+            plan.append((rel, "no run of this stage is recorded, so it may be yours"))
+        elif made is None:
+            plan.append((rel, "the stage's last run did not write it, so it may be yours"))
+        elif current.get(rel) != made:
+            plan.append((rel, "changed since the stage's last run wrote it"))
+        else:
+            plan.append((rel, None))
+    return plan

@@ -77,6 +77,11 @@ class Stage:
     def line_of(self, key: str) -> int | None:
         return self.lines.get(key)
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        """Every path the notebook writes: its outputs, then its metrics files."""
+        return (*self.outputs, *self.metrics)
+
 
 def normalise_req_name(name: str) -> str:
     """PEP 503 normalisation: 'Scikit_Learn' -> 'scikit-learn'."""

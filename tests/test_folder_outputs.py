@@ -94,6 +94,15 @@ def test_a_failed_run_puts_the_whole_folder_back(project):
 
 def test_doit_clean_removes_the_folder_and_nothing_else(project):
     notebook = (project / "notebooks" / "make.ipynb").read_bytes()
+    dry = doit(project, "clean", "-n", "execute:make").stdout
+    assert "would remove data/outdir" in dry and "would remove .mlops/executed/make.ipynb" in dry
+    assert (project / "data" / "outdir").is_dir()
+    a = project / "data" / "outdir" / "a.txt"
+    a.write_text("edited by hand")
+    kept = doit(project, "clean", "execute:make").stdout
+    assert "kept data/outdir: changed since the stage's last run wrote it" in kept
+    assert a.read_text() == "edited by hand"
+    a.write_text("hi")  # as the run wrote it again: provably the tool's
     doit(project, "clean", "execute:make")
     assert not (project / "data" / "outdir").exists()
     assert (project / "notebooks" / "make.ipynb").read_bytes() == notebook

@@ -30,6 +30,8 @@ def stage(name: str, outputs: tuple[str, ...], **kw) -> Stage:
     ("env_specs/b.yaml", "is or holds the spec of stage 'b'"),
     ("env_specs", "is or holds the spec of stage 'a'"),
     ("nb/b.ipynb", "is or holds the notebook of stage 'b'"),
+    ("pyproject.toml", "is or holds the project's settings"),  # refused without git too
+    ("dodo.py", "is or holds the project's dodo.py"),
 ])
 def test_outputs_that_hold_the_users_sources_are_refused(output, words):
     with pytest.raises(SpecError) as info:
@@ -40,9 +42,9 @@ def test_outputs_that_hold_the_users_sources_are_refused(output, words):
 
 
 def test_tracked_files_and_folders_holding_them_are_refused():
-    with pytest.raises(SpecError, match=r"'pyproject.toml' is tracked by git.*"
-                                        r"git rm --cached pyproject.toml"):
-        check_outputs([stage("a", ("pyproject.toml",))], tracked={"pyproject.toml"})
+    with pytest.raises(SpecError, match=r"'README.md' is tracked by git.*"
+                                        r"git rm --cached README.md"):
+        check_outputs([stage("a", ("README.md",))], tracked={"README.md"})
     with pytest.raises(SpecError, match=r"'data' holds 'data/raw.csv', which is tracked"):
         check_outputs([stage("a", ("data",))], tracked={"data/raw.csv"})
     check_outputs([stage("a", ("data/out.csv",))], tracked={"data/raw.csv"})
@@ -80,10 +82,11 @@ def test_doit_refuses_a_tracked_output_before_anything_runs(tmp_path):
     (root / "pyproject.toml").write_text('[tool.mlops_tasks]\nexperiment = "t"\n')
     (root / "dodo.py").write_text(
         "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
-    write_spec(root, "s", "name: s\nnotebook: nb/s.ipynb\noutputs: [pyproject.toml]\n")
+    (root / "README.md").write_text("mine\n")
+    write_spec(root, "s", "name: s\nnotebook: nb/s.ipynb\noutputs: [README.md]\n")
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     proc = doit(root, "clean", check=False)
     assert proc.returncode == 3
-    assert "env_specs/s.yaml:3: 'outputs' entry 'pyproject.toml' is tracked by git" in proc.stderr
-    assert (root / "pyproject.toml").exists()
+    assert "env_specs/s.yaml:3: 'outputs' entry 'README.md' is tracked by git" in proc.stderr
+    assert (root / "README.md").exists()
