@@ -10,7 +10,6 @@ from .errors import SpecError
 from .layout import STATE
 from .spec import Stage
 
-
 # what makes a folder a project, whether or not git tracks it
 PROJECT_FILES = {"pyproject.toml": "the project's settings", "dodo.py": "the project's dodo.py"}
 
