@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"  # a second wall
 STATES = {  # state -> (label, fill, text colour); the label is always written, not only coloured
     "up-to-date": ("up to date", "#d9f2e3", "#0b5d2a"),
     "restored": ("restored from cache", "#dbe9fb", "#0b3d7a"),
@@ -81,36 +82,60 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 190, 58, 70, 22, 12
+LANE_GAP = 14  # between the lanes under the boxes that carry edges skipping a wave
+EDGE = 'fill="none" stroke="#666" stroke-width="1.5" marker-end="url(#arrow)"'
+
+
+def graph_edges(stages: Sequence[StageView], place: Mapping[str, tuple[int, int]],
+                column: Mapping[str, int], bottom: int) -> tuple[list[str], int]:
+    """Each edge as an SVG path d, and how many lanes they take. Between neighbouring waves:
+    a curve through the gap. An edge that skips a wave runs in its own lane under every box
+    (a straight line would pass under the boxes between its ends and read as a chain through
+    them). Pure."""
+    paths, lane = [], 0
+    for stage in stages:
+        for up in stage.upstream:
+            if up not in place or stage.name not in place:
+                continue
+            (x1, y1), (x2, y2) = place[up], place[stage.name]
+            sx, sy, ex, ey = x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2
+            if column[stage.name] - column[up] <= 1:
+                mid = (sx + ex) / 2
+                paths.append(f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex - 6},{ey}")
+                continue
+            ly, shift, r = bottom + 18 + lane * LANE_GAP, 14 + (lane % 4) * 12, 8
+            down, up_x = sx + shift, ex - shift
+            paths.append(f"M{sx},{sy} L{down - r},{sy} Q{down},{sy} {down},{sy + r} "
+                         f"L{down},{ly - r} Q{down},{ly} {down + r},{ly} L{up_x - r},{ly} "
+                         f"Q{up_x},{ly} {up_x},{ly - r} L{up_x},{ey + r} "
+                         f"Q{up_x},{ey} {up_x + r},{ey} L{ex - 6},{ey}")
+            lane += 1
+    return paths, lane
+
+
 def graph_svg(stages: Sequence[StageView], waves: Sequence[Sequence[str]]) -> str:
     """The stage graph, left to right by wave; each node links to its stage's section."""
-    width, height, gap_x, gap_y, pad = 190, 58, 70, 22, 12
     place: dict[str, tuple[int, int]] = {}
-    for column, wave in enumerate(waves):
+    column: dict[str, int] = {}
+    for col, wave in enumerate(waves):
         for row, name in enumerate(wave):
-            place[name] = (pad + column * (width + gap_x), pad + row * (height + gap_y))
-    total_w = pad * 2 + max(len(waves), 1) * (width + gap_x) - gap_x
-    total_h = pad * 2 + max((len(w) for w in waves), default=1) * (height + gap_y) - gap_y
+            place[name] = (PAD + col * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y))
+            column[name] = col
+    total_w = PAD * 2 + max(len(waves), 1) * (BOX_W + GAP_X) - GAP_X
+    bottom = PAD + max((len(w) for w in waves), default=1) * (BOX_H + GAP_Y) - GAP_Y
+    paths, lanes = graph_edges(stages, place, column, bottom)
+    total_h = bottom + PAD + (18 + lanes * LANE_GAP if lanes else 0)
     by_name = {s.name: s for s in stages}
-    edges, nodes = [], []
-    for stage in stages:
-        if stage.name not in place:
-            continue
-        x2, y2 = place[stage.name]
-        for up in stage.upstream:
-            if up in place:
-                x1, y1 = place[up]
-                sx, sy, ex, ey = x1 + width, y1 + height / 2, x2, y2 + height / 2
-                mid = (sx + ex) / 2
-                edges.append(f'<path d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex - 6},{ey}" '
-                             'fill="none" stroke="#666" stroke-width="1.5" '
-                             'marker-end="url(#arrow)"/>')
+    edges = [f'<path d="{d}" {EDGE}/>' for d in paths]
+    nodes = []
     for name, (x, y) in place.items():
         found = by_name.get(name)
         label, fill, ink = STATES[found.state if found else "never-run"]
         nodes.append(
             f'<a href="#stage-{_e(name)}" aria-label="{_e(name)}: {_e(label)}">'
             f"<title>{_e(name)}: {_e(label)}</title>"
-            f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="8" fill="{fill}" '
+            f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="{fill}" '
             f'stroke="{ink}" stroke-width="1.5"/>'
             f'<text x="{x + 12}" y="{y + 24}" font-size="15" font-weight="600" '
             f'fill="#111">{_e(name)}</text>'
@@ -179,6 +204,7 @@ def page(title: str, generated: str, tracking: str, stages: Sequence[StageView],
                      f"{_e(label)}</li>" for label, fill, ink in STATES.values())
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}: pipeline report</title><style>{STYLE}</style></head><body>"
         f"<header><h1>{_e(title)}: pipeline report</h1>"

@@ -54,6 +54,57 @@ def test_the_page_shows_every_stage_and_loads_nothing():
     assert text.count("marker-end") == 3  # prep->train, train->eval, prep->cached
 
 
+EXAMPLE = [StageView("data_prep", "up-to-date"),
+           StageView("feature_eng", "up-to-date", upstream=("data_prep",)),
+           StageView("train", "stale", upstream=("feature_eng",)),
+           StageView("eval", "never-run", upstream=("train", "feature_eng"))]
+EXAMPLE_WAVES = [["data_prep"], ["feature_eng"], ["train"], ["eval"]]
+
+
+def boxes_and_edges(svg: str) -> tuple[dict[str, tuple[float, ...]], list[list[tuple[float, ...]]]]:
+    """The graph's boxes by stage, and each edge as the points its path passes through
+    (a curve stays within the polygon of its control points)."""
+    boxes = {name: tuple(float(v) for v in box) for name, *box in re.findall(
+        r'<a href="#stage-([^"]+)".*?<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" '
+        r'height="([\d.]+)"', svg)}
+    edges = [[tuple(float(v) for v in point) for point in re.findall(r"([\d.]+),([\d.]+)", d)]
+             for d in re.findall(r'<path d="(M[^"]+)"[^>]*marker-end', svg)]
+    return boxes, edges
+
+
+def crosses(points: list[tuple[float, ...]], box: tuple[float, ...]) -> bool:
+    x, y, w, h = box
+    for (x1, y1), (x2, y2) in zip(points, points[1:], strict=False):
+        for step in range(101):
+            px, py = x1 + (x2 - x1) * step / 100, y1 + (y2 - y1) * step / 100
+            if x + 1 < px < x + w - 1 and y + 1 < py < y + h - 1:
+                return True
+    return False
+
+
+def test_an_edge_that_skips_a_wave_passes_no_box():
+    text = page("example", "now", "here", EXAMPLE, EXAMPLE_WAVES)
+    boxes, edges = boxes_and_edges(text)
+    assert set(boxes) == {"data_prep", "feature_eng", "train", "eval"} and len(edges) == 4
+    for points in edges:
+        assert not [name for name, box in boxes.items() if crosses(points, box)], points
+    skip = [p for p in edges if p[0][0] == boxes["feature_eng"][0] + boxes["feature_eng"][2]
+            and p[-1][0] > boxes["train"][0]]
+    assert len(skip) == 1  # feature_eng -> eval, drawn under train, not through it
+    train_bottom = boxes["train"][1] + boxes["train"][3]
+    assert max(y for _, y in skip[0]) > train_bottom
+    height = float(re.search(r'<svg[^>]* height="([\d.]+)"', text).group(1))
+    assert max(y for _, y in skip[0]) < height  # inside the picture
+
+
+def test_the_page_forbids_scripts_and_loads():
+    text = page("example", "now", "here", EXAMPLE, EXAMPLE_WAVES)
+    head = text.split("<body>", 1)[0]
+    assert ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+            "img-src data:; style-src 'unsafe-inline'\">") in head
+    assert "<script" not in text
+
+
 def test_doit_reasons_in_words():
     class Check:
         def __repr__(self) -> str:
@@ -157,3 +208,25 @@ def test_the_report_in_a_browser(tmp_path, wheelhouse):
     assert notebook and (report.parent / notebook.group(1)).is_file()
     assert "length" in rendered  # use's metric
     assert "runs recorded in the local store .mlops/mlflow.db" in rendered
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_the_graph_in_a_browser(tmp_path):
+    """A picture to look at (test-artifacts/report-graph.png): the example's feature_eng ->
+    eval edge runs under train; a wider graph keeps its lanes apart."""
+    wide = [*EXAMPLE, StageView("report", "failed", upstream=("data_prep", "eval")),
+            StageView("side", "restored", upstream=("data_prep",))]
+    ARTIFACTS.mkdir(exist_ok=True)
+    trap = Trap()
+    try:
+        for name, stages, waves in (
+                ("report-graph.png", EXAMPLE, EXAMPLE_WAVES),
+                ("report-graph-wide.png", wide, [["data_prep"], ["feature_eng", "side"],
+                                                 ["train"], ["eval"], ["report"]])):
+            source = tmp_path / f"{name}.html"
+            source.write_text(page("example", "now", "here", stages, waves), encoding="utf-8")
+            shot = ARTIFACTS / name
+            made = chromium(source, trap, "--window-size=1400,900", f"--screenshot={shot}")
+            assert made.returncode == 0 and shot.stat().st_size > 10_000, made.stderr[-2000:]
+    finally:
+        trap.close()
