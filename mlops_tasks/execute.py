@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import audit, console, kernel_tracking, layout, record, stage_cache, tracking
 from .config import Config
 from .envs import read_marker
@@ -30,15 +28,26 @@ from .fingerprint import (
     spec_hash,
     stage_key,
 )
-from .notebooks import code_digest, declared_parameters, notebook_code, parse_notebook
+from .notebooks import (
+    code_digest,
+    declared_parameters,
+    notebook_code,
+    parameter_types,
+    parameters_from_text,
+    parse_notebook,
+    read_notebook,
+)
 from .outputs import OutputSet
 from .redact import redact, redacted_copy
 from .spec import Stage
 
 
-def parse_overrides(stage: Stage, items: list[str]) -> dict[str, Any]:
-    """`--param=name=value` pairs; values are read as YAML (200 -> int, [1, 2] -> list)."""
-    out: dict[str, Any] = {}
+def parse_overrides(stage: Stage, items: list[str], root: Path | None = None
+                    ) -> dict[str, Any]:
+    """`--param=name=value` pairs, each value of the type the notebook's parameters cell
+    (in `root`, by default the project folder doit runs in) or the spec says; a string is
+    the text as given (see notebooks.value_from_text)."""
+    given: dict[str, str] = {}
     for item in items:
         if item.startswith("-"):
             raise StageError("execute", stage.name, "write --param=name=value with '=' after "
@@ -48,11 +57,20 @@ def parse_overrides(stage: Stage, items: list[str]) -> dict[str, Any]:
         if not sep or not name.isidentifier():
             raise StageError("execute", stage.name, f"--param={item} must look like "
                              "--param=name=value, e.g. --param=n_estimators=200")
-        try:
-            out[name] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            out[name] = text
-    return out
+        given[name] = text
+    if not given:
+        return {}
+    return parameters_from_text(stage, given, cell_types(
+        (Path.cwd() if root is None else root) / stage.notebook))
+
+
+def cell_types(notebook: Path) -> dict[str, str]:
+    """The types its parameters cell declares; none from a notebook that cannot be read (the
+    execution that follows says why)."""
+    try:
+        return parameter_types(read_notebook(notebook))
+    except MlopsError:
+        return {}
 
 
 def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:

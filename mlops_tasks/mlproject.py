@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 from . import console
+from .errors import MlopsError
+from .fingerprint import canonical_json
+from .notebooks import parameter_types, parameters_from_text, read_notebook
 from .spec import Stage
 
 PROJECT_RUN_TAG = "mlops.project_run_id"
@@ -40,17 +43,20 @@ def mlproject_text(name: str, stages: Sequence[Stage]) -> str:
                                    sort_keys=False, allow_unicode=True)
 
 
-def doit_args(stage: Stage, given: Mapping[str, str]) -> list[str]:
-    """What `doit` runs for an entry point's call. Pure."""
-    changed = []
-    for key, text in given.items():
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        if key not in stage.parameters or value != stage.parameters[key]:
-            changed.append(f"--param={key}={text}")
-    return ["run", f"execute:{stage.name}", *changed] if changed else ["run", stage.name]
+def doit_args(stage: Stage, given: Mapping[str, str], cell_types: Mapping[str, str]
+              ) -> list[str]:
+    """What `doit` runs for an entry point's call: `run S` when every value is the spec's
+    (its text as mlproject_text wrote it, or a text of the same value and type), else
+    `run execute:S` with the others as overrides. `cell_types`: what the notebook's
+    parameters cell says (notebooks.parameter_types). A value not of its type is a
+    StageError. Pure."""
+    changed = {k: text for k, text in given.items()
+               if k not in stage.parameters or text != _text(stage.parameters[k])}
+    values = parameters_from_text(stage, changed, cell_types, shown="-P {name}={text}")
+    overrides = [f"--param={key}={changed[key]}" for key, value in values.items()
+                 if key not in stage.parameters
+                 or canonical_json(value) != canonical_json(stage.parameters[key])]
+    return ["run", f"execute:{stage.name}", *overrides] if overrides else ["run", stage.name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     stage = project.stage(args[0])
     given = dict(item.partition("=")[::2] for item in args[1:])
-    return int(DoitMain().run(doit_args(stage, given)))
+    try:  # a value not of its type is refused before doit runs (the stage stays as it was)
+        nb = read_notebook(project.config.root / stage.notebook)
+        run = doit_args(stage, given, parameter_types(nb))
+    except MlopsError as err:
+        console.error(str(err))
+        return 3
+    return int(DoitMain().run(run))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,8 +30,8 @@ def test_the_example_keeps_an_mlproject_that_matches_its_specs():
 def test_values_other_than_the_specs_are_overrides():
     stage = parse_stage("name: fit\nnotebook: nb.ipynb\nparameters: {n: 100, cfg: {a: 1}}\n",
                         "fit.yaml")
-    assert doit_args(stage, {"n": "100", "cfg": '{"a": 1}'}) == ["run", "fit"]
-    assert doit_args(stage, {"n": "200", "cfg": '{"a": 1}'}) == [
+    assert doit_args(stage, {"n": "100", "cfg": '{"a": 1}'}, {}) == ["run", "fit"]
+    assert doit_args(stage, {"n": "200", "cfg": '{"a": 1}'}, {}) == [
         "run", "execute:fit", "--param=n=200"]
 
 
