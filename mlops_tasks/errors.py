@@ -94,7 +94,7 @@ class NoSpaceLeft(MlopsError):
         """The mount point holding `path` (the folder a user frees space on)."""
         import os
 
-        folder = os.path.abspath(path)
+        folder = os.path.realpath(path)  # a symlinked folder lives on its target's disk
         while not os.path.ismount(folder) and os.path.dirname(folder) != folder:
             folder = os.path.dirname(folder)
         return folder

@@ -2,16 +2,19 @@
 runs and come back if it fails, so a failed or interrupted run never leaves half-written
 outputs that look finished. A manifest, written before anything moves, says which outputs
 existed, so recovery after a kill restores those and removes only files that did not exist
-before."""
+before. Outputs may live on another file system than the state folder (a symlinked data
+folder): a move across devices copies into a temporary name beside the target, renames it
+into place, then deletes the source."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
 from . import layout
-from .errors import StageFailed
+from .errors import NoSpaceLeft, StageFailed
 from .files import read_json, write_json
 from .fingerprint import content_stat
 from .spec import Stage
@@ -23,6 +26,40 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def move(source: Path, target: Path) -> None:
+    """os.replace, also across devices: a copy under a temporary name on the target's
+    device, renamed into place (so the target is whole or absent), then the source
+    removed. A killed move leaves the source whole and at most a `.moving-` leftover."""
+    try:
+        os.replace(source, target)
+        return
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+    temp = target.with_name(f".moving-{os.getpid()}-{target.name}")
+    if temp.exists() or temp.is_symlink():
+        remove(temp)
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, temp, symlinks=True)
+    else:
+        shutil.copy2(source, temp, follow_symlinks=False)
+    os.replace(temp, target)
+    remove(source)
+
+
+def why_not_moved(err: OSError, into: Path) -> str:
+    """The fix for outputs that could not be moved into the folder `into`, from what the
+    system said (a program holding a file open is one cause among several)."""
+    if err.errno == errno.ENOSPC:
+        return (f"no space left on {NoSpaceLeft.mount_of(str(into))}: free space there and "
+                "run doit again")
+    if err.errno == errno.EBUSY or (os.name == "nt" and err.errno in (errno.EACCES, errno.EPERM)):
+        return "is a program holding them open? close it and run doit again"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check that the outputs and the state folder are writable"
+    return "check the paths and run doit again"
 
 
 class OutputSet:
@@ -37,19 +74,19 @@ class OutputSet:
         if self.backup.exists():  # an earlier run was killed: put its outputs back first
             self.rollback()
         existed = [rel for rel in self.paths if (self.root / rel).exists()]
-        write_json(self.manifest, {"existed": existed})
         try:
+            write_json(self.manifest, {"existed": existed})
             for rel in self.paths:
                 target = self.root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if rel in existed:
                     saved = self.backup / "files" / rel
                     saved.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(target, saved)
+                    move(target, saved)
         except OSError as err:
             self.rollback()
             raise StageFailed(self.stage.name, f"cannot move the previous outputs aside ({err}); "
-                              "is a program holding them open?") from None
+                              f"{why_not_moved(err, self.backup)}") from None
 
     def rollback(self) -> None:
         try:
@@ -62,7 +99,7 @@ class OutputSet:
                 if saved.exists():
                     if target.exists() or target.is_symlink():
                         remove(target)  # a folder is not replaced by os.replace
-                    os.replace(saved, target)
+                    move(saved, target)
                 elif rel not in existed and target.exists():
                     remove(target)  # written by the failed run
         shutil.rmtree(self.backup, ignore_errors=True)

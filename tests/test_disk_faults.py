@@ -18,6 +18,7 @@ import pytest
 from doit.dependency import JSONCodec
 from doit.exceptions import InvalidTask
 
+from mlops_tasks.errors import MlopsError
 from mlops_tasks.outputs import OutputSet
 from mlops_tasks.spec import Stage
 from mlops_tasks.statedb import DurableSqliteDB
@@ -144,3 +145,32 @@ def test_outputs_on_another_device_move_aside_and_back(tmp_path):
         assert (other / "a.csv").read_text() == "new a after commit"
         assert not (root / ".mlops" / "previous" / "s").exists()
         assert sorted(p.name for p in other.iterdir()) == ["a.csv", "model"]
+
+
+@pytest.mark.parametrize(("code", "said", "not_said"), [
+    (errno.EXDEV, "check the paths", "holding them open"),
+    (errno.ENOSPC, "no space left on", "holding them open"),
+    (errno.EBUSY, "holding them open", "no space"),
+])
+def test_the_fix_for_an_output_not_moved_names_the_real_cause(code, said, not_said):
+    from mlops_tasks.outputs import why_not_moved
+
+    text = why_not_moved(OSError(code, os.strerror(code), "out/model"), Path("x"))
+    assert said in text and not_said not in text
+
+
+def test_outputs_set_aside_on_a_full_disk_say_so_and_stay(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    with tmpfs(tmp_path / "state", "1m") as state:
+        (root / ".mlops").symlink_to(state)
+        (root / "out" / "model").mkdir(parents=True)
+        (root / "out" / "model" / "w.bin").write_bytes(b"w" * 200_000)
+        (root / "out" / "a.csv").write_text("good a")
+        fill(state)
+        outputs = OutputSet(root, STAGE)
+        with pytest.raises(MlopsError, match=f"no space left on {state}") as err:
+            outputs.begin()
+        assert "holding them open" not in str(err.value)
+        assert (root / "out" / "model" / "w.bin").read_bytes() == b"w" * 200_000
+        assert (root / "out" / "a.csv").read_text() == "good a"
