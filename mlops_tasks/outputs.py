@@ -28,23 +28,52 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def move(source: Path, target: Path) -> None:
-    """os.replace, also across devices: a copy under a temporary name on the target's
-    device, renamed into place (so the target is whole or absent), then the source
-    removed. A killed move leaves the source whole and at most a `.moving-` leftover."""
+def is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def copy_folder(source: Path, target: Path) -> None:
+    """shutil.copytree that fails with the first file's own OSError (its errno says why: a
+    full disk), not a shutil.Error listing every file that could not be copied."""
+    def copy(src: str, dst: str) -> object:
+        try:
+            return shutil.copy2(src, dst)
+        except OSError as err:
+            raise StopCopy(err) from None
+
     try:
+        shutil.copytree(source, target, symlinks=True, copy_function=copy)
+    except StopCopy as stop:
+        raise stop.err from None
+
+
+class StopCopy(Exception):
+    def __init__(self, err: OSError):
+        self.err = err
+
+
+def move(source: Path, target: Path) -> None:
+    """os.replace that also replaces a folder and crosses devices. On one device, a rename.
+    Across devices, a copy under a temporary name on the target's device, then the target
+    replaced by a rename and the source removed: until the rename, the source is whole
+    (a killed or failed move loses nothing; at most a `.moving-` leftover)."""
+    if os.lstat(source).st_dev == os.stat(target.parent).st_dev:
+        if is_folder(target) or (is_folder(source) and target.exists()):
+            remove(target)  # a folder is not replaced by os.replace
         os.replace(source, target)
         return
-    except OSError as err:
-        if err.errno != errno.EXDEV:
-            raise
     temp = target.with_name(f".moving-{os.getpid()}-{target.name}")
-    if temp.exists() or temp.is_symlink():
-        remove(temp)
-    if source.is_dir() and not source.is_symlink():
-        shutil.copytree(source, temp, symlinks=True)
-    else:
-        shutil.copy2(source, temp, follow_symlinks=False)
+    try:
+        if is_folder(source):
+            copy_folder(source, temp)
+        else:
+            shutil.copy2(source, temp, follow_symlinks=False)
+    except BaseException:
+        if temp.exists() or temp.is_symlink():
+            remove(temp)
+        raise
+    if is_folder(target):
+        remove(target)
     os.replace(temp, target)
     remove(source)
 
@@ -96,12 +125,16 @@ class OutputSet:
         if existed is not None:
             for rel in self.paths:
                 target, saved = self.root / rel, self.backup / "files" / rel
-                if saved.exists():
-                    if target.exists() or target.is_symlink():
-                        remove(target)  # a folder is not replaced by os.replace
-                    move(saved, target)
-                elif rel not in existed and target.exists():
-                    remove(target)  # written by the failed run
+                try:
+                    if saved.exists() or saved.is_symlink():
+                        move(saved, target)
+                    elif rel not in existed and target.exists():
+                        remove(target)  # written by the failed run
+                except OSError as err:  # the backup stays: the next run puts it back
+                    raise StageFailed(self.stage.name, f"cannot put the previous output {rel} "
+                                      f"back ({err}); it is kept in {saved.parent} and the next "
+                                      f"run puts it back; {why_not_moved(err, target.parent)}"
+                                      ) from None
         shutil.rmtree(self.backup, ignore_errors=True)
 
     def commit(self) -> None:

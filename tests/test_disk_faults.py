@@ -174,3 +174,24 @@ def test_outputs_set_aside_on_a_full_disk_say_so_and_stay(tmp_path):
         assert "holding them open" not in str(err.value)
         assert (root / "out" / "model" / "w.bin").read_bytes() == b"w" * 200_000
         assert (root / "out" / "a.csv").read_text() == "good a"
+
+
+def test_outputs_put_back_onto_a_full_device_are_kept_for_the_next_run(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    with tmpfs(tmp_path / "other", "2m") as other:
+        (root / "out").symlink_to(other)
+        (other / "model").mkdir()
+        (other / "model" / "w.bin").write_bytes(b"w" * 500_000)
+        (other / "a.csv").write_text("good a")
+        outputs = OutputSet(root, STAGE)
+        outputs.begin()
+        filler = fill(other)  # the failed run filled the disk
+        with pytest.raises(MlopsError, match=f"no space left on {other}"):
+            outputs.rollback()
+        filler.unlink()
+        OutputSet(root, STAGE).begin()  # the next run puts them back first
+        OutputSet(root, STAGE).rollback()
+        assert (other / "model" / "w.bin").read_bytes() == b"w" * 500_000
+        assert (other / "a.csv").read_text() == "good a"
+        assert sorted(p.name for p in other.iterdir()) == ["a.csv", "model"]
