@@ -48,6 +48,16 @@ def _read(cls: Any, path: Path, root: Path) -> Any:
         return None
 
 
+def run_metrics(root: Path, stage: Stage, logged: record.LogRecord | None) -> dict[str, float]:
+    """The stage's metrics: its metrics files, and what its last logged run holds, which
+    includes the metrics the notebook logged itself (mlflow.log_metric) and wins: the page
+    shows that run. A log record without the field (older ones) gives the files alone."""
+    kept: dict[str, Any] = getattr(logged, "metrics", None) or {}
+    return {**read_metrics(root, stage, strict=False),
+            **{str(k): float(v) for k, v in kept.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}}
+
+
 def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Status
                ) -> StageView:
     done = _read(record.ExecuteRecord, root / layout.execute_record(stage), root)
@@ -97,7 +107,7 @@ def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Stat
         commit=f"{done.git.sha[:10]} ({done.git.branch}){' dirty' if done.git.dirty else ''}",
         by=f"{done.host.get('user', '')}@{done.host.get('host', '')}",
         notebook_href=notebook, restored_from=done.restored_from,
-        parameters=done.stage_parameters, metrics=read_metrics(root, stage, strict=False),
+        parameters=done.stage_parameters, metrics=run_metrics(root, stage, logged),
         python=done.python.version, freeze=freeze, drift=drift)
 
 

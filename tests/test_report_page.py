@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.cmd_report import reason_words
+from mlops_tasks import record
+from mlops_tasks.cmd_report import reason_words, run_metrics
 from mlops_tasks.report_page import StageView, page
+from mlops_tasks.spec import Stage
 
 from .helpers import doit, make_project
 
@@ -112,6 +114,37 @@ def test_doit_reasons_in_words():
 
     reasons = {"uptodate_false": [(Check(), [], {})], "missing_target": ["out/a.txt"]}
     assert reason_words(reasons) == "parameters: n: 1 -> 2; missing: out/a.txt"
+
+
+def logged_run(**extra: object) -> record.LogRecord:
+    return record.LogRecord(stage="train", run_id="r1", logged="now", tracking_uri="here",
+                            local_copy=".mlops/runs/train/r1", log_seconds=0.1,
+                            env_drift=None, **extra)  # type: ignore[arg-type]
+
+
+def test_metrics_from_the_files_and_from_the_logged_run(tmp_path):
+    stage = Stage("train", "env_specs/train.yaml", "n.ipynb", ".venvs/train", "k",
+                  metrics=("out/m.json", "out/missing.json"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "m.json").write_text('{"rows": 10, "acc": 0.5, "note": "x"}')
+    assert run_metrics(tmp_path, stage, None) == {"rows": 10.0, "acc": 0.5}
+    assert run_metrics(tmp_path, stage, logged_run()) == {"rows": 10.0, "acc": 0.5}
+
+    class Logged:  # a log record that holds the run's metrics
+        metrics = {"acc": 0.75, "cv_accuracy_mean": 0.9, "flag": True}
+
+    assert run_metrics(tmp_path, stage, Logged()) == {  # type: ignore[arg-type]
+        "rows": 10.0, "acc": 0.75, "cv_accuracy_mean": 0.9}
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
+    "the log record does not keep the run's metrics: metrics a notebook logs itself "
+    "(mlflow.log_metric) are only in MLflow; record.LogRecord needs a `metrics` field "
+    "filled by log.log_stage from the run after logging"))
+def test_the_log_record_keeps_the_metrics_the_notebook_logged(tmp_path):
+    stage = Stage("train", "env_specs/train.yaml", "n.ipynb", ".venvs/train", "k")
+    logged = logged_run(metrics={"cv_accuracy_mean": 0.9})
+    assert run_metrics(tmp_path, stage, logged) == {"cv_accuracy_mean": 0.9}
 
 
 class Trap:
