@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -352,11 +353,21 @@ def _build(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> None:
     _write_marker(plan, env_dir, venv_py, text)
 
 
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 MISSING_PATTERNS = (
-    re.compile(r"[Bb]ecause (?:there is no version of )?([A-Za-z0-9][A-Za-z0-9._-]*)\S*"
+    re.compile(rf"[Bb]ecause (?:there is no version of )?({NAME})\S*"
                r" (?:was not found|and you require)"),
-    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)"),
-    re.compile(r"satisfies the requirement ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+    re.compile(rf"[Bb]ecause only ({NAME})\S* (?:is|are) available and you require"),
+    re.compile(rf"No matching distribution found for ({NAME})"),
+    re.compile(rf"satisfies the requirement ({NAME})"),
+)
+# the project exists, but no version of it matches: (name, what was asked, what it has)
+NO_MATCHING_VERSION = (
+    re.compile(rf"there is no version of ({NAME})(\S+?)()(?=,| and|$)", re.MULTILINE),  # uv
+    re.compile(rf"only ({NAME})(\S*?) (?:is|are) available and you require \1(\S+?)"
+               r"(?=,| and|$)", re.MULTILINE),  # uv
+    re.compile(rf"satisfies the requirement ({NAME})(\S*) \(from versions: (?!none\))"
+               r"([^)]*)\)"),  # pip
 )
 
 
@@ -373,6 +384,35 @@ def _names(patterns: tuple[re.Pattern[str], ...], text: str) -> list[str]:
 def missing_requirements(stderr: str) -> list[str]:
     """Requirement names an installer could not find, from uv's or pip's message. Pure."""
     return _names(MISSING_PATTERNS, stderr)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A requirement no source could satisfy: no such project (`asked` empty), or no version
+    of it matching `asked` (`has`: the versions the installer saw, when it says)."""
+
+    name: str
+    asked: str = ""
+    has: str = ""
+
+    def on_index(self) -> str:
+        if not self.asked:
+            return f"{self.name} was not found on the package index"
+        has = f" (it has {self.has})" if self.has else ""
+        return (f"the package index has no version of {self.name} matching "
+                f"{self.name}{self.asked}{has}")
+
+
+def missing_details(stderr: str) -> list[Missing]:
+    """What an installer could not find, told apart: no such project, or no version matching
+    the requirement. Pure."""
+    versions: dict[str, Missing] = {}
+    for pattern in NO_MATCHING_VERSION:
+        for name, asked, has in pattern.findall(stderr):
+            if pattern is NO_MATCHING_VERSION[1]:  # uv: "only x==1.0 is available and ..."
+                asked, has = has, asked.lstrip("=")
+            versions.setdefault(name, Missing(name, asked, has.strip()))
+    return [versions.get(name, Missing(name)) for name in missing_requirements(stderr)]
 
 
 def install_argv(uv: str | None, venv_py: Path, requirements: Path, pinned: bool) -> list[str]:
@@ -418,10 +458,65 @@ def unreachable_index(stderr: str) -> tuple[str, str] | None:
     return (url.group(1) if url else "the package index"), cause.group(1)
 
 
-def _progress(stage: Stage, python: str) -> Callable[[str], None]:
-    """Say when a package is built from source: it has no wheel here, and it takes long."""
+# a build's own log inside the installer's message: uv's `[stderr]` section, pip's
+# `[N lines of output]` block; and what closes it
+BUILD_LOG_START = re.compile(r"^\s*\[(?:stdout|stderr)\]\s*$|lines of output\]\s*$")
+BUILD_LOG_END = re.compile(r"^\s*(?:hint:|\[end of output\]|note: This error originates)")
+BUILD_REQUIRES_FAILED = re.compile(r"Failed to resolve requirements from `build-system\."
+                                   r"requires`|install build dependencies did not run")
+
+
+def build_error_tail(stderr: str, limit: int = 15) -> str:
+    """The last lines of a failed build's own log, out of the installer's message. Pure."""
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if BUILD_LOG_START.search(line)]
+    start = starts[-1] + 1 if starts else 0
+    end = next((i for i in range(start, len(lines)) if BUILD_LOG_END.match(lines[i])),
+               len(lines))
+    body = textwrap.dedent("\n".join(lines[start:end])).strip().splitlines()
+    return "\n".join("  " + line for line in body[-limit:])
+
+
+@dataclass(frozen=True)
+class InstallFailure:
+    """Why an install failed, read from the installer's whole message. `kind`: unreachable
+    (the index could not be reached), build (a source build failed), missing (no source has
+    it), other."""
+
+    kind: str
+    names: tuple[str, ...] = ()
+    detail: str = ""  # unreachable: the cause (names: the URL); build: its error tail
+    missing: tuple[Missing, ...] = ()
+    needed_to_build: tuple[str, ...] = ()  # missing build requirements: of these packages
+
+
+def diagnose(stderr: str) -> InstallFailure:
+    """Tell an installer's failure apart: an index it could not reach, a build from source
+    that failed, a requirement no source has. Pure."""
+    built, missing = failed_builds(stderr), tuple(missing_details(stderr))
+    unreachable = unreachable_index(stderr)
+    if BUILD_REQUIRES_FAILED.search(stderr) and missing and not unreachable:
+        return InstallFailure("missing", tuple(m.name for m in missing), "", missing,
+                              tuple(built))
+    if built and any(BUILD_LOG_START.search(line) for line in stderr.splitlines()):
+        return InstallFailure("build", tuple(built), build_error_tail(stderr))
+    if unreachable:
+        return InstallFailure("unreachable", (unreachable[0],), unreachable[1])
+    if built:
+        return InstallFailure("build", tuple(built), build_error_tail(stderr))
+    if missing:
+        return InstallFailure("missing", tuple(m.name for m in missing), "", missing)
+    return InstallFailure("other")
+
+
+def _progress(stage: Stage, python: str,
+              seen: list[str] | None = None) -> Callable[[str], None]:
+    """Say when a package is built from source: it has no wheel here, and it takes long.
+    Each line is also kept in `seen`, when given."""
 
     def on_line(line: str) -> None:
+        if seen is not None:
+            seen.append(line)
         console.detail(line)
         step = INSTALL_STEP.match(line.strip())
         if step:
@@ -435,43 +530,77 @@ def _progress(stage: Stage, python: str) -> Callable[[str], None]:
     return on_line
 
 
+def _is(names: tuple[str, ...] | list[str]) -> str:
+    return "is" if len(names) < 2 else "are"
+
+
+def _build_failed(stage: Stage, failure: InstallFailure, cache: str, python: str) -> str:
+    names = ", ".join(failure.names)
+    short = ".".join(python.split(".")[:2])
+    return (f"{names} {'has' if len(failure.names) < 2 else 'have'} no wheel for Python "
+            f"{python} on this platform; building it from source was attempted and failed:\n"
+            f"{failure.detail}\nFix: pin a version of {names} that publishes a wheel for "
+            f"Python {short} in {stage.spec_path}, put a wheel of {names} in {cache}/, or "
+            f"run `doit wheels {stage.name}` where the index is reachable (it fills {cache}/ "
+            "with the wheels that exist and names the requirements that have none)")
+
+
+def _not_found(stage: Stage, failure: InstallFailure, cache: str, offline: bool) -> str:
+    for_build = (f" (needed to build {', '.join(failure.needed_to_build)} from source)"
+                 if failure.needed_to_build else "")
+    if offline:
+        what = ", ".join(failure.names) + for_build
+        return (f"{what} {_is(failure.names)} not in {cache}/ and the index policy is "
+                f"offline; fill the cache with `doit wheels` (or `doit wheels {stage.name}`) "
+                "on a machine with network access")
+    said = "; ".join(m.on_index() for m in failure.missing) + for_build
+    return f"{said}; check the requirement in {stage.spec_path}"
+
+
+def install_error(stage: Stage, failure: InstallFailure, tail: str, cache: str, python: str,
+                  offline: bool) -> EnvBuildError:
+    """The error a failed install raises: what really happened, and the fix. Pure."""
+    if failure.kind == "build":
+        return EnvBuildError(stage.name, _build_failed(stage, failure, cache, python))
+    if failure.kind == "unreachable" and not offline:
+        return EnvBuildError(stage.name, f"{failure.names[0]} cannot be reached "
+                             f"({failure.detail}); check the network and the index settings "
+                             "(UV_INDEX_URL, PIP_INDEX_URL, pip.conf), or fill "
+                             f"{cache}/ with `doit wheels` where the index is reachable.\n"
+                             f"{tail}")
+    if failure.kind == "missing":
+        return EnvBuildError(stage.name,
+                             f"{_not_found(stage, failure, cache, offline)}.\n{tail}")
+    return EnvBuildError(stage.name, f"the installer failed installing the requirements of "
+                         f"{stage.spec_path}; its message:\n{tail}")
+
+
+def _attempt(stage: Stage, argv: list[str], env: dict[str, str],
+             python: str) -> tuple[InstallFailure, str] | None:
+    """Run one install; None when it succeeded, else what went wrong (read from the whole
+    of its message, not only its tail: a long build log scrolls the cause out) and the tail."""
+    seen: list[str] = []
+    try:
+        command.run(argv, env=env, on_stderr=_progress(stage, python, seen))
+    except CommandFailed as err:
+        return diagnose("\n".join(seen) or err.stderr_tail), err.stderr_tail
+    return None
+
+
 def _install(stage: Stage, uv: str | None, venv_py: Path, requirements: Path, config: Config,
              env: dict[str, str], pinned: bool, python: str = "") -> None:
     sources, offline = wheel_sources(config)
     argv = install_argv(uv, venv_py, requirements, pinned)
-    try:
-        command.run(argv + sources, env=env, on_stderr=_progress(stage, python))
-        return
-    except CommandFailed as err:
-        unreachable = unreachable_index(err.stderr_tail)
-        if unreachable and not offline:
-            raise EnvBuildError(stage.name, f"{unreachable[0]} cannot be reached "
-                                f"({unreachable[1]}); check the network and the index "
-                                "settings (UV_INDEX_URL, PIP_INDEX_URL, pip.conf), or fill "
-                                f"{config.wheels_cache}/ with `doit wheels` where the index is "
-                                f"reachable.\n{err.stderr_tail}") from None
-        built = failed_builds(err.stderr_tail)
-        if built:
-            raise EnvBuildError(stage.name, f"{', '.join(built)}: no wheel for Python {python} "
-                                "on this platform, and building it from source failed. Pick a "
-                                "version that publishes a wheel for this Python, or build the "
-                                f"wheel once where a compiler is set up and put it in "
-                                f"{config.wheels_cache}/.\n{err.stderr_tail}") from None
-        missing = missing_requirements(err.stderr_tail)
-        if not offline or config.index_policy != "offline-first":
-            what = ", ".join(missing) if missing else "a requirement"
-            where = (f"not in {config.wheels_cache}/ and the index policy is offline"
-                     if offline else "not available from the package index")
-            fix = ("fill the cache with `doit wheels` (or `doit wheels " + stage.name +
-                   "`) on a machine with network access" if offline else
-                   "check the requirement's name and version in " + stage.spec_path)
-            raise EnvBuildError(stage.name, f"{what} {'is' if len(missing) < 2 else 'are'}"
-                                f" {where}; {fix}.\n{err.stderr_tail}") from None
-        console.say(f"{', '.join(missing) or 'a requirement'} not in {config.wheels_cache}/; "
-                    "trying the package index (index_policy = offline-first)", "venv",
-                    stage.name)
-    command.run(argv + ["--find-links", sources[-1]], env=env,
-                on_stderr=_progress(stage, python))
+    failed = _attempt(stage, argv + sources, env, python)
+    if failed and offline and config.index_policy == "offline-first" \
+            and failed[0].kind in ("missing", "other"):
+        console.say(f"{', '.join(failed[0].names) or 'a requirement'} not in "
+                    f"{config.wheels_cache}/; trying the package index (index_policy = "
+                    "offline-first)", "venv", stage.name)
+        failed, offline = _attempt(stage, argv + ["--find-links", sources[-1]], env,
+                                   python), False
+    if failed:
+        raise install_error(stage, failed[0], failed[1], config.wheels_cache, python, offline)
 
 
 def _freeze(uv: str | None, venv_py: Path, env: dict[str, str]) -> str:
