@@ -1,8 +1,10 @@
 """Profiles: `MLOPS_PROFILE=smoke doit` (or `doit profile=smoke`) runs the pipeline with each
 stage's `profiles: {smoke: {parameters: ...}}` overrides in a scratch work tree under the
 state folder, so the real outputs, executed notebooks, dep DB and up-to-date state are never
-touched. The tree links the project's files and shares the stage venvs; its runs go to the
-project's store, in the experiment `<experiment>-<profile>`, tagged `mlops.profile`."""
+touched. The tree holds copies of the project's files (a link would let a notebook that
+writes an undeclared file write the project's own), refreshed when a project file changes,
+and shares the stage venvs; its runs go to the project's store, in the experiment
+`<experiment>-<profile>`, tagged `mlops.profile`."""
 
 from __future__ import annotations
 
@@ -47,6 +49,20 @@ def _link(target: Path, link: Path) -> None:
             shutil.copy2(target, link)
 
 
+def _copy(source: Path, copy: Path) -> None:
+    """A copy of a project file, made again only when the project's file or the copy changed
+    (a copy keeps the source's size and modification time)."""
+    try:
+        mine, theirs = copy.lstat(), source.stat()
+        if not copy.is_symlink() and (mine.st_size, mine.st_mtime_ns) == \
+                (theirs.st_size, theirs.st_mtime_ns):
+            return
+        copy.unlink()
+    except FileNotFoundError:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, copy)
+
+
 def prepare_tree(root: Path, profile: str) -> Path:
     """The scratch tree for `profile`, its links refreshed; its own state and outputs kept
     (a second smoke run is incremental too)."""
@@ -60,14 +76,14 @@ def prepare_tree(root: Path, profile: str) -> Path:
                             "; add one to a spec, e.g. profiles: {smoke: {parameters: "
                             "{n_rows: 200}}}"))
     scratch = scratch_dir(root, profile)
-    written = {p for s in project.stages for p in (*s.outputs, *s.metrics)}
+    written = {p for s in project.stages for p in s.written}
     envs = {s.env_dir for s in project.stages}
-    for rel in list(_below(scratch, {layout.STATE})):  # last run's links go
+    for rel in list(_below(scratch, {layout.STATE})):  # the venv links, and older versions' links
         if (scratch / rel).is_symlink():
             (scratch / rel).unlink()
     for rel in _below(root, {".git", layout.STATE, *envs, *written}):
         if (root / rel).is_file():
-            _link(root / rel, scratch / rel)
+            _copy(root / rel, scratch / rel)
     for env in envs:
         if (root / env).is_dir():
             _link(root / env, scratch / env)
@@ -85,6 +101,6 @@ def activate(root: Path, profile: str) -> Path:
         # the project's own store, where its other runs are
         os.environ["MLFLOW_TRACKING_URI"] = config.resolved_tracking_uri()
     os.chdir(scratch)
-    console.say(f"profile '{profile}': running in {scratch.relative_to(root).as_posix()}; the "
-                "project's outputs and state are not touched")
+    console.say(f"profile '{profile}': running in {scratch.relative_to(root).as_posix()}, on "
+                "a copy of the project: its files, outputs and state are not touched")
     return scratch

@@ -8,7 +8,7 @@ import pytest
 from mlops_tasks.errors import SpecError
 from mlops_tasks.spec import parse_stage
 
-from .helpers import clean_env, doit, local_client, make_project
+from .helpers import NOTEBOOK_CELLS, clean_env, doit, local_client, make_project, write_notebook
 
 
 def test_a_bad_profile_names_the_spec_and_the_fix():
@@ -27,13 +27,23 @@ def test_a_smoke_run_leaves_the_real_pipeline_alone(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse)
     spec = root / "env_specs" / "make.yaml"
     spec.write_text(spec.read_text() + "profiles:\n  smoke:\n    parameters: {repeat: 1}\n")
+    # a notebook that also appends to a project file it does not declare
+    (root / "data").mkdir()
+    (root / "data" / "shared.csv").write_text("a\n")
+    write_notebook(root / "notebooks" / "make.ipynb", [
+        *NOTEBOOK_CELLS["make"], (None, "open('data/shared.csv', 'a').write('row\\n')")])
     doit(root)
     before = snapshot(root)
+    assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"
     smoke = doit(root, env=clean_env(MLOPS_PROFILE="smoke"))
     assert "profile 'smoke': running in .mlops/profiles/smoke/proj" in smoke.stdout
+    scratch_csv = root / ".mlops" / "profiles" / "smoke" / "proj" / "data" / "shared.csv"
+    assert scratch_csv.read_text() == "a\nrow\nrow\n" and not scratch_csv.is_symlink()
+    assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"
     again = doit(root, "profile=smoke")  # doit's own way; nothing changed since: no-op
     assert ".  execute:" not in again.stdout
     assert snapshot(root) == before  # outputs, executed notebooks, dep DB: byte-identical
+    assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"  # its copy was refreshed
     status = doit(root, "list", "--all", "--status").stdout
     assert all(line.startswith("U ") for line in status.splitlines() if line.strip()), status
     scratch = root / ".mlops" / "profiles" / "smoke" / "proj"
