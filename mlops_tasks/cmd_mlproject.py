@@ -19,7 +19,9 @@ class WriteMLproject(ProjectCommand):
     doc_description = (
         "Writes MLproject at the project root from the stage specs (rewrite it when they "
         "change). `mlflow run . -e STAGE --env-manager local [-P name=value]` then brings the "
-        "stage up to date through doit; a value other than the spec's is a one-off override. "
+        "stage up to date through doit (the defaults are exactly `doit run STAGE`); a value "
+        "other than the spec's is a one-off override, of the type the notebook's parameters "
+        "cell (else the spec's value) gives it; text stays text. "
         "The stage runs are tagged mlops.project_run_id with the Projects run."
     )
 
