@@ -195,3 +195,58 @@ def test_outputs_put_back_onto_a_full_device_are_kept_for_the_next_run(tmp_path)
         assert (other / "model" / "w.bin").read_bytes() == b"w" * 500_000
         assert (other / "a.csv").read_text() == "good a"
         assert sorted(p.name for p in other.iterdir()) == ["a.csv", "model"]
+
+
+# -- whole runs ---------------------------------------------------------------------------------
+
+
+def set_repeat(root: Path, repeat: object) -> None:
+    spec = root / "env_specs" / "make.yaml"
+    lines = [f"  repeat: {repeat}" if line.startswith("  repeat:") else line
+             for line in spec.read_text(encoding="utf-8").splitlines()]
+    spec.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.integration
+def test_a_stage_whose_outputs_are_on_another_device_reruns(tmp_path, wheelhouse):
+    from .helpers import doit, make_project
+
+    root = make_project(tmp_path / "project", wheelhouse, with_use=False)
+    with tmpfs(tmp_path / "data", "16m") as data:
+        (root / "out").symlink_to(data)
+        doit(root)
+        assert (data / "greeting.txt").read_text() == "hi hi"
+        set_repeat(root, 3)
+        doit(root)  # the first run's output moves aside across devices
+        assert (data / "greeting.txt").read_text() == "hi hi hi"
+        set_repeat(root, '"x"')  # the notebook fails before writing
+        failed = doit(root, check=False)
+        assert failed.returncode != 0
+        assert "cross-device" not in failed.stdout + failed.stderr
+        assert "holding them open" not in failed.stdout + failed.stderr
+        assert (data / "greeting.txt").read_text() == "hi hi hi"
+        assert sorted(p.name for p in data.iterdir()) == ["greeting.txt"]
+        assert not (root / ".mlops" / "previous" / "make").exists()
+
+
+@pytest.mark.integration
+def test_a_run_on_a_full_disk_says_so_and_the_next_continues(tmp_path, wheelhouse):
+    from .helpers import doit, make_project, ran
+
+    root = make_project(tmp_path / "project", wheelhouse, with_use=False)
+    with tmpfs(root / ".mlops", "64m") as state:
+        doit(root, "venv:make", "kernel:make")
+        filler = fill(state)
+        full = doit(root, check=False)
+        said = full.stdout + full.stderr
+        assert full.returncode != 0
+        assert f"no space left on {state}" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+        assert asides(state) == []
+        assert (state / "doit.db").exists()
+        filler.unlink()
+        again = doit(root)
+        assert "execute:make" in ran(again.stdout)
+        assert not {"venv:make", "kernel:make"} & ran(again.stdout), again.stdout
+        assert (root / "out" / "greeting.txt").read_text() == "hi hi"
+        assert asides(state) == []
