@@ -17,7 +17,7 @@ from filelock import FileLock
 from . import command, console, layout
 from .cmd_project import ProjectCommand
 from .config import Config, read_pyproject
-from .envs import find_uv
+from .envs import diagnose, find_uv, missing_requirements
 from .errors import CommandFailed, MlopsError
 from .fingerprint import install_requirements
 from .interpreters import Resolver
@@ -178,32 +178,81 @@ def no_wheel_error(need: Need, config: Config, err: CommandFailed) -> MlopsError
                       f"{err.stderr_tail}")
 
 
-NOT_FOUND = re.compile(r"Because (?:there is no version of )?([A-Za-z0-9][A-Za-z0-9._-]*)"
-                       r"(?:[=<>!~][^ ]*)? (?:was not found|is not available)")
+def each_requirement(requirements: list[str]) -> list[str]:
+    """The requirement lines of a need, a `-r FILE` entry read out of its file."""
+    found: list[str] = []
+    for line in requirements:
+        if not line.startswith("-r "):
+            found.append(line)
+            continue
+        text = Path(line[3:].strip()).read_text(encoding="utf-8")
+        found += [r.split(" #", 1)[0].strip() for r in text.splitlines()
+                  if r.strip() and not r.lstrip().startswith(("#", "-"))]
+    return found
+
+
+def index_of(url: str) -> str:
+    """The index a project page belongs to: `https://host/simple/idna/` -> `.../simple`."""
+    return re.sub(r"/[^/]+/?$", "", url) if url.startswith(("http://", "https://")) else url
+
+
+@dataclass
+class Gaps:
+    """What --check learnt: the index, when it could not be reached ('url: cause')."""
+
+    unreachable: str = ""
+
+
+def unresolvable(uv: str, need: Need, cache: Path, sources: list[str]) -> list[str]:
+    """Resolved one requirement at a time (a resolver stops at the first it cannot find):
+    every name no source has, and with the index, every pin the cache does not hold."""
+    missing: list[str] = []
+    for requirement in each_requirement(need.requirements):
+        try:
+            pins = resolve(uv, Need(need.name, [requirement], need.target), sources)
+            names = [] if "--no-index" in sources else uncovered(
+                pins, cache.glob("*.whl"), need.target)
+        except CommandFailed as err:
+            names = missing_requirements(err.stderr_tail) or [requirement]
+        missing += [name for name in names if name not in missing]
+    return missing
+
+
+def gaps_of(uv: str, need: Need, cache: Path, find: list[str], gaps: Gaps) -> list[str]:
+    """What the cache lacks for `need`: the index asked for every pin while it answers;
+    without it (unreachable), what the cache alone cannot resolve."""
+    if not gaps.unreachable:
+        try:
+            return uncovered(resolve(uv, need, find), cache.glob("*.whl"), need.target)
+        except CommandFailed as err:
+            failure = diagnose(err.stderr_tail)
+            if failure.kind != "unreachable":
+                return unresolvable(uv, need, cache, find)
+            gaps.unreachable = f"{index_of(failure.names[0])} could not be reached: " \
+                               f"{failure.detail}"
+    return unresolvable(uv, need, cache, ["--no-index", *find])
 
 
 def check(uv: str, cache: Path, config: Config, needs: list[Need]) -> int:
     """Per need: resolved from the cache alone, or what is missing; 1 when anything is."""
-    incomplete = 0
+    incomplete, gaps = 0, Gaps()
     find = ["--find-links", str(cache)] if cache.is_dir() else []
     for need in needs:
         label = f"{need.name} ({need.target.label()})"
-        offline_error = f"{config.wheels_cache}/ does not exist"
         try:
             if find:
                 pins = resolve(uv, need, ["--no-index", *find])
                 console.say(f"{label}: complete, {len(pins)} packages", "wheels")
                 continue
-        except CommandFailed as err:
-            offline_error = err.stderr_tail
-        incomplete += 1
-        try:  # with the index, every missing wheel can be named, not just the first
-            pins = resolve(uv, need, find)
-            missing = uncovered(pins, cache.glob("*.whl"), need.target)
         except CommandFailed:
-            missing = sorted(set(NOT_FOUND.findall(offline_error)))
-        what = ", ".join(missing) or offline_error.strip().splitlines()[-1]
+            pass
+        incomplete += 1
+        missing = gaps_of(uv, need, cache, find, gaps)
+        what = ", ".join(missing) or f"(the resolver failed; `doit wheels {need.name}`)"
         console.say(f"{label}: MISSING {what}", "wheels")
+    if gaps.unreachable:
+        console.say(f"the package index {gaps.unreachable}; --check without network shows "
+                    f"only what {config.wheels_cache}/ holds", "wheels")
     if incomplete:
         console.say(f"{incomplete} of {len(needs)} not covered by {config.wheels_cache}/; fill "
                     "it with `doit wheels` and the same --python-version/--platform where "

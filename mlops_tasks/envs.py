@@ -450,12 +450,13 @@ UNREACHABLE = re.compile(r"(Connection refused|tcp connect error|dns error|timed
 
 
 def unreachable_index(stderr: str) -> tuple[str, str] | None:
-    """The index URL an installer could not reach and why, or None. Pure."""
-    cause = UNREACHABLE.search(stderr)
-    if cause is None:
+    """The index URL an installer could not reach and why (the innermost cause: uv and pip
+    say the general first), or None. Pure."""
+    causes = UNREACHABLE.findall(stderr)
+    if not causes:
         return None
     url = FETCH_FAILED.search(stderr)
-    return (url.group(1) if url else "the package index"), cause.group(1)
+    return (url.group(1) if url else "the package index"), causes[-1]
 
 
 # a build's own log inside the installer's message: uv's `[stderr]` section, pip's

@@ -54,7 +54,7 @@ def test_an_unreachable_index_is_told_apart_from_a_missing_package():
     uv = ("error: Failed to fetch: `http://127.0.0.1:9/simple/idna/`\n"
           "  Caused by: Request failed after 0 retries\n"
           "  Caused by: tcp connect error\n  Caused by: Connection refused (os error 111)\n")
-    assert unreachable_index(uv) == ("http://127.0.0.1:9/simple/idna/", "tcp connect error")
+    assert unreachable_index(uv) == ("http://127.0.0.1:9/simple/idna/", "Connection refused")
     assert unreachable_index("Because tabulate was not found in the package registry") is None
 
 

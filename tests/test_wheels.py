@@ -231,3 +231,50 @@ def test_doit_wheels_in_an_orchestrator_made_by_uv(tmp_path, orchestrator_cache)
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert any((tmp_path / "cache").glob("ipykernel-*.whl"))
+
+
+# -- --check names every gap, and says when the index cannot be reached ----------------------
+
+def two_stages_with_gaps(root: Path, cache: Path) -> Path:
+    """Stage a asks for two requirements no source has, stage b for one more."""
+    project(root, cache)
+    (root / "env_specs" / "a.yaml").write_text(
+        "name: a\nnotebook: nb/a.ipynb\npackages: [nothere, idna, alsomissing]\n")
+    (root / "env_specs" / "b.yaml").write_text(
+        "name: b\nnotebook: nb/a.ipynb\npackages: [idna, gone-too]\n")
+    return root
+
+
+@pytest.mark.integration
+def test_check_offline_names_every_gap_and_the_unreachable_index(tmp_path, wheelhouse):
+    root = two_stages_with_gaps(tmp_path / "p", wheelhouse)
+    nowhere = f"http://127.0.0.1:{closed_port()}/simple"
+    env = clean_env(PIP_INDEX_URL=nowhere, UV_INDEX_URL=nowhere, UV_DEFAULT_INDEX=nowhere,
+                    UV_HTTP_RETRIES="0")
+    proc = doit(root, "wheels", "--check", env=env, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    lines = proc.stdout.splitlines()
+    assert f"wheels: a (Python {version} on this platform): MISSING nothere, alsomissing" in lines
+    assert f"wheels: b (Python {version} on this platform): MISSING gone-too" in lines
+    said = [line for line in lines if "could not be reached" in line]
+    assert said == [f"wheels: the package index {nowhere} could not be reached: Connection "
+                    f"refused; --check without network shows only what {wheelhouse}/ holds"]
+
+
+@pytest.mark.integration
+def test_check_names_every_requirement_the_index_lacks(tmp_path, wheelhouse):
+    root = two_stages_with_gaps(tmp_path / "p", wheelhouse)
+    index = tmp_path / "simple"
+    (index / "idna").mkdir(parents=True)  # an index that has idna only, as files
+    for wheel in wheelhouse.glob("idna-*.whl"):
+        shutil.copy(wheel, index / "idna")
+    (index / "idna" / "index.html").write_text("".join(
+        f'<a href="{w.name}">{w.name}</a>\n' for w in (index / "idna").glob("*.whl")))
+    url = index.as_uri()
+    proc = doit(root, "wheels", "--check", check=False,
+                env=clean_env(PIP_INDEX_URL=url, UV_INDEX_URL=url, UV_DEFAULT_INDEX=url))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "a (Python" in proc.stdout and "MISSING nothere, alsomissing\n" in proc.stdout
+    assert "MISSING gone-too\n" in proc.stdout
+    assert "could not be reached" not in proc.stdout
