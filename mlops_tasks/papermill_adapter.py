@@ -10,6 +10,7 @@ import os
 import re
 import textwrap
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def _add_handler() -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    # nbformat warns for a notebook whose cells have no ids (older tools write none) as it
+    # adds them to the copy in memory; the source file is never rewritten
+    warnings.filterwarnings("ignore", message=".*missing an id field", category=FutureWarning)
 
 
 def _cell_count(notebook: Path) -> int:
