@@ -5,6 +5,8 @@ which `doit audit` and the reports read."""
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,11 +43,28 @@ def read_metrics(root: Path, stage: Stage, strict: bool = True) -> dict[str, flo
             raise StageError("log", stage.name, f"metrics file {rel} must hold a JSON object "
                              "of {name: number}")
         for key, value in data.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                found[str(key)] = float(value)
-            elif strict:
-                console.say(f"skipping non-numeric metric {key!r} in {rel}", "log", stage.name)
+            bad = metric_name_problem(str(key))
+            if bad or not isinstance(value, int | float) or isinstance(value, bool):
+                if strict:
+                    console.warn(f"skipping metric {key!r} in {rel}: "
+                                 + (bad or "not a number"), "log", stage.name)
+                continue
+            found[str(key)] = float(value)
     return found
+
+
+METRIC_NAME = re.compile(r"[/\w.\- ]{1,250}")
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse `name` as a metric name on any agent (Windows refuses the
+    colon Linux accepts); None when it is fine."""
+    if not METRIC_NAME.fullmatch(name):
+        return ("an MLflow metric name holds 1 to 250 letters, digits, '_', '-', '.', ' ' "
+                "or '/'; rename it in the notebook")
+    if posixpath.normpath(name) != name or name.startswith(("/", "..")):
+        return "an MLflow metric name must not look like a path with '..', '//' or a leading '/'"
+    return None
 
 
 def previous_freeze(root: Path, stage: Stage) -> str | None:
@@ -284,7 +303,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
                   for rel in uploaded]
     params = {**done.stage_parameters, "stage_name": stage.name}
     run_id = where_to_log(config, stage, done, uri)
-    tracking.log_run(uri, run_id, params=redact_data(params),
+    metrics = tracking.log_run(uri, run_id, params=redact_data(params),
                      metrics=read_metrics(run.outputs, stage),
                      tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts,
                      final_tags=cache_tags(config, stage, done, override, by_reference))
@@ -294,7 +313,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
         log_seconds=round(time.perf_counter() - t0, 3),
         env_drift=None if drift is None else drift_record(drift),
         outputs_not_uploaded=by_reference,
-        recreated_from=None if run_id == done.run_id else done.run_id)
+        recreated_from=None if run_id == done.run_id else done.run_id, metrics=metrics)
     record.write(run.log_record, logged)
     console.step(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
     if uri.startswith(("http://", "https://")) and run_id == done.run_id:

@@ -129,6 +129,8 @@ class LogRecord:
     env_drift: EnvDrift | None  # None: no earlier run to compare with
     outputs_not_uploaded: dict[str, dict[str, Any]] = field(default_factory=dict)
     recreated_from: str | None = None  # the run execute:S made, when logged into a new one
+    # every metric of the run: its metrics files' and what the notebook logged itself
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -137,16 +137,6 @@ def test_metrics_from_the_files_and_from_the_logged_run(tmp_path):
         "rows": 10.0, "acc": 0.75, "cv_accuracy_mean": 0.9}
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "the log record does not keep the run's metrics: metrics a notebook logs itself "
-    "(mlflow.log_metric) are only in MLflow; record.LogRecord needs a `metrics` field "
-    "filled by log.log_stage from the run after logging"))
-def test_the_log_record_keeps_the_metrics_the_notebook_logged(tmp_path):
-    stage = Stage("train", "env_specs/train.yaml", "n.ipynb", ".venvs/train", "k")
-    logged = logged_run(metrics={"cv_accuracy_mean": 0.9})
-    assert run_metrics(tmp_path, stage, logged) == {"cv_accuracy_mean": 0.9}
-
-
 class Trap:
     """A proxy that answers nothing and records every request Chromium sends it."""
 

@@ -74,6 +74,8 @@ def test_every_audit_field_on_a_server_run(served, mlflow_server):
     assert tags["mlops.invocation_id"] == runs["make"].data.tags["mlops.invocation_id"]
     assert use.data.metrics["length"] == 15.0  # declared metrics file
     assert use.data.metrics["logged_by_notebook"] == 42.0  # the notebook's own call
+    kept = json.loads((root / ".mlops/runs/use/last-run.json").read_text())["metrics"]
+    assert kept == {"length": 15.0, "logged_by_notebook": 42.0}  # the report reads these
     artifacts = all_artifacts(client, use.info.run_id)
     assert {"notebook/use.ipynb", "notebook/use.html", "env/pip-freeze.txt",
             "spec/use.yaml", "audit.json", "outputs/out/metrics.json"} <= artifacts
