@@ -90,10 +90,12 @@ def experiment(config: Config) -> tuple[str, str]:
     """The tracking URI and the experiment's id (store and experiment made on first use)."""
     uri = config.resolved_tracking_uri()
     local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+    own = config.root / layout.mlflow_db()
     exp_id = tracking.ensure_experiment(
         uri, config.experiment_name(),
         config.root / layout.mlflow_artifacts() if local else None,
         config.root / layout.mutex_file("tracking", "store"),
+        own if uri == "sqlite:///" + own.as_posix() else None,
     )
     return uri, exp_id
 

@@ -57,11 +57,13 @@ def _client(uri: str) -> Any:
         return _clients[uri]
 
 
-def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path) -> str:
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path,
+                      own_store: Path | None = None) -> str:
     """Create (once, under a mutex) the store and the experiment; return its id.
 
     A fresh sqlite store is migrated here, before any stage logs, so stages logging in
-    parallel never race on schema creation.
+    parallel never race on schema creation. `own_store`: the project's embedded sqlite file,
+    whose artifact locations follow the project when it is moved or copied.
     """
     key = (uri, name)
     if key in _experiments:
@@ -73,6 +75,8 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_fil
             found = client.get_experiment_by_name(name)
             if found is not None:
                 exp_id = found.experiment_id
+                if artifact_root is not None:
+                    _follow_the_project(found.artifact_location, artifact_root, own_store)
             else:
                 location = artifact_root.as_uri() if artifact_root else None
                 exp_id = client.create_experiment(name, artifact_location=location)
@@ -83,6 +87,47 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_fil
                                    f"{type(err).__name__}: {err}")) from None
     _experiments[key] = exp_id
     return exp_id
+
+
+def moved_roots(location: str, expected: str, tail: str) -> tuple[str, str] | None:
+    """(old root, new root) when `location` is `expected` of a folder moved elsewhere (both
+    end in `tail`); None when it is not. Pure."""
+    if location == expected or not (location.endswith(tail) and expected.endswith(tail)):
+        return None
+    return location[: -len(tail)], expected[: -len(tail)]
+
+
+def _follow_the_project(location: str, artifact_root: Path, own_store: Path | None) -> None:
+    """A project moved or copied with its state folder keeps a store whose artifact
+    locations name the old folder, where later runs would write. The project's own store is
+    rewritten to name this folder (its artifacts came with it); another store is left as it
+    is, and the user told."""
+    from . import console
+
+    expected = artifact_root.as_uri()
+    if location == expected:
+        return
+    roots = moved_roots(location, expected, f"/{artifact_root.parent.name}/{artifact_root.name}")
+    if roots is None or own_store is None:
+        console.warn(f"the experiment keeps its artifacts in {location}, not in this "
+                     f"project's {expected}; set `experiment` in [tool.mlops_tasks] to give "
+                     "this project an experiment of its own")
+        return
+    old, new = roots
+    import sqlite3
+
+    db = sqlite3.connect(own_store)
+    try:
+        with db:
+            for table, column in (("experiments", "artifact_location"),
+                                  ("runs", "artifact_uri")):
+                db.execute(f"update {table} set {column} = ? || substr({column}, ?) "
+                           f"where substr({column}, 1, ?) = ?",
+                           (new, len(old) + 1, len(old) + 1, old + "/"))
+    finally:
+        db.close()
+    console.notice(f"this project was moved or copied from {old.removeprefix('file://')}: "
+                   f"its MLflow store now keeps artifacts under {new.removeprefix('file://')}")
 
 
 def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
@@ -103,14 +148,16 @@ def log_run(
     artifacts: Iterable[tuple[Path, str | None]],
     status: str = "FINISHED",
     final_tags: Mapping[str, str] | None = None,
-) -> None:
+) -> dict[str, float]:
     """Add params, metrics, tags and artifacts to a run, then `final_tags` (written after
-    every artifact: a run that has them is complete), then close it with status."""
+    every artifact: a run that has them is complete), then close it with status. Returns
+    the run's metrics: those given and those its notebook logged itself."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
     try:
-        existing = client.get_run(run_id).data.params
+        before = client.get_run(run_id).data
+        existing = before.params
         param_list = [Param(k, _param_text(v)) for k, v in params.items()
                       if k not in existing]
         client.log_batch(
@@ -131,6 +178,7 @@ def log_run(
     except Exception as err:
         raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
                                    f"{type(err).__name__}: {err}")) from None
+    return {**{k: float(v) for k, v in before.metrics.items()}, **metrics}
 
 
 def find_tagged_run(uri: str, experiment_id: str, tags: Mapping[str, str]
