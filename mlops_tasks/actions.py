@@ -3,6 +3,7 @@ never at load time, so `doit list` stays fast."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import shutil
 import time
@@ -15,7 +16,7 @@ from doit.exceptions import TaskFailed
 from . import console, layout
 from .config import Config
 from .envs import build_env, plan_for, read_marker
-from .errors import MlopsError
+from .errors import MlopsError, NoSpaceLeft
 from .spec import Stage
 
 
@@ -28,6 +29,14 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             func(*args, **kwargs)
         except MlopsError as err:
             return TaskFailed(str(err))
+        except OSError as err:  # a full disk is the user's to fix, wherever the write was
+            if err.errno != errno.ENOSPC:
+                raise
+            from .outputs import full_folder
+
+            stage = next((a for a in args if isinstance(a, Stage)), None)
+            path = err.filename or str(full_folder(Path.cwd(), stage))
+            return TaskFailed(str(NoSpaceLeft(path, f"could not write in {path}")))
         return None
 
     return wrapper

@@ -91,6 +91,21 @@ def why_not_moved(err: OSError, into: Path) -> str:
     return "check the paths and run doit again"
 
 
+def full_folder(root: Path, stage: Stage | None) -> Path:
+    """Where a write that failed with "no space left" (and no file name) most likely went:
+    the first of the state folder, the stage's output folders and the project whose disk
+    is (nearly) full; the project when none is."""
+    candidates = [root / layout.STATE, *(root / rel for rel in (stage.outputs if stage else ()))]
+    for path in candidates:
+        folder = path if path.is_dir() else path.parent
+        try:
+            if folder.exists() and shutil.disk_usage(folder).free < 1 << 20:
+                return folder
+        except OSError:
+            continue
+    return root
+
+
 class OutputSet:
     def __init__(self, root: Path, stage: Stage):
         self.root = root

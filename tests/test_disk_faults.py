@@ -250,3 +250,27 @@ def test_a_run_on_a_full_disk_says_so_and_the_next_continues(tmp_path, wheelhous
         assert not {"venv:make", "kernel:make"} & ran(again.stdout), again.stdout
         assert (root / "out" / "greeting.txt").read_text() == "hi hi"
         assert asides(state) == []
+
+
+def test_a_task_writing_on_a_full_disk_fails_naming_the_folder(tmp_path):
+    from doit.exceptions import TaskFailed
+
+    from mlops_tasks.actions import user_errors
+
+    @user_errors
+    def write_record(config: object, stage: Stage) -> None:
+        (Path(".mlops") / "record.json").write_bytes(b"r" * 100_000)
+
+    root = tmp_path / "project"
+    root.mkdir()
+    with tmpfs(root / ".mlops", "1m") as state:
+        fill(state)
+        cwd = Path.cwd()
+        os.chdir(root)  # doit runs tasks in the project
+        try:
+            failed = write_record(None, STAGE)
+        finally:
+            os.chdir(cwd)
+        assert isinstance(failed, TaskFailed), failed
+        assert f"no space left on {state} " in str(failed), str(failed)
+        assert "run doit again" in str(failed)
