@@ -48,6 +48,19 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
         close_killed_runs(config)
 
 
+def keep_state_of_failed_overrides(dep_manager: Any) -> None:
+    """doit forgets everything saved for a task whose run failed, so that it runs again. A
+    failed `--param` run is not the stage's run (it changed nothing of the stage): forgetting
+    would show the stage as `never executed` and run it again."""
+    forget = dep_manager.remove_success
+
+    def remove_success(task: Any) -> None:
+        if not (getattr(task, "options", None) or {}).get("param"):
+            forget(task)
+
+    dep_manager.remove_success = remove_success
+
+
 def is_pipeline(command: Any) -> bool:
     """The loaded dodo is an mlops-tasks pipeline: other doit projects in the same Python
     get doit's commands exactly as doit has them (no workspace, no stage order)."""
@@ -128,6 +141,7 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
                 console.error(problem)
                 return 3
         prepare_workspace(Path.cwd(), runs_tasks)
+        keep_state_of_failed_overrides(self.dep_manager)
         if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
             self.sel_tasks = stage_order(self.task_list)
         try:
