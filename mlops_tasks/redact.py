@@ -7,12 +7,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-SECRET_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+# The user part of a URL: after `scheme://`, up to the last `@` before the next `/` or
+# whitespace (a password may hold an `@`, the user may be empty). The match starts at `://`,
+# never at the scheme, and the user part cannot cross a `/`: each character is scanned a
+# bounded number of times, so a line of any length takes linear time.
+SECRET_URL = re.compile(r"(?<=[A-Za-z0-9+.-])://[^/\s]+@")
 
 
 def redact(text: str) -> str:
     """Hide credentials in URLs (https://user:token@host -> https://***@host)."""
-    return SECRET_URL.sub(lambda m: m.group("scheme") + "***@", text)
+    return SECRET_URL.sub("://***@", text) if "://" in text else text
 
 
 def redact_data(value: Any) -> Any:
