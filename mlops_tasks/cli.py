@@ -4,12 +4,14 @@ adds a stage wired to an upstream stage's outputs. Nothing is ever overwritten."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 
 from . import console, scaffold
+from .config import Orchestrator, read_pyproject
 from .errors import MlopsError
 from .files import atomic_write
 from .project import load_project
@@ -36,20 +38,72 @@ def write_new(root: Path, files: Mapping[str, str]) -> tuple[list[str], list[str
     return written, skipped
 
 
+def own_wheel() -> tuple[str, bytes]:
+    """The installed mlops-tasks as a wheel (its file name, its bytes): its modules as they
+    are on disk (an editable install's sources too) and its installed metadata."""
+    try:
+        dist = distribution("mlops-tasks")
+    except PackageNotFoundError:
+        raise MlopsError("init: mlops-tasks is not installed, so its wheel cannot be written "
+                         "for CI; install it (python -m pip install -e <its source folder>) "
+                         "and run init again") from None
+    core = dist.read_text("METADATA") or dist.read_text("PKG-INFO")  # PKG-INFO: an egg-info
+    if not core:
+        raise MlopsError(f"init: the installed mlops-tasks {dist.version} has no METADATA; "
+                         "reinstall it (python -m pip install --force-reinstall ...)")
+    metadata = {"METADATA": core.encode("utf-8")}
+    if entry_points := dist.read_text("entry_points.txt"):
+        metadata["entry_points.txt"] = entry_points.encode("utf-8")
+    modules = {path.name: path.read_bytes()
+               for path in sorted(Path(scaffold.__file__).parent.glob("*.py"))}
+    return scaffold.wheel_name(dist.version), scaffold.tool_wheel(dist.version, modules,
+                                                                  metadata)
+
+
+def in_git(folder: Path) -> bool:
+    return any((parent / ".git").exists() for parent in (folder, *folder.parents))
+
+
 def init(target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    written, skipped = write_new(target, scaffold.project_files(
-        target.resolve().name, f"mlops-tasks=={_version()}", python))
+    name, wheel = own_wheel()
+    orchestrator = Orchestrator("wheel", f"wheels_cache/{name}")
+    files = scaffold.project_files(target.resolve().name, orchestrator, python)
+    written, skipped = write_new(target, files)
+    if not (target / orchestrator.requirement).exists():
+        atomic_write(target / orchestrator.requirement, wheel)
+        written.append(orchestrator.requirement)
     for rel in written:
         console.say(f"wrote {rel}")
     for rel in skipped:
         console.say(f"kept {rel} (it exists; nothing is overwritten)")
-    where = "" if target.resolve() == Path.cwd().resolve() else f"cd {target} && "
-    console.say(f"next: {where}doit        (builds the stage's venv, runs its notebook, "
-                "records the run in .mlops/mlflow.db)")
+    for advice in kept_advice(target, skipped, orchestrator):
+        console.say(advice)
+    here = target.resolve() == Path.cwd().resolve()
+    console.say(scaffold.next_steps(None if here else str(target), in_git(target.resolve()),
+                                    os.name == "nt")
+                + "        (builds the stage's venv, runs its notebook, records the run in "
+                  ".mlops/mlflow.db)")
     console.say("then: mlops-tasks add-stage train --after prepare --package scikit-learn")
     return 0
+
+
+def kept_advice(target: Path, skipped: Sequence[str], orchestrator: Orchestrator) -> list[str]:
+    """What the user's own kept files lack, with the text to add."""
+    advice = []
+    if "pyproject.toml" in skipped or "dodo.py" in skipped:
+        dodo = target / "dodo.py"
+        advice = scaffold.missing_settings(
+            read_pyproject(target), dodo.read_text(encoding="utf-8", errors="replace"),
+            target.resolve().name, orchestrator)
+    ignore = target / ".gitignore"
+    if ".gitignore" in skipped and "wheels_cache" in ignore.read_text(errors="replace") \
+            and "!wheels_cache/mlops_tasks-" not in ignore.read_text(errors="replace"):
+        advice.append(f"your .gitignore was kept and ignores wheels_cache/: let it keep "
+                      f"{orchestrator.requirement} (commit it: CI installs mlops-tasks from "
+                      "it); init writes: wheels_cache/* then !wheels_cache/mlops_tasks-*.whl")
+    return advice
 
 
 def add_stage(name: str, python: str | None, after: str | None, packages: Sequence[str]

@@ -3,39 +3,58 @@ wired to its upstream's outputs. Pure: file contents from names; cli.py writes t
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
-from collections.abc import Sequence
+import re
+import shlex
+import zipfile
+from collections.abc import Mapping, Sequence
 
+from .config import INDEX_POLICIES, SAFE_ARG, Orchestrator
 from .doit_names import RESERVED_NAMES
+from .errors import ConfigError
 from .spec import NAME_RE
 
 DODO = "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n"
 
-PYPROJECT = """\
-# An mlops-tasks pipeline: `doit` brings every stage up to date (see `doit list`).
-
+DOIT_SECTION = """\
 [tool.doit]
 dep_file = ".mlops/doit.db"
 backend = "sqlite3-durable"
 verbosity = 2
 par_type = "thread"
+"""
 
+MLOPS_SECTION = """\
 [tool.mlops_tasks]
 # Where runs are recorded. Empty: the local store .mlops/mlflow.db (MLFLOW_TRACKING_URI wins).
 tracking_uri = ""
 experiment = {experiment}
 # Offline installs from wheels_cache/ when it holds wheels; a missing one falls back to the index.
 index_policy = "offline-first"
+{orchestrator}"""
+
+ORCHESTRATOR_LINE = """\
+# Where CI installs mlops-tasks from: its wheel, committed in wheels_cache/ (or a VCS URL
+# pinned to a commit, or "mlops-tasks==X --index-url <your internal index>"); never a bare name.
+orchestrator = {value}
 """
+
+PYPROJECT = ("# An mlops-tasks pipeline: `doit` brings every stage up to date (see `doit list`)."
+             "\n\n" + DOIT_SECTION + "\n" + MLOPS_SECTION)
 
 GITIGNORE = """\
 # mlops-tasks: the tool's state, the stage venvs and the stages' products
 .mlops/
 .venvs/
 out/
-# wheels are fetched with `doit wheels`, not committed
+# wheels are fetched with `doit wheels`, not committed; mlops-tasks' own wheel is: CI installs
+# the orchestrator from it (`orchestrator` in pyproject.toml)
 wheels_cache/*
 !wheels_cache/README.md
+!wheels_cache/mlops_tasks-*.whl
 """
 
 WHEELS_README = """\
@@ -45,11 +64,17 @@ Wheels for offline stage installs (not committed). Fill it where the package ind
 reachable with `doit wheels` (each stage, for its own Python on this platform), or for other
 agents with `doit wheels --platform win_amd64 --python-version 3.10`; check it with
 `doit wheels --check ...`. With wheels here, stage venvs install with no index.
+
+`mlops_tasks-*.whl` is the exception: mlops-tasks' own wheel, written by `mlops-tasks init`
+and committed, so CI installs the orchestrator from it (the `orchestrator` setting in
+pyproject.toml) rather than from a package index.
 """
 
 JENKINSFILE = """\
 // Runs the pipeline on a Jenkins agent: doit decides what is stale; only changed stages run.
 // For several agents sharing a tracking server, see `doit jenkinsfile`.
+// mlops-tasks comes from {source}
+// (`orchestrator` in pyproject.toml), never from a bare name on a public index.
 pipeline {{
   agent any
   environment {{
@@ -62,11 +87,11 @@ pipeline {{
         script {{
           if (isUnix()) {{
             sh 'test -x .venv/bin/python || python3 -m venv .venv'
-            sh 'if ls wheels_cache/*.whl >/dev/null 2>&1; then .venv/bin/python -m pip install --no-index --find-links wheels_cache "{requirement}"; else .venv/bin/python -m pip install "{requirement}"; fi'
+            sh '{sh_install}'
             sh '.venv/bin/doit'
           }} else {{
             bat 'if not exist .venv\\\\Scripts\\\\python.exe python -m venv .venv'
-            bat 'if exist wheels_cache\\\\*.whl (.venv\\\\Scripts\\\\python.exe -m pip install --no-index --find-links wheels_cache "{requirement}") else (.venv\\\\Scripts\\\\python.exe -m pip install "{requirement}")'
+            bat '{bat_install}'
             bat '.venv\\\\Scripts\\\\doit.exe'
           }}
         }}
@@ -153,11 +178,42 @@ print(f"wrote {rows} rows")
                 code, python)}
 
 
-def project_files(experiment: str, requirement: str, python: str) -> dict[str, str]:
+def groovy(text: str) -> str:
+    """`text` inside a Groovy single-quoted string."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def install_commands(source: Orchestrator, policy: str, cache: str, python: str) -> str:
+    """The command that installs the orchestrator into the agent's venv (`python`): from the
+    one source the project names, with no index first (`cache` holds the dependencies when
+    it is filled), then, unless `policy` is "offline", with the index for the dependencies.
+    A bare name is never resolved on an index: `source` is a file, a pinned URL, or an exact
+    version on an index that replaces the public one. Pure."""
+    if policy not in INDEX_POLICIES:
+        raise ValueError(policy)
+    if not SAFE_ARG.fullmatch(cache):
+        raise ConfigError(f"wheels_cache = {cache!r}: a CI step cannot carry it (spaces, quotes "
+                          "or shell characters); use a plain relative path such as wheels_cache")
+    what = source.requirement if source.kind == "self" else f'"{source.requirement}"'
+    offline = f"{python} -m pip install --no-index --find-links {cache} {what}"
+    index = f" --index-url {source.index_url}" if source.index_url else ""
+    online = f"{python} -m pip install{index} --find-links {cache} {what}"
+    return {"offline": offline, "online": online,
+            "offline-first": f"{offline} || {online}"}[policy]
+
+
+def project_files(experiment: str, orchestrator: Orchestrator, python: str
+                  ) -> dict[str, str]:
+    """Everything `init` writes but the tool's wheel; `orchestrator` names where CI gets it."""
+    line = ORCHESTRATOR_LINE.format(value=json.dumps(orchestrator.setting()))
+    sh = install_commands(orchestrator, "offline-first", "wheels_cache", ".venv/bin/python")
+    bat = install_commands(orchestrator, "offline-first", "wheels_cache",
+                           ".venv\\Scripts\\python.exe")
     return {"dodo.py": DODO, "pyproject.toml": PYPROJECT.format(
-                experiment=json.dumps(experiment)),
+                experiment=json.dumps(experiment), orchestrator=line),
             ".gitignore": GITIGNORE, "wheels_cache/README.md": WHEELS_README,
-            "Jenkinsfile": JENKINSFILE.format(requirement=requirement),
+            "Jenkinsfile": JENKINSFILE.format(source=orchestrator.describe(),
+                                              sh_install=groovy(sh), bat_install=groovy(bat)),
             **first_stage(python)}
 
 
@@ -189,3 +245,91 @@ print(sizes)
                 name, f"{name}" + (f": reads the outputs of {after}" if after else ""),
                 "# parameters (the spec's values are injected after this cell)\ninputs = []",
                 code, notebook_python)}
+
+
+# -- the tool's own wheel --------------------------------------------------------------------
+
+WHEEL_TAG = "py3-none-any"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources make the same bytes
+
+
+def wheel_name(version: str) -> str:
+    return f"mlops_tasks-{version}-{WHEEL_TAG}.whl"
+
+
+def _record_line(arcname: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{arcname},sha256={digest},{len(data)}"
+
+
+def tool_wheel(version: str, modules: Mapping[str, bytes], metadata: Mapping[str, bytes]
+               ) -> bytes:
+    """A wheel of mlops-tasks from its modules ({file name: source}, the flat package) and its
+    dist-info files (METADATA, entry_points.txt): what `pip install` of it needs. Pure."""
+    info = f"mlops_tasks-{version}.dist-info"
+    files = {f"mlops_tasks/{name}": data for name, data in sorted(modules.items())}
+    files.update({f"{info}/{name}": data for name, data in sorted(metadata.items())})
+    files[f"{info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: mlops-tasks init\n"
+                              f"Root-Is-Purelib: true\nTag: {WHEEL_TAG}\n").encode()
+    record = [_record_line(name, data) for name, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            entry = zipfile.ZipInfo(name, ZIP_DATE)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, data)
+    return buffer.getvalue()
+
+
+# -- what `init` tells the user --------------------------------------------------------------
+
+WINDOWS_SAFE = re.compile(r"[A-Za-z0-9._:\\/-]+")
+
+
+def shell_path(path: str, windows: bool) -> str | None:
+    """`path` as a user can paste it into their shell, or None when no quoting is safe
+    (cmd and PowerShell both expand inside double quotes: % and $)."""
+    if not windows:
+        return shlex.quote(path)
+    if WINDOWS_SAFE.fullmatch(path):
+        return path
+    if not set(path) & set('"%$`'):
+        return f'"{path}"'
+    return None
+
+
+def next_steps(folder: str | None, in_git: bool, windows: bool) -> str:
+    """The `next:` line of `init`: cd into `folder` (quoted; None: init ran here), git init
+    and a first commit (the tracked-file guard of `doit clean` needs git), doit."""
+    steps = [] if in_git else ["git init", "git add -A", 'git commit -m "a new pipeline"']
+    steps.append("doit")
+    quoted = None if folder is None else shell_path(folder, windows)
+    if folder is not None and quoted is None:
+        return ("next: cd into the new folder (its name holds characters a shell would "
+                "expand, so it is not printed for pasting), then: " + " && ".join(steps))
+    return "next: " + " && ".join([f"cd {quoted}"] * (quoted is not None) + steps)
+
+
+def missing_settings(pyproject: Mapping[str, object], dodo: str, experiment: str,
+                     orchestrator: Orchestrator) -> list[str]:
+    """What a project's own (kept) pyproject.toml and dodo.py lack for mlops-tasks, each with
+    the exact text to add. Pure."""
+    tool = pyproject.get("tool")
+    tables = tool if isinstance(tool, Mapping) else {}
+    advice = []
+    if "mlops_tasks" not in dodo:
+        advice.append(f"dodo.py does not load mlops-tasks' tasks; add this line to it:\n{DODO}")
+    if "doit" not in tables:
+        advice.append(f"pyproject.toml has no [tool.doit] section; add:\n{DOIT_SECTION}")
+    line = ORCHESTRATOR_LINE.format(value=json.dumps(orchestrator.setting()))
+    mlops = tables.get("mlops_tasks")
+    if not isinstance(mlops, Mapping):
+        advice.append("pyproject.toml has no [tool.mlops_tasks] section; add:\n"
+                      + MLOPS_SECTION.format(experiment=json.dumps(experiment),
+                                             orchestrator=line))
+    elif "orchestrator" not in mlops:
+        advice.append("pyproject.toml's [tool.mlops_tasks] does not say where CI installs "
+                      f"mlops-tasks from; add to it:\n{line}")
+    return advice

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_tasks.config import Config, Orchestrator
+from mlops_tasks.errors import ConfigError
 from mlops_tasks.spec import NAME_RE
 
 JENKINSFILE = (Path(__file__).resolve().parents[1] / "Jenkinsfile").read_text(encoding="utf-8")
@@ -73,10 +75,13 @@ def test_waves_group_stages_that_can_run_side_by_side():
     assert diamond().waves() == [["prep"], ["left", "right"], ["join"]]
 
 
+WHEEL = Orchestrator("wheel", "wheels_cache/mlops_tasks-0.1.0-py3-none-any.whl")
+
+
 def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
     from mlops_tasks.cmd_jenkinsfile import jenkinsfile
 
-    text = jenkinsfile(diamond())
+    text = jenkinsfile(diamond(), WHEEL)
     assert text.count("parallel {") == 1
     wave = text[text.index("stage('wave 2: left, right')"):text.index("stage('join')")]
     assert "stage('left')" in wave and "stage('right')" in wave
@@ -86,3 +91,63 @@ def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
     assert 'doit.exe run \\"${name}\\"' in text and "isUnix()" in text
     assert "PYTHONUTF8 = '1'" in text and "--no-index --find-links wheels_cache" in text
     assert text.count("{") == text.count("}")  # balanced Groovy blocks
+
+
+def test_agents_install_the_orchestrator_from_the_one_setting():
+    from mlops_tasks.cmd_jenkinsfile import jenkinsfile
+
+    text = jenkinsfile(diamond(), WHEEL, "offline")
+    assert "-e ." not in text  # a pipeline project is not a Python package
+    assert ("sh '.venv/bin/python -m pip install --no-index --find-links wheels_cache "
+            '"wheels_cache/mlops_tasks-0.1.0-py3-none-any.whl"\'') in text
+    assert "// mlops-tasks comes from the wheel wheels_cache/mlops_tasks-0.1.0" in text
+    index = Orchestrator("index", "mlops-tasks==0.1.0", "https://pypi.corp.example/simple")
+    online = jenkinsfile(diamond(), index, "online")
+    assert ('pip install --index-url https://pypi.corp.example/simple --find-links '
+            'wheels_cache "mlops-tasks==0.1.0"') in online
+    own = jenkinsfile(diamond(), Orchestrator("self", "-e ."))
+    assert ".venv/bin/python -m pip install --no-index --find-links wheels_cache -e . || " \
+           ".venv/bin/python -m pip install --find-links wheels_cache -e ." in own
+
+
+def test_a_project_without_the_setting_or_its_wheel_is_refused(tmp_path):
+    from mlops_tasks.cmd_jenkinsfile import orchestrator_of
+
+    with pytest.raises(ConfigError) as unset:
+        orchestrator_of(Config(tmp_path))
+    assert "pyproject.toml: [tool.mlops_tasks] has no orchestrator" in str(unset.value)
+    assert "mlops-tasks init" in str(unset.value)
+    with pytest.raises(ConfigError) as missing:
+        orchestrator_of(Config(tmp_path, orchestrator=WHEEL))
+    assert "no such file in the project" in str(missing.value)
+    (tmp_path / WHEEL.requirement).parent.mkdir()
+    (tmp_path / WHEEL.requirement).write_bytes(b"PK")
+    assert orchestrator_of(Config(tmp_path, orchestrator=WHEEL)) == WHEEL
+
+
+def parameter_names(notebook: Path) -> set[str]:
+    import ast
+    import json
+
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    (cell,) = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def test_the_profile_pull_requests_run_is_defined_and_makes_a_smaller_run():
+    from mlops_tasks.project import load_project
+
+    project = load_project(Path(__file__).resolve().parents[1])
+    named = set(re.findall(r"profile=([a-z0-9_-]+)", JENKINSFILE))
+    assert named == {"smoke"}
+    changed = {}
+    for stage in project.stages:
+        for profile, overrides in stage.profiles.items():
+            notebook = project.config.root / stage.notebook
+            assert set(overrides) <= parameter_names(notebook), stage.name
+            changed[(profile, stage.name)] = overrides
+    assert {p for p, _ in changed} >= named  # `doit profile=smoke` is not refused
+    train = changed[("smoke", "train")]
+    assert train["n_estimators"] < project.stage("train").parameters["n_estimators"]
