@@ -208,6 +208,7 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
     import subprocess
 
     from mlops_tasks.cmd_jenkinsfile import jenkinsfile
+    from mlops_tasks.config import Orchestrator
     from mlops_tasks.project import load_project
 
     from .helpers import PYTHON
@@ -215,7 +216,7 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url)
     plan = load_project(fork_project(tmp_path / "plan", wheelhouse)).graph
     assert plan.waves() == [["prep"], ["left", "right"]]
-    assert "parallel {" in jenkinsfile(plan)
+    assert "parallel {" in jenkinsfile(plan, Orchestrator("self", "-e ."))
     executions: dict[str, int] = {}
     agents = []
     for number, wave in enumerate(plan.waves()):
