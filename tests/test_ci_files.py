@@ -6,6 +6,7 @@ index. Only the long `doit` run itself is left out."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -176,3 +177,51 @@ def test_steps_are_read_as_the_shell_receives_them():
     text = ("sh 'a \\'b\\' c\\\\d'\n  sh '''python3 -c 'x' '''\n"
             "    sh \".venv/bin/doit run '${name}'\"\n    bat 'no'\n")
     assert sh_steps(text) == ["a 'b' c\\d", "python3 -c 'x' ", ".venv/bin/doit run '${name}'"]
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("mlops-tasks==0.1.0", "a bare name or path is resolved on whatever index"),
+    ("mlops-tasks", "a bare name or path is resolved on whatever index"),
+    ("git+https://git.example/org/mlops-tasks.git@main", "@<the full 40-hex commit>"),
+    ("mlops-tasks==0.1.0 --index-url https://pypi.org/simple", "the public index"),
+    ("mlops-tasks --index-url https://pypi.corp.example/simple", "an exact version"),
+    ("../elsewhere/mlops_tasks-0.1.0-py3-none-any.whl", "stay inside it"),
+    ("wheels_cache/other-1.0-py3-none-any.whl", "mlops-tasks' own"),
+    ("wheels_cache/$(id).whl", "shell characters"),
+    ("self", '"self" is for mlops-tasks\' own source tree'),
+    (3, "it is not a string"),
+])
+def test_a_bad_orchestrator_setting_names_the_file_the_key_and_the_fix(tmp_path, value, says):
+    from mlops_tasks.config import load_config
+    from mlops_tasks.errors import ConfigError
+
+    (tmp_path / "pyproject.toml").write_text(
+        f"[project]\nname = \"pipeline\"\n[tool.mlops_tasks]\norchestrator = "
+        f"{json.dumps(value)}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as bad:
+        load_config(tmp_path)
+    message = str(bad.value)
+    assert message.startswith(f"{tmp_path / 'pyproject.toml'}: [tool.mlops_tasks] orchestrator")
+    assert says in message and "Expected one of:" in message and "Fix:" in message
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ("wheels_cache/mlops_tasks-0.1.0-py3-none-any.whl", "wheel"),
+    ("git+https://git.example/org/mlops-tasks.git@" + "0123456789abcdef" * 2 + "01234567",
+     "vcs"),
+    ("mlops-tasks==0.1.0 --index-url https://pypi.corp.example/simple", "index"),
+])
+def test_each_controlled_source_is_accepted(tmp_path, value, kind):
+    from mlops_tasks.config import load_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.mlops_tasks]\norchestrator = {json.dumps(value)}\n", encoding="utf-8")
+    source = load_config(tmp_path).orchestrator
+    assert source is not None and source.kind == kind and source.setting() == value
+
+
+def test_the_tools_own_tree_may_say_self():
+    from mlops_tasks.config import load_config
+
+    source = load_config(REPO).orchestrator
+    assert source is not None and source.kind == "self" and source.requirement == "-e ."
