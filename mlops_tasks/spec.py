@@ -16,6 +16,7 @@ import yaml
 
 from .doit_names import RESERVED_NAMES
 from .errors import SpecError
+from .redact import redact
 
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
@@ -459,7 +460,16 @@ def _written(spec: _Raw, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...
 
 
 def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
-    """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip)."""
+    """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip).
+    An error quotes what the spec says, with the credentials of any URL in it hidden."""
+    try:
+        return _parse_stage(text, path, exists)
+    except SpecError as err:
+        err.args = (redact(str(err)),)
+        raise
+
+
+def _parse_stage(text: str, path: str, exists: Any) -> Stage:
     spec = _Raw(path, *_compose(text, path))
     _check_keys(spec)
     name = _name(spec)

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from mlops_tasks.errors import SpecError
 from mlops_tasks.redact import redact, redact_data
+from mlops_tasks.spec import parse_stage
 
 HIDDEN = [
     ("https://user:s3cr3t@pypi.example.com/simple", "https://***@pypi.example.com/simple"),
@@ -105,3 +107,23 @@ def test_a_one_megabyte_line_is_redacted_at_once():
     out = redact(line)
     assert time.perf_counter() - start < 1.0
     assert "s3cr3t" not in out and out.count("https://***@host/x") == 3
+
+
+# -- spec errors --------------------------------------------------------------------------------
+
+URL = "https://user:s3cr3t@pypi.example.com/simple"
+
+
+@pytest.mark.parametrize(("text", "line", "shown"), [
+    (f"packages:\n  - --index-url={URL}\n  - pandas\n", 3, f"'--index-url={redact(URL)}'"),
+    (f"packages: {{extra: {URL}}}\n", 3, redact(URL)),
+    (f"packages:\n  - pandas=2.0 --index-url {URL}\n", 3, "use '==' for an exact version"),
+    (f"{URL}: 1\n{URL}: 2\n", 4, f"'{redact(URL)}' is given twice"),
+    (f"{URL}: 1\n", 3, f"unknown key '{redact(URL)}'"),
+])
+def test_spec_errors_hide_the_credentials_they_quote(text, line, shown):
+    with pytest.raises(SpecError) as info:
+        parse_stage("name: s\nnotebook: s.ipynb\n" + text, "env_specs/s.yaml")
+    message = str(info.value)
+    assert "s3cr3t" not in message and shown in message, message
+    assert info.value.line == line and message.startswith(f"env_specs/s.yaml:{line}: ")
