@@ -144,7 +144,10 @@ class PrintJenkinsfile(ProjectCommand):
         "per pipeline stage, independent stages in parallel blocks, each on an agent with the "
         "label AGENT_LABEL running `doit run <stage>` (bat or sh by the agent's OS). Agents "
         "share no disk: each stage's upstream outputs come from the stage cache on the "
-        "tracking server MLFLOW_TRACKING_URI. Save it: doit jenkinsfile > Jenkinsfile"
+        "tracking server MLFLOW_TRACKING_URI. Agents install mlops-tasks from the source "
+        "`orchestrator` names in [tool.mlops_tasks] (init's committed wheel, a VCS URL pinned "
+        "to a commit, an internal index, or \"self\" in the tool's own tree). Save it: doit "
+        "jenkinsfile > Jenkinsfile"
     )
 
     def run(self, project: Project, params: Any, stages: list[Stage]) -> int:
