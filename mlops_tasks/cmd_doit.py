@@ -1,7 +1,10 @@
 """doit's own commands that run tasks or write the dependency DB (`run`, `clean`, `forget`,
 `ignore`, `reset-dep`, `strace`), replaced through doit's plugin entry points by the same
 commands taking the workspace mutex and installing the signal handlers first. Nothing of
-this happens when the dodo is merely imported (`doit list`, `doit info`)."""
+this happens when the dodo is merely imported (`doit list`, `doit info`). `list` and `info`
+are replaced too, read-only: a group (a stage, `execute`, ...) is up to date when nothing it
+runs would run, each task checked once. All but `run` and `strace` end quietly when their
+reader closes the pipe (`doit list | head`)."""
 
 from __future__ import annotations
 
