@@ -37,7 +37,7 @@ from .notebooks import (
     parse_notebook,
     read_notebook,
 )
-from .outputs import OutputSet
+from .outputs import OutputSet, move
 from .redact import redact, redacted_copy
 from .spec import Stage
 
@@ -433,7 +433,7 @@ def finish_override(prep: Prepared, outputs: OutputSet, started: str, seconds: f
         if (root / rel).exists():
             target = folder / layout.OVERRIDE_OUTPUTS / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(root / rel, target)
+            move(root / rel, target)  # outputs may live on another device than the state
     outputs.rollback()
     executed = folder / f"{stage.name}.ipynb"
     os.replace(root / layout.partial_notebook(stage), executed)
@@ -485,7 +485,7 @@ def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
         for rel, path in hit.files.items():
             target = config.root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            move(path, target)  # downloaded into the state folder; outputs may be elsewhere
         partial = config.root / layout.partial_notebook(stage)
         partial.parent.mkdir(parents=True, exist_ok=True)
         os.replace(hit.notebook, partial)
