@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import task_label
+from .redact import redact
 
 _lock = threading.Lock()
 
@@ -169,16 +170,19 @@ def stage_log(path: Path) -> Iterator[None]:
 
 
 def log_only(text: str) -> None:
-    """A line for the stage's log file only."""
+    """A line for the stage's log file only (credentials in URLs hidden)."""
     log = getattr(_local, "log", None)
     if log is not None:
+        text = redact(text)
         log.write(text if text.endswith("\n") else text + "\n")
         log.flush()
 
 
 def detail(text: str) -> None:
     """Cell output and installer lines: always in the stage's log file; on the console in
-    full only when not live (Jenkins, MLOPS_VERBOSE=1), as plain text."""
+    full only when not live (Jenkins, MLOPS_VERBOSE=1), as plain text. What a notebook or
+    an installer prints may hold a URL's credentials: they are hidden in both."""
+    text = redact(text)
     log_only(text)
     if not live():
         write(ANSI.sub("", text) if text.endswith("\n") else ANSI.sub("", text) + "\n")

@@ -19,24 +19,67 @@ import papermill
 from jupyter_client.kernelspec import NoSuchKernel
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
+from papermill.iorw import papermill_io
 
 from . import console
 from .errors import StageFailed
 from .kernel_launch import StageKernelManager, stop
 from .notebooks import early_exit_cell, source_cell_number
-from .redact import redact
+from .redact import redact, redact_data
 
 _logging_ready = False
 _logging_lock = threading.Lock()
 
 
 def _setup_logging() -> None:
-    """Papermill logs cell output through `logging`; show it in doit's output."""
+    """Papermill logs cell output through `logging`; show it in doit's output. It writes
+    the executed notebook through the handler of its path's scheme; register ours."""
     global _logging_ready
     with _logging_lock:
         if not _logging_ready:
             _add_handler()
+            papermill_io.register(REDACTED, _RedactedNotebooks())
             _logging_ready = True
+
+
+# papermill writes the executed notebook after each cell, on failure and at the end: given
+# a path with this prefix, each write goes through _RedactedNotebooks, so the file on disk
+# never holds a credential that a cell printed (the tracking URI with its password).
+REDACTED = "mlops-redacted:"
+
+
+def _local(path: str) -> str:
+    return path[len(REDACTED):] if path.startswith(REDACTED) else path
+
+
+def redacted_notebook(text: str) -> str:
+    """A notebook's JSON with credentials in URLs hidden in every string (cell outputs,
+    sources, metadata), written as nbformat writes it."""
+    try:
+        nb = json.loads(text)
+    except ValueError:
+        return redact(text)
+    papermill_meta = nb.get("metadata", {}).get("papermill", {})
+    if isinstance(papermill_meta.get("output_path"), str):
+        papermill_meta["output_path"] = _local(papermill_meta["output_path"])
+    return json.dumps(redact_data(nb), indent=1, sort_keys=True, separators=(",", ": "),
+                      ensure_ascii=False)
+
+
+class _RedactedNotebooks:
+    """papermill's I/O handler for the `mlops-redacted:` paths (local files)."""
+
+    def read(self, path: str) -> str:
+        return Path(_local(path)).read_text(encoding="utf-8")
+
+    def write(self, buf: str, path: str) -> None:
+        Path(_local(path)).write_text(redacted_notebook(buf), encoding="utf-8")
+
+    def pretty_path(self, path: str) -> str:
+        return _local(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return [os.path.join(path, name) for name in os.listdir(_local(path))]
 
 
 _running = threading.local()  # the stage this thread runs, and its number of cells
@@ -125,7 +168,7 @@ def run_notebook(
     try:
         nb = papermill.execute_notebook(
             str(notebook),
-            str(output),
+            REDACTED + os.path.abspath(output),
             parameters=dict(parameters),
             kernel_name=kernel_name,
             language="python",

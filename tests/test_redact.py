@@ -3,13 +3,18 @@ line's length, in spec errors, and in a stage's cell output (console, log, noteb
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
+import nbformat
 import pytest
 
 from mlops_tasks.errors import SpecError
 from mlops_tasks.redact import redact, redact_data
 from mlops_tasks.spec import parse_stage
+
+from .helpers import clean_env, doit, git_commit_all, offline_pipeline, write_notebook, write_spec
 
 HIDDEN = [
     ("https://user:s3cr3t@pypi.example.com/simple", "https://***@pypi.example.com/simple"),
@@ -127,3 +132,51 @@ def test_spec_errors_hide_the_credentials_they_quote(text, line, shown):
     message = str(info.value)
     assert "s3cr3t" not in message and shown in message, message
     assert info.value.line == line and message.startswith(f"env_specs/s.yaml:{line}: ")
+
+
+# -- cell output: console, stage log, executed notebook -----------------------------------------
+
+PRINTS_URI = [
+    (None, 'import os\nuri = os.environ["MLFLOW_TRACKING_URI"]\nprint("tracking at", uri)'),
+    (None, "uri"),  # its value as the cell's result (text/plain)
+]
+
+
+def _cell_texts(notebook: Path) -> str:
+    """Every output of every cell, as one text."""
+    nb = nbformat.read(notebook, as_version=4)
+    nbformat.validate(nb)
+    return json.dumps([cell.get("outputs", []) for cell in nb.cells])
+
+
+@pytest.mark.integration
+def test_credentials_a_notebook_prints_are_hidden_everywhere(tmp_path, wheelhouse,
+                                                             mlflow_server):
+    root = offline_pipeline(tmp_path / "proj", wheelhouse, "redaction")
+    for name, cells in (("shows", PRINTS_URI),
+                        ("fails", [*PRINTS_URI, (None, 'raise ValueError("bad " + uri)')])):
+        write_spec(root, name, f"name: {name}\nnotebook: notebooks/{name}.ipynb\n")
+        write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
+    git_commit_all(root)
+    secret_uri = mlflow_server.url.replace("http://", "http://user:s3cr3tpw@")
+    shown = mlflow_server.url.replace("http://", "http://***@")
+    env = clean_env(MLFLOW_TRACKING_URI=secret_uri)
+
+    ok = doit(root, "run", "shows", env=env)
+    failed = doit(root, "run", "fails", env=env, check=False)
+    assert failed.returncode != 0
+    for proc in (ok, failed):  # not a terminal: cell output is shown in full
+        console = proc.stdout + proc.stderr
+        assert "s3cr3tpw" not in console and f"tracking at {shown}" in console, console
+    for name in ("shows", "fails"):
+        log = (root / ".mlops" / "logs" / f"{name}.log").read_text(encoding="utf-8")
+        assert "s3cr3tpw" not in log and f"tracking at {shown}" in log
+    executed = root / ".mlops" / "executed"
+    for notebook in (executed / "shows.ipynb", executed / "fails.failed.ipynb"):
+        text = notebook.read_text(encoding="utf-8")
+        assert "s3cr3tpw" not in text
+        outputs = _cell_texts(notebook)
+        assert f"tracking at {shown}" in outputs and f"'{shown}'" in outputs
+        meta = nbformat.read(notebook, as_version=4).metadata.papermill
+        assert meta.output_path.endswith(".partial.ipynb") and Path(meta.output_path).is_absolute()
+    assert f'"evalue": "bad {shown}"' in _cell_texts(executed / "fails.failed.ipynb")
