@@ -164,6 +164,7 @@ def run_notebook(
     is stopped as this returns."""
     _setup_logging()
     kernel_name = km.kernel_name
+    log_start = _size(log)
     _running.stage, _running.cells = stage, _cell_count(notebook) + 1  # + the injected one
     try:
         nb = papermill.execute_notebook(
@@ -187,12 +188,40 @@ def run_notebook(
     finally:
         _running.stage = None
         stop(km)
+        _redact_log(log, log_start)
     stopped = early_exit_cell(nb.cells)
     if stopped and not allow_early_exit:
         raise StageFailed(stage, f"the notebook stopped early: code cell {stopped} called "
                           "sys.exit() and the cells after it never ran. If stopping there is "
                           f"intended, set allow_early_exit: true in {spec_path}",
                           cell=stopped, notebook=str(failed))
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _redact_log(log: Path | None, start: int) -> None:
+    """The kernel process writes its own output (os.system, C libraries, its warnings)
+    straight into the stage's log; once it has stopped, hide credentials in what this run
+    added there too (in place: the log stays open for appending)."""
+    if log is None:
+        return
+    try:
+        with open(log, "r+b") as file:
+            file.seek(start)
+            added = file.read()
+            text = added.decode("utf-8", "surrogateescape")
+            clean = redact(text)
+            if clean != text:
+                file.seek(start)
+                file.write(clean.encode("utf-8", "surrogateescape"))
+                file.truncate()
+    except OSError:
+        return
 
 
 def _naming_log(failure: Exception, log: Path | None, cwd: Path) -> Exception:

@@ -139,6 +139,7 @@ def test_spec_errors_hide_the_credentials_they_quote(text, line, shown):
 PRINTS_URI = [
     (None, 'import os\nuri = os.environ["MLFLOW_TRACKING_URI"]\nprint("tracking at", uri)'),
     (None, "uri"),  # its value as the cell's result (text/plain)
+    (None, 'os.system("echo kernel process says $MLFLOW_TRACKING_URI")'),  # not a cell output
 ]
 
 
@@ -171,6 +172,7 @@ def test_credentials_a_notebook_prints_are_hidden_everywhere(tmp_path, wheelhous
     for name in ("shows", "fails"):
         log = (root / ".mlops" / "logs" / f"{name}.log").read_text(encoding="utf-8")
         assert "s3cr3tpw" not in log and f"tracking at {shown}" in log
+        assert f"kernel process says {shown}" in log
     executed = root / ".mlops" / "executed"
     for notebook in (executed / "shows.ipynb", executed / "fails.failed.ipynb"):
         text = notebook.read_text(encoding="utf-8")
