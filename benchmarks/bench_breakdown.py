@@ -65,11 +65,11 @@ STAGE = "data_prep"
 TASKS = [f"execute:{STAGE}", f"log:{STAGE}"]
 SIDES = ("doit", "papermill")
 WRAPPED = {
-    "mlops_tasks.execute": ["snapshot", "launch_kernel", "experiment", "prepare", "run",
+    "mlops_tasks.run.execute": ["snapshot", "launch_kernel", "experiment", "prepare", "run",
                             "finish", "execute_stage"],
-    "mlops_tasks.stage_cache": ["lookup"],
-    "mlops_tasks.kernel_launch": ["stop"],
-    "mlops_tasks.log": ["log_stage"],
+    "mlops_tasks.run.stage_cache": ["lookup"],
+    "mlops_tasks.run.kernel_launch": ["stop"],
+    "mlops_tasks.run.log": ["log_stage"],
 }
 TIMELINE = """\
 import time

@@ -57,7 +57,7 @@ uri, root, mode = sys.argv[1:4]
 from mlflow.tracking import MlflowClient
 MlflowClient(uri).create_experiment("bench", artifact_location=Path(root).as_uri())
 if mode == "serve":
-    from mlops_tasks.tracking import serve_store
+    from mlops_tasks.tracking.client import serve_store
     before, start = rss(), time.perf_counter()
     url = serve_store(uri, Path(root))
     while urllib.request.urlopen(url + "/health", timeout=5).status != 200:

@@ -29,7 +29,7 @@ The server starts before that warm-up, so its own start-up work is over when A r
 Part 2, the lookup. An experiment with --store-runs (1,000) FINISHED runs, each tagged
 `mlops.stage`, `mlops.cache_key` (random hex) and `mlops.cache_complete=true`, is created
 with MlflowClient on the same server (http) and in a local sqlite store; then
-`mlops_tasks.tracking.find_tagged_run` (what `execute:S` calls once per stale stage) is timed
+`mlops_tasks.tracking.client.find_tagged_run` (what `execute:S` calls once per stale stage) is timed
 in this process for a key one run has (a hit) and for a key none has (a miss), --lookups
 times each, the two taking turns. One untimed call per store first makes the client (a
 `doit` has made it before its first lookup). The table shows the median, the p90
@@ -350,7 +350,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def time_lookups(uri: str, experiment_id: str, key: str, lookups: int
                  ) -> dict[str, Any]:
-    from mlops_tasks.tracking import find_tagged_run
+    from mlops_tasks.tracking.client import find_tagged_run
 
     def call(wanted: str) -> Callable[[], object]:
         return lambda: find_tagged_run(uri, experiment_id, {KEY_TAG: wanted,

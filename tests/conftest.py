@@ -71,8 +71,8 @@ def registry() -> str:
 def other_python(wheelhouse: Path) -> str:
     """An installed Python version other than the orchestrator's, with ipykernel wheels for it
     in the wheelhouse; the test is skipped where the machine has none."""
-    from mlops_tasks.errors import InterpreterNotFound
-    from mlops_tasks.interpreters import Resolver
+    from mlops_tasks.base.errors import InterpreterNotFound
+    from mlops_tasks.env.interpreters import Resolver
 
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     for version in ("3.12", "3.10", "3.13", "3.11"):

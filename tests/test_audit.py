@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from mlops_tasks.redact import redact
+from mlops_tasks.base.redact import redact
 
 
 def test_credentials_are_redacted_from_urls():
@@ -15,7 +15,7 @@ def test_credentials_are_redacted_from_urls():
 
 
 def test_git_info_reports_dirty_tree_and_diff(tmp_path):
-    from mlops_tasks.audit import git_info
+    from mlops_tasks.run.provenance import git_info
 
     assert git_info(tmp_path)["sha"] == "no-git"
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)

@@ -119,7 +119,7 @@ def uninstall(root: Path) -> None:
 
 
 def init_project(root: Path, wheelhouse: Path) -> Path:
-    subprocess.run([PYTHON, "-m", "mlops_tasks.cli", "init", str(root)], check=True,
+    subprocess.run([PYTHON, "-m", "mlops_tasks.commands.cli", "init", str(root)], check=True,
                    env=clean_env(), capture_output=True)
     fill_cache(root, wheelhouse)
     return root
@@ -192,8 +192,8 @@ def test_steps_are_read_as_the_shell_receives_them():
     (3, "it is not a string"),
 ])
 def test_a_bad_orchestrator_setting_names_the_file_the_key_and_the_fix(tmp_path, value, says):
-    from mlops_tasks.config import load_config
-    from mlops_tasks.errors import ConfigError
+    from mlops_tasks.base.errors import ConfigError
+    from mlops_tasks.project.config import load_config
 
     (tmp_path / "pyproject.toml").write_text(
         f"[project]\nname = \"pipeline\"\n[tool.mlops_tasks]\norchestrator = "
@@ -212,7 +212,7 @@ def test_a_bad_orchestrator_setting_names_the_file_the_key_and_the_fix(tmp_path,
     ("mlops-tasks==0.1.0 --index-url https://pypi.corp.example/simple", "index"),
 ])
 def test_each_controlled_source_is_accepted(tmp_path, value, kind):
-    from mlops_tasks.config import load_config
+    from mlops_tasks.project.config import load_config
 
     (tmp_path / "pyproject.toml").write_text(
         f"[tool.mlops_tasks]\norchestrator = {json.dumps(value)}\n", encoding="utf-8")
@@ -221,7 +221,7 @@ def test_each_controlled_source_is_accepted(tmp_path, value, kind):
 
 
 def test_the_tools_own_tree_may_say_self():
-    from mlops_tasks.config import load_config
+    from mlops_tasks.project.config import load_config
 
     source = load_config(REPO).orchestrator
     assert source is not None and source.kind == "self" and source.requirement == "-e ."

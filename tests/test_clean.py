@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.output_rules import clean_plan
+from mlops_tasks.project.output_rules import clean_plan
 
 from .helpers import doit, write_notebook, write_spec
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mlops_tasks import console
+from mlops_tasks.base import console
 
 from .helpers import clean_env, doit, make_project
 

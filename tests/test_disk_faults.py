@@ -18,10 +18,10 @@ import pytest
 from doit.dependency import JSONCodec
 from doit.exceptions import InvalidTask
 
-from mlops_tasks.errors import MlopsError
-from mlops_tasks.outputs import OutputSet
-from mlops_tasks.spec import Stage
-from mlops_tasks.statedb import DurableSqliteDB
+from mlops_tasks.base.errors import MlopsError
+from mlops_tasks.pipeline.statedb import DurableSqliteDB
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run.outputs import OutputSet
 
 
 @contextmanager
@@ -62,7 +62,7 @@ def asides(folder: Path) -> list[str]:
 
 
 def test_only_corruption_counts_as_corrupt(tmp_path):
-    from mlops_tasks.statedb import kind_of
+    from mlops_tasks.pipeline.statedb import kind_of
 
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"not a database at all" * 100)
@@ -153,7 +153,7 @@ def test_outputs_on_another_device_move_aside_and_back(tmp_path):
     (errno.EBUSY, "holding them open", "no space"),
 ])
 def test_the_fix_for_an_output_not_moved_names_the_real_cause(code, said, not_said):
-    from mlops_tasks.outputs import why_not_moved
+    from mlops_tasks.run.outputs import why_not_moved
 
     text = why_not_moved(OSError(code, os.strerror(code), "out/model"), Path("x"))
     assert said in text and not_said not in text
@@ -255,7 +255,7 @@ def test_a_run_on_a_full_disk_says_so_and_the_next_continues(tmp_path, wheelhous
 def test_a_task_writing_on_a_full_disk_fails_naming_the_folder(tmp_path):
     from doit.exceptions import TaskFailed
 
-    from mlops_tasks.actions import user_errors
+    from mlops_tasks.pipeline.actions import user_errors
 
     @user_errors
     def write_record(config: object, stage: Stage) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops_tasks.config import KEYS
-from mlops_tasks.spec import KNOWN_KEYS
+from mlops_tasks.project.config import KEYS
+from mlops_tasks.project.spec import KNOWN_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

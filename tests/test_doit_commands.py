@@ -85,7 +85,7 @@ def test_run_status_finds_producers_once_and_walks_a_long_chain_without_recursio
         monkeypatch):
     """A chain deeper than Python's recursion limit is decided; the producers' index is
     built once for all the tasks asked about."""
-    from mlops_tasks import cmd_doit
+    from mlops_tasks.commands import doit as cmd_doit
 
     class Task:
         def __init__(self, name: str, file_dep: list[str], targets: list[str]):
@@ -137,7 +137,7 @@ def test_info_on_a_stage_lists_its_tasks_with_status_and_reasons(tmp_path):
 
 
 def test_brief_reasons_take_one_line_each():
-    from mlops_tasks.cmd_doit import brief_reasons
+    from mlops_tasks.commands.doit import brief_reasons
 
     reasons = {"uptodate_false": [("<parameters: n: 1 → 2>", [], {})],
                "missing_target": ["a", "b", "c", "d", "e"], "has_no_dependencies": False}
@@ -203,7 +203,7 @@ def test_param_after_a_stage_name_says_where_it_belongs(tmp_path):
 
 
 def test_misplaced_param_names_the_stage_and_keeps_the_overrides():
-    from mlops_tasks.cmd_doit import misplaced_param
+    from mlops_tasks.commands.doit import misplaced_param
 
     class Task:
         def __init__(self, takes: bool):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.envs import discard, owned, recover_previous, set_aside
-from mlops_tasks.errors import EnvBuildError
-from mlops_tasks.spec import Stage
+from mlops_tasks.base.errors import EnvBuildError
+from mlops_tasks.env.venv import discard, owned, recover_previous, set_aside
+from mlops_tasks.project.spec import Stage
 
 STAGE = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k")
 
@@ -53,7 +53,7 @@ def test_the_environment_running_doit_is_refused_even_with_a_marker(tmp_path, mo
 
 
 def test_a_build_of_ours_killed_before_its_marker_is_ours(tmp_path):
-    from mlops_tasks.envs import claim
+    from mlops_tasks.env.venv import claim
 
     env = tmp_path / ".venvs" / "s"
     assert not owned(STAGE, tmp_path)
@@ -65,7 +65,7 @@ def test_a_build_of_ours_killed_before_its_marker_is_ours(tmp_path):
 
 
 def test_recovery_after_a_rebuild_killed_midway(tmp_path):
-    from mlops_tasks.envs import claim
+    from mlops_tasks.env.venv import claim
 
     old = tmp_path / ".venvs" / ".s.previous"
     (old / "bin").mkdir(parents=True)

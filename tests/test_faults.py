@@ -231,8 +231,8 @@ def test_dep_db_opens_under_every_supported_python(project):
     import json
     import sqlite3
 
-    from mlops_tasks.errors import InterpreterNotFound
-    from mlops_tasks.interpreters import Resolver
+    from mlops_tasks.base.errors import InterpreterNotFound
+    from mlops_tasks.env.interpreters import Resolver
 
     status = {line.split()[1]: line.split()[0] for line in
               doit(project, "list", "--all", "--status").stdout.splitlines()}

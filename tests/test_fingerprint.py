@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 
-from mlops_tasks.fingerprint import (
+from mlops_tasks.project.fingerprint import (
     env_fingerprint,
     install_requirements,
     normalise_requirement,
     spec_hash,
 )
-from mlops_tasks.notebooks import notebook_code
-from mlops_tasks.spec import Stage
+from mlops_tasks.project.notebooks import notebook_code
+from mlops_tasks.project.spec import Stage
 
 from .helpers import notebook_json
 
@@ -63,8 +63,8 @@ def test_spec_hash_ignores_notes():
 def test_a_broken_notebook_is_a_user_error(tmp_path):
     import pytest
 
-    from mlops_tasks.errors import MlopsError
-    from mlops_tasks.notebooks import read_notebook
+    from mlops_tasks.base.errors import MlopsError
+    from mlops_tasks.project.notebooks import read_notebook
 
     path = tmp_path / "nb.ipynb"
     path.write_text('{\n<<<<<<< HEAD\n "cells": []\n}')
@@ -73,7 +73,7 @@ def test_a_broken_notebook_is_a_user_error(tmp_path):
 
 
 def test_stage_key_depends_on_each_part_only():
-    from mlops_tasks.fingerprint import stage_key
+    from mlops_tasks.project.fingerprint import stage_key
 
     base = stage_key("f", "c", "p", {"data/a.csv": "1", "data/b.csv": "2"})
     assert base == stage_key("f", "c", "p", {"data/b.csv": "2", "data/a.csv": "1"})
@@ -87,8 +87,8 @@ def test_stage_key_depends_on_each_part_only():
 
 def test_stage_key_is_machine_independent(tmp_path):
     """Two clones at different absolute paths compute the same key for the same work."""
-    from mlops_tasks.audit import content_hashes
-    from mlops_tasks.fingerprint import stage_key
+    from mlops_tasks.project.fingerprint import stage_key
+    from mlops_tasks.run.provenance import content_hashes
 
     keys = []
     for clone in ("agent-a", "elsewhere/agent-b"):
@@ -100,7 +100,7 @@ def test_stage_key_is_machine_independent(tmp_path):
 
 
 def test_source_cell_numbers_skip_the_injected_cell():
-    from mlops_tasks.notebooks import source_cell_number
+    from mlops_tasks.project.notebooks import source_cell_number
 
     marker = {"cell_type": "markdown", "metadata": {"tags": ["papermill-error-cell-tag"]}}
     cells = [{"cell_type": "markdown"},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.graph import build_graph
-from mlops_tasks.spec import Stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.project.graph import build_graph
+from mlops_tasks.project.spec import Stage
 
 
 def stage(name, inputs=(), outputs=(), depends_on=(), metrics=()):

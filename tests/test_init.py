@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks import scaffold
-from mlops_tasks.cli import main
-from mlops_tasks.config import load_config
+from mlops_tasks.commands.cli import main
+from mlops_tasks.project import scaffold
+from mlops_tasks.project.config import load_config
 
 from .helpers import PYTHON, clean_env, doit, local_client, ran, set_config
 
@@ -58,14 +58,14 @@ def test_names_are_checked_with_the_spec_rule():
 @pytest.mark.integration
 def test_init_then_doit_then_add_stage(tmp_path, wheelhouse):
     root = tmp_path / "new"
-    subprocess.run([PYTHON, "-m", "mlops_tasks.cli", "init", str(root)], check=True,
+    subprocess.run([PYTHON, "-m", "mlops_tasks.commands.cli", "init", str(root)], check=True,
                    env=clean_env(), capture_output=True)
     set_config(root, wheels_cache=str(wheelhouse), index_policy="offline")  # offline here
     doit(root)
     client = local_client(root)
     (experiment,) = client.search_experiments(filter_string="name = 'new'")
     assert len(client.search_runs([experiment.experiment_id])) == 1
-    subprocess.run([PYTHON, "-m", "mlops_tasks.cli", "add-stage", "train", "--after",
+    subprocess.run([PYTHON, "-m", "mlops_tasks.commands.cli", "add-stage", "train", "--after",
                     "prepare"], check=True, cwd=root, env=clean_env(), capture_output=True)
     assert "execute:train" in ran(doit(root).stdout)
     assert (root / "out" / "train.txt").read_text().startswith("out/prepared.csv ")

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from mlops_tasks.errors import InterpreterNotFound
-from mlops_tasks.interpreters import (
+from mlops_tasks.base.errors import InterpreterNotFound
+from mlops_tasks.env.interpreters import (
     Resolver,
     candidate_paths,
     parse_py_launcher,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.config import Config, Orchestrator
-from mlops_tasks.errors import ConfigError
-from mlops_tasks.spec import NAME_RE
+from mlops_tasks.base.errors import ConfigError
+from mlops_tasks.project.config import Config, Orchestrator
+from mlops_tasks.project.spec import NAME_RE
 
 JENKINSFILE = (Path(__file__).resolve().parents[1] / "Jenkinsfile").read_text(encoding="utf-8")
 
@@ -61,8 +61,8 @@ def test_the_linux_python_check_runs(tmp_path):
 
 
 def diamond():
-    from mlops_tasks.graph import build_graph
-    from mlops_tasks.spec import parse_stage
+    from mlops_tasks.project.graph import build_graph
+    from mlops_tasks.project.spec import parse_stage
 
     specs = {"prep": "outputs: [p.txt]", "left": "inputs: [p.txt]\noutputs: [l.txt]",
              "right": "inputs: [p.txt]\noutputs: [r.txt]",
@@ -79,7 +79,7 @@ WHEEL = Orchestrator("wheel", "wheels_cache/mlops_tasks-0.1.0-py3-none-any.whl")
 
 
 def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
-    from mlops_tasks.cmd_jenkinsfile import jenkinsfile
+    from mlops_tasks.commands.jenkinsfile import jenkinsfile
 
     text = jenkinsfile(diamond(), WHEEL)
     assert text.count("parallel {") == 1
@@ -94,7 +94,7 @@ def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
 
 
 def test_agents_install_the_orchestrator_from_the_one_setting():
-    from mlops_tasks.cmd_jenkinsfile import jenkinsfile
+    from mlops_tasks.commands.jenkinsfile import jenkinsfile
 
     text = jenkinsfile(diamond(), WHEEL, "offline")
     assert "-e ." not in text  # a pipeline project is not a Python package
@@ -111,7 +111,7 @@ def test_agents_install_the_orchestrator_from_the_one_setting():
 
 
 def test_a_project_without_the_setting_or_its_wheel_is_refused(tmp_path):
-    from mlops_tasks.cmd_jenkinsfile import orchestrator_of
+    from mlops_tasks.commands.jenkinsfile import orchestrator_of
 
     with pytest.raises(ConfigError) as unset:
         orchestrator_of(Config(tmp_path))
@@ -137,7 +137,7 @@ def parameter_names(notebook: Path) -> set[str]:
 
 
 def test_the_profile_pull_requests_run_is_defined_and_makes_a_smaller_run():
-    from mlops_tasks.project import load_project
+    from mlops_tasks.project.load import load_project
 
     project = load_project(Path(__file__).resolve().parents[1])
     named = set(re.findall(r"profile=([a-z0-9_-]+)", JENKINSFILE))

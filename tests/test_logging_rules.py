@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from mlops_tasks.log import split_outputs
-from mlops_tasks.spec import Stage
-from mlops_tasks.tracking import _param_text
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run.log import split_outputs
+from mlops_tasks.tracking.client import _param_text
 
 from .test_record import execute_record
 

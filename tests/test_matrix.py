@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.matrix import expand, label, resolve
-from mlops_tasks.project import load_project
-from mlops_tasks.spec import parse_stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.project.load import load_project
+from mlops_tasks.project.matrix import expand, label, resolve
+from mlops_tasks.project.spec import parse_stage
 
 from .helpers import doit, git_commit_all, offline_pipeline, ran, write_notebook
 

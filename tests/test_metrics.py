@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mlops_tasks.log import metric_name_problem, read_metrics
-from mlops_tasks.spec import Stage
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run.log import metric_name_problem, read_metrics
 
 
 @pytest.mark.parametrize("name, ok", [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.mlproject import doit_args, mlproject_text
-from mlops_tasks.project import load_project
-from mlops_tasks.spec import parse_stage
+from mlops_tasks.project.load import load_project
+from mlops_tasks.project.mlproject import doit_args, mlproject_text
+from mlops_tasks.project.spec import parse_stage
 
 from .helpers import clean_env, doit, local_client, make_project
 

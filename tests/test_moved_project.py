@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from mlops_tasks import tracking
-from mlops_tasks.tracking import moved_roots
+from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking.client import moved_roots
 
 
 def test_moved_roots():

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from mlops_tasks import kernel_hook
-from mlops_tasks.kernel_hook import decide
-from mlops_tasks.kernel_tracking import (
+from mlops_tasks.tracking import kernel_hook
+from mlops_tasks.tracking.kernel_context import (
     KernelTracking,
     context_unread,
     created_runs,
@@ -22,6 +21,7 @@ from mlops_tasks.kernel_tracking import (
     uses_mlflow,
     write_context,
 )
+from mlops_tasks.tracking.kernel_hook import decide
 
 from .helpers import (
     MLFLOW_IN_KERNEL,

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.gitindex import tracked
-from mlops_tasks.output_rules import check_outputs
-from mlops_tasks.spec import Stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.base.gitindex import tracked
+from mlops_tasks.project.output_rules import check_outputs
+from mlops_tasks.project.spec import Stage
 
 from .helpers import doit, write_notebook, write_spec
 

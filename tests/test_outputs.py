@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from mlops_tasks.errors import MlopsError
-from mlops_tasks.execute import parse_overrides
-from mlops_tasks.outputs import OutputSet
-from mlops_tasks.spec import Stage
+from mlops_tasks.base.errors import MlopsError
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run.execute import parse_overrides
+from mlops_tasks.run.outputs import OutputSet
 
 STAGE = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",
               outputs=("out/a.csv", "out/b.csv", "out/new.csv"))

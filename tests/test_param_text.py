@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_tasks.errors import StageError
-from mlops_tasks.execute import parse_overrides
-from mlops_tasks.mlproject import doit_args, mlproject_text
-from mlops_tasks.notebooks import parameter_types, value_from_text
-from mlops_tasks.spec import parse_stage
+from mlops_tasks.base.errors import StageError
+from mlops_tasks.project.mlproject import doit_args, mlproject_text
+from mlops_tasks.project.notebooks import parameter_types, value_from_text
+from mlops_tasks.project.spec import parse_stage
+from mlops_tasks.run.execute import parse_overrides
 
 from .helpers import (
     clean_env,

@@ -68,8 +68,8 @@ def test_first_run_builds_executes_and_logs_everything(built):
     assert audit["inputs"]["out/greeting.txt"]
     assert audit["schema"] == 1 and audit["kind"] == "execute" and audit["spec_sha256"]
     # the stage key on the run is the one recomputed from the workspace's files
-    from mlops_tasks.fingerprint import parameters_digest, sha256_file, stage_key
-    from mlops_tasks.notebooks import code_digest, notebook_code, read_notebook
+    from mlops_tasks.project.fingerprint import parameters_digest, sha256_file, stage_key
+    from mlops_tasks.project.notebooks import code_digest, notebook_code, read_notebook
 
     code = code_digest(notebook_code(read_notebook(root / "notebooks/use.ipynb")))
     expected = stage_key(sha256_file(root / ".venvs/use/pip-freeze.txt"), code,
@@ -136,7 +136,7 @@ def test_failing_cell_fails_the_stage_and_keeps_it_stale(built):
 def test_an_edit_saved_during_the_run_is_neither_run_nor_recorded(built):
     """The stage key's code is what executed: the notebook is read once, before it runs."""
     root, _ = built
-    from mlops_tasks.notebooks import code_digest, notebook_code, read_notebook
+    from mlops_tasks.project.notebooks import code_digest, notebook_code, read_notebook
 
     from .helpers import NOTEBOOK_CELLS, notebook_json
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.spec import parse_stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.project.spec import parse_stage
 
 from .helpers import NOTEBOOK_CELLS, clean_env, doit, local_client, make_project, write_notebook
 

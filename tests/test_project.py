@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from mlops_tasks.config import load_config
-from mlops_tasks.errors import ConfigError, SpecError
-from mlops_tasks.project import load_project
+from mlops_tasks.base.errors import ConfigError, SpecError
+from mlops_tasks.project.config import load_config
+from mlops_tasks.project.load import load_project
 
 from .helpers import doit, write_notebook
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_tasks import record
-from mlops_tasks.errors import RecordError
+from mlops_tasks.base.errors import RecordError
+from mlops_tasks.run import record
 
 KEY = record.StageKey("k" * 64, "f" * 64, "c" * 64, "p" * 64, "i" * 64)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.redact import redact, redact_data
-from mlops_tasks.spec import parse_stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.base.redact import redact, redact_data
+from mlops_tasks.project.spec import parse_stage
 
 from .helpers import clean_env, doit, git_commit_all, offline_pipeline, write_notebook, write_spec
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.render import CSP, notebook_html, safe_attribute, sanitise
+from mlops_tasks.render.notebook import CSP, notebook_html, safe_attribute, sanitise
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks import record
-from mlops_tasks.cmd_report import reason_words, run_metrics
-from mlops_tasks.report_page import StageView, page
-from mlops_tasks.spec import Stage
+from mlops_tasks.commands.report import reason_words, run_metrics
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.render.report_page import StageView, page
+from mlops_tasks.run import record
 
 from .helpers import doit, make_project
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.junit import Case, junit_xml
+from mlops_tasks.render.junit import Case, junit_xml
 
 from .helpers import (
     PYTHON,
@@ -51,7 +51,7 @@ def test_junit_xml_is_valid_and_counts():
 
 
 def test_the_jenkinsfile_publishes_what_the_code_writes():
-    from mlops_tasks import layout
+    from mlops_tasks.project import layout
 
     text = (Path(__file__).resolve().parents[1] / "Jenkinsfile").read_text(encoding="utf-8")
     assert text.count(f"junit testResults: '{layout.junit_report()}'") == 1

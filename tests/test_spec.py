@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.spec import clean_requirement, is_stdlib_only, parse_stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.project.spec import clean_requirement, is_stdlib_only, parse_stage
 
 SEED = r"""
 name: train

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from mlops_tasks.errors import SpecError
-from mlops_tasks.fingerprint import canonical_json
-from mlops_tasks.project import load_project
-from mlops_tasks.spec import decode_spec, parse_stage
+from mlops_tasks.base.errors import SpecError
+from mlops_tasks.project.fingerprint import canonical_json
+from mlops_tasks.project.load import load_project
+from mlops_tasks.project.spec import decode_spec, parse_stage
 
 BASE = "name: train\nnotebook: nb/train.ipynb\nparameters:\n  label: café → 1\n"
 

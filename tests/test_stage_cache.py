@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.config import Config, load_config
-from mlops_tasks.errors import ConfigError
-from mlops_tasks.record import StageKey
-from mlops_tasks.spec import parse_stage
-from mlops_tasks.stage_cache import cache_key, lookup, offers, reads
+from mlops_tasks.base.errors import ConfigError
+from mlops_tasks.project.config import Config, load_config
+from mlops_tasks.project.spec import parse_stage
+from mlops_tasks.run.record import StageKey
+from mlops_tasks.run.stage_cache import cache_key, lookup, offers, reads
 
 from .helpers import clean_env, closed_port, doit, make_project, ran
 
@@ -56,7 +56,7 @@ def test_the_setting_and_its_override(tmp_path, monkeypatch):
 
 
 def test_a_bad_cache_flag_names_the_spec():
-    from mlops_tasks.errors import SpecError
+    from mlops_tasks.base.errors import SpecError
 
     with pytest.raises(SpecError, match="'cache' must be true or false"):
         parse_stage("name: s\nnotebook: nb.ipynb\ncache: sometimes\n", "s.yaml")
@@ -207,9 +207,9 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
                                                                  mlflow_server):
     import subprocess
 
-    from mlops_tasks.cmd_jenkinsfile import jenkinsfile
-    from mlops_tasks.config import Orchestrator
-    from mlops_tasks.project import load_project
+    from mlops_tasks.commands.jenkinsfile import jenkinsfile
+    from mlops_tasks.project.config import Orchestrator
+    from mlops_tasks.project.load import load_project
 
     from .helpers import PYTHON
 

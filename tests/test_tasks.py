@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops_tasks import actions, checks
-from mlops_tasks.config import Config
-from mlops_tasks.graph import build_graph
-from mlops_tasks.spec import Stage
-from mlops_tasks.tasks import all_tasks
+from mlops_tasks.pipeline import actions, checks
+from mlops_tasks.pipeline.tasks import all_tasks
+from mlops_tasks.project.config import Config
+from mlops_tasks.project.graph import build_graph
+from mlops_tasks.project.spec import Stage
 
 
 def stages():
@@ -84,7 +84,7 @@ def test_group_tasks_pull_upstream():
 
 
 def test_parameters_take_part_in_uptodate():
-    from mlops_tasks.fingerprint import canonical_json, parameters_digest
+    from mlops_tasks.project.fingerprint import canonical_json, parameters_digest
 
     saved = {"_parameters": parameters_digest({"n": 3}),
              "_parameters_json": canonical_json({"n": 3})}
@@ -105,7 +105,7 @@ def test_execute_accepts_parameter_overrides():
 
 
 def test_venv_layout_on_both_platforms():
-    from mlops_tasks import layout
+    from mlops_tasks.project import layout
 
     assert layout.venv_python(".venvs/train", windows=True) == ".venvs/train/Scripts/python.exe"
     assert layout.venv_python(".venvs/train", windows=False) == ".venvs/train/bin/python"

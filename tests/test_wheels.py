@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.cmd_wheels import orchestrator_requirements, pip_command
-from mlops_tasks.errors import MlopsError
-from mlops_tasks.wheelset import (
+from mlops_tasks.base.errors import MlopsError
+from mlops_tasks.commands.wheels import orchestrator_requirements, pip_command
+from mlops_tasks.env.wheelset import (
     Target,
     download_argv,
     parse_pins,
@@ -122,7 +122,7 @@ def test_a_windows_cache_filled_from_linux_is_complete(tmp_path, registry):
     assert any(cache.glob("colorama-*.whl")) and any(cache.glob("pyzmq-*-win_amd64.whl"))
     after = doit(root, "wheels", "--check", *target)
     assert "a (Python 3.10 on win_amd64): complete" in after.stdout
-    from mlops_tasks.envs import find_uv
+    from mlops_tasks.env.venv import find_uv
 
     req = tmp_path / "req.in"
     req.write_text("ipykernel\nidna\n")
@@ -143,8 +143,8 @@ def test_a_requirement_without_a_wheel_for_the_target_is_named(tmp_path, registr
 
 
 def another_python() -> str | None:
-    from mlops_tasks.errors import InterpreterNotFound
-    from mlops_tasks.interpreters import Resolver
+    from mlops_tasks.base.errors import InterpreterNotFound
+    from mlops_tasks.env.interpreters import Resolver
 
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     for version in ("3.10", "3.12", "3.13"):
@@ -216,7 +216,7 @@ def test_the_orchestrator_installs_with_no_index(tmp_path, orchestrator_cache):
 
 @pytest.mark.integration
 def test_doit_wheels_in_an_orchestrator_made_by_uv(tmp_path, orchestrator_cache):
-    from mlops_tasks.envs import find_uv
+    from mlops_tasks.env.venv import find_uv
 
     src, cache = orchestrator_cache
     uv, venv = find_uv(), tmp_path / "uv-venv"

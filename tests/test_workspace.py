@@ -62,7 +62,7 @@ def test_list_returns_at_once_while_another_doit_holds_the_workspace(tmp_path):
 def test_the_dep_db_is_made_on_first_write_only(tmp_path):
     from doit.dependency import JSONCodec
 
-    from mlops_tasks.statedb import DurableSqliteDB
+    from mlops_tasks.pipeline.statedb import DurableSqliteDB
 
     name = str(tmp_path / "state" / "doit.db")
     db = DurableSqliteDB(name, JSONCodec())
@@ -94,7 +94,7 @@ def test_other_doit_projects_get_doits_commands_untouched(tmp_path):
 
 def test_a_finished_run_exits_without_teardown_only_as_the_doit_program(monkeypatch):
     """exit_now ends the process: never in a program that only imported doit (this one)."""
-    from mlops_tasks import interrupt
+    from mlops_tasks.base import interrupt
 
     assert not interrupt.doit_is_the_program()
     monkeypatch.setitem(sys.modules, "mlflow", sys.modules.get("mlflow") or object())
@@ -107,7 +107,7 @@ def test_a_finished_run_exits_without_teardown_only_as_the_doit_program(monkeypa
 def test_doit_keeps_its_exit_code_when_it_skips_the_teardown(tmp_path):
     """A run that loaded mlflow and failed still exits with doit's code for a failed task."""
     proc = subprocess.run([sys.executable, "-c", (
-        "import sys, mlops_tasks.interrupt as i; sys.modules['mlflow'] = sys;"
+        "import sys, mlops_tasks.base.interrupt as i; sys.modules['mlflow'] = sys;"
         "import atexit; atexit.register(lambda: print('handlers ran'));"
         "sys.argv = ['doit']; i.exit_now(1); print('not reached')")],
         capture_output=True, text=True, cwd=tmp_path, timeout=60)

@@ -1,0 +1,2 @@
+"""Stage environments: the venv lifecycle and installers, wheel sets, interpreters,
+kernelspecs, drift."""

@@ -1,0 +1,136 @@
+"""Content hashes that decide staleness. Pure and machine-independent: no paths, hosts
+or timestamps go into what is hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from stat import S_ISDIR, S_ISREG
+from typing import Any
+
+from mlops_tasks.project.spec import Stage, normalise_req_name, requirement_name
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str,
+                      ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(folder: Path) -> str:
+    """A folder's content: every file's relative name and content, in name order. Empty
+    folders and mtimes do not count."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def content_hash(path: Path) -> str | None:
+    """A file's or a folder's content hash; None when there is nothing at path."""
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        return sha256_tree(path)
+    return None
+
+
+def content_stat(path: Path) -> list[int] | None:
+    """Cheap "unchanged" evidence: size and mtime of a file; for a folder, its file count,
+    total size and latest mtime. None when there is nothing at path."""
+    try:
+        st = os.stat(path)  # one stat call: this runs for every input and output on a no-op
+    except OSError:
+        return None
+    if S_ISREG(st.st_mode):
+        return [st.st_size, st.st_mtime_ns]
+    if S_ISDIR(st.st_mode):
+        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+        return [len(stats), sum(s.st_size for s in stats),
+                max((s.st_mtime_ns for s in stats), default=0)]
+    return None
+
+
+def normalise_requirement(req: str) -> str:
+    """'Scikit_Learn >= 1.3' -> 'scikit-learn>=1.3': same requirement, same hash."""
+    name = requirement_name(req) or req
+    rest = req[len(name):] if req.startswith(name) else req
+    rest = "".join(rest.split(";")[0].split())
+    marker = req.split(";", 1)[1].strip() if ";" in req else ""
+    out = normalise_req_name(name) + rest
+    return f"{out}; {marker}" if marker else out
+
+
+def install_requirements(stage: Stage) -> list[str]:
+    """What goes into the venv: the stage's packages plus ipykernel for the kernel."""
+    reqs = [normalise_requirement(r) for r in stage.packages]
+    names = {normalise_req_name(requirement_name(r) or "") for r in reqs}
+    if "ipykernel" not in names:
+        reqs.append("ipykernel")
+    return reqs
+
+
+def env_fingerprint(version: str, implementation: str, requirements: Iterable[str],
+                    options: Mapping[str, Any]) -> str:
+    """The identity of what an env is built from (not of how it resolved: that is the freeze)."""
+    payload = {
+        "python": {"version": version, "implementation": implementation.lower()},
+        "requirements": sorted(requirements),
+        "options": dict(options),
+    }
+    return sha256_text(canonical_json(payload))
+
+
+def spec_hash(stage: Stage) -> str:
+    """Hash of what the spec says about results; `notes` and formatting are left out."""
+    payload = {
+        "name": stage.name,
+        "notebook": stage.notebook,
+        "python": stage.python,
+        "python_exe": stage.python_exe,
+        "packages": [normalise_requirement(r) for r in stage.packages],
+        "parameters": stage.parameters,
+        "inputs": list(stage.inputs),
+        "outputs": list(stage.outputs),
+        "metrics": list(stage.metrics),
+        "depends_on": list(stage.depends_on),
+        "timeout": stage.timeout,
+        **({"allow_early_exit": True} if stage.allow_early_exit else {}),
+    }
+    return sha256_text(canonical_json(payload))
+
+
+def parameters_digest(parameters: Mapping[str, Any]) -> str:
+    return sha256_text(canonical_json(parameters))
+
+
+def inputs_digest(input_hashes: Mapping[str, str | None]) -> str:
+    """One digest of the inputs' contents, keyed by their project-relative paths."""
+    return sha256_text(canonical_json(dict(input_hashes)))
+
+
+def stage_key(freeze: str, code: str, parameters: str,
+              input_hashes: Mapping[str, str | None]) -> str:
+    """The identity of one stage execution: the env as it resolved (the freeze, whose first
+    line names the Python version), the notebook's code, the parameters and the inputs'
+    contents. Every part is a content digest or a relative path, so two machines or two
+    clones at different paths compute the same key for the same work."""
+    return sha256_text(canonical_json({
+        "freeze": freeze, "code": code, "parameters": parameters,
+        "inputs": inputs_digest(input_hashes),
+    }))

@@ -1,0 +1,540 @@
+"""The `execute:S` step: prepare (stage key, MLflow run, parameters), run the notebook on the
+stage's kernel inside the output transaction, and record the execution (or its failure).
+
+The notebook is read once, before anything runs: the code that is hashed into the stage key
+is a snapshot, and that snapshot is what executes, so an edit made during a run is neither
+executed nor recorded as executed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_tasks.base import console
+from mlops_tasks.base.errors import MlopsError, StageError, StageFailed
+from mlops_tasks.base.files import atomic_write
+from mlops_tasks.base.redact import redact, redacted_copy
+from mlops_tasks.env.venv import read_marker
+from mlops_tasks.project import layout
+from mlops_tasks.project.config import Config
+from mlops_tasks.project.fingerprint import (
+    content_stat,
+    inputs_digest,
+    parameters_digest,
+    sha256_file,
+    spec_hash,
+    stage_key,
+)
+from mlops_tasks.project.notebooks import (
+    code_digest,
+    declared_parameters,
+    notebook_code,
+    parameter_types,
+    parameters_from_text,
+    parse_notebook,
+    read_notebook,
+)
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run import provenance as audit
+from mlops_tasks.run import record, stage_cache
+from mlops_tasks.run.outputs import OutputSet, move
+from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking import kernel_context as kernel_tracking
+
+
+def parse_overrides(stage: Stage, items: list[str], root: Path | None = None
+                    ) -> dict[str, Any]:
+    """`--param=name=value` pairs, each value of the type the notebook's parameters cell
+    (in `root`, by default the project folder doit runs in) or the spec says; a string is
+    the text as given (see notebooks.value_from_text)."""
+    given: dict[str, str] = {}
+    for item in items:
+        if item.startswith("-"):
+            raise StageError("execute", stage.name, "write --param=name=value with '=' after "
+                             "--param (doit takes a separate name=value as a doit variable)")
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise StageError("execute", stage.name, f"--param={item} must look like "
+                             "--param=name=value, e.g. --param=n_estimators=200")
+        given[name] = text
+    if not given:
+        return {}
+    return parameters_from_text(stage, given, cell_types(
+        (Path.cwd() if root is None else root) / stage.notebook))
+
+
+def cell_types(notebook: Path) -> dict[str, str]:
+    """The types its parameters cell declares; none from a notebook that cannot be read (the
+    execution that follows says why)."""
+    try:
+        return parameter_types(read_notebook(notebook))
+    except MlopsError:
+        return {}
+
+
+def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+    declared = declared_parameters(nb)
+    if declared is None:
+        if parameters:
+            console.warn(f"{stage.notebook} has no cell tagged 'parameters'; papermill "
+                         "injects the values at the top", "execute", stage.name)
+        return
+    for name in parameters:
+        if name not in declared:
+            console.warn(f"parameter '{name}' is not declared in the parameters cell of "
+                         f"{stage.notebook}; it is injected anyway", "execute", stage.name)
+
+
+def experiment(config: Config) -> tuple[str, str]:
+    """The tracking URI and the experiment's id (store and experiment made on first use)."""
+    uri = config.resolved_tracking_uri()
+    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+    own = config.root / layout.mlflow_db()
+    exp_id = tracking.ensure_experiment(
+        uri, config.experiment_name(),
+        config.root / layout.mlflow_artifacts() if local else None,
+        config.root / layout.mutex_file("tracking", "store"),
+        own if uri == "sqlite:///" + own.as_posix() else None,
+    )
+    return uri, exp_id
+
+
+def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
+    """A run executed but never logged (its execution is about to be replaced) would stay
+    RUNNING in MLflow forever: end it as KILLED, tagged as superseded."""
+    try:
+        previous = record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
+        logged = record.read(record.LogRecord, root / layout.log_record(stage), root)
+    except MlopsError:
+        return
+    if previous is None or (logged is not None and logged.run_id == previous.run_id):
+        return
+    if previous.tracking_uri != redact(uri):
+        return
+    try:
+        tracking.close_run(uri, previous.run_id, {"mlops.superseded": "true"})
+    except MlopsError as err:
+        console.say(f"could not close the unlogged run {previous.run_id}: {err}",
+                    "execute", stage.name)
+
+
+def close_killed_runs(config: Config) -> None:
+    """Runs whose doit was killed (SIGKILL, power loss) stay RUNNING in MLflow: the next doit,
+    holding the workspace, closes each as KILLED and records the interruption."""
+    root, uri = config.root, config.resolved_tracking_uri()
+    for path in sorted(root.glob(layout.running_records())):
+        try:
+            left = record.read(record.RunningRecord, path, root)
+        except MlopsError:
+            path.unlink(missing_ok=True)
+            continue
+        if left is None:
+            continue
+        if left.tracking_uri != redact(uri):
+            console.notice(f"run {left.run_id} of stage '{left.stage}' was left RUNNING at "
+                           f"{left.tracking_uri}, not the current store; close it there")
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            tracking.close_run(uri, left.run_id, {"mlops.interrupted": "true"})
+        except MlopsError as err:
+            console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
+                           f"left RUNNING by a killed doit: {err}")
+            continue
+        record.write(root / layout.failure_record(left.stage),
+                     record.FailureRecord(
+                         stage=left.stage, task="execute", outcome="interrupted",
+                         cause="doit was killed during the run", cell=None, notebook=None,
+                         run_id=left.run_id, invocation_id=left.invocation_id,
+                         start=left.start, end=record.timestamp(), key=left.key))
+        path.unlink()
+        console.notice(f"closed run {left.run_id} of stage '{left.stage}' as KILLED: the doit "
+                       "running it was killed")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the notebook starts."""
+
+    stage: Stage
+    root: Path
+    source: Path  # the snapshot of the notebook that runs
+    key: record.StageKey
+    inputs: dict[str, str | None]
+    inputs_stat: dict[str, list[int]]
+    marker: dict[str, Any]
+    git: dict[str, Any]
+    uri: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    stage_parameters: dict[str, Any]
+    overrides: dict[str, Any]
+    parameters: dict[str, Any]  # as injected, context included
+    kernel: kernel_tracking.KernelTracking
+    restored_from: str | None = None  # the run whose outputs were restored, not executed
+
+
+def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
+    """Read the notebook once; keep the bytes that were read as the copy that runs."""
+    raw = (root / stage.notebook).read_bytes()
+    nb = parse_notebook(raw, stage.notebook)
+    source = root / layout.source_snapshot(stage)
+    atomic_write(source, raw)
+    return source, nb, code_digest(notebook_code(nb))
+
+
+def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, Any]
+                ) -> tuple[record.StageKey, dict[str, str | None]]:
+    """The stage key of this execution, from what is on disk before the notebook starts."""
+    freeze = sha256_file(root / layout.freeze_file(stage))
+    params = parameters_digest(parameters)
+    inputs = audit.content_hashes(root, stage.inputs)
+    key = stage_key(freeze, code, params, inputs)
+    return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
+
+
+def current_key(root: Path, stage: Stage) -> record.StageKey | None:
+    """The stage key as things are now, writing nothing (None before the venv exists)."""
+    if not (root / layout.freeze_file(stage)).is_file():
+        return None
+    nb = parse_notebook((root / stage.notebook).read_bytes(), stage.notebook)
+    return compute_key(root, stage, code_digest(notebook_code(nb)), stage.parameters)[0]
+
+
+def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
+    return {rel: content_stat(root / rel) or [] for rel in stage.inputs}
+
+
+def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
+             key: record.StageKey, override: bool = False,
+             restored_from: str | None = None, project_run: str | None = None,
+             profile: str = "") -> dict[str, str]:
+    """Tags set when the run is created, so a run can be found by its stage key."""
+    tags = {
+        "mlops.stage": stage.name,
+        "mlops.git_sha": git["sha"],
+        "mlops.git_branch": git["branch"],
+        "mlops.git_dirty": str(git["dirty"]).lower(),
+        "mlops.env_fingerprint": str(marker.get("fingerprint", "")),
+        "mlops.invocation_id": record.invocation_id(),
+        "mlops.stage_key": key.key,
+        "mlops.key.freeze": key.freeze,
+        "mlops.key.code": key.code,
+        "mlops.key.parameters": key.parameters,
+        "mlops.key.inputs": key.inputs,
+        "mlflow.source.name": stage.notebook,
+        "mlflow.source.type": "NOTEBOOK",
+    }
+    if override:
+        tags["mlops.override"] = "true"
+    if restored_from:
+        tags[stage_cache.RESTORED_TAG] = restored_from
+    if profile:
+        tags["mlops.profile"] = profile
+    if project_run:  # started by `mlflow run` (MLflow Projects): a child of its run
+        tags["mlops.project_run_id"] = project_run
+        tags["mlflow.parentRunId"] = project_run
+    return tags
+
+
+def check_language(stage: Stage, nb: Mapping[str, Any]) -> None:
+    """Stage kernels run Python: a notebook written for another kernel fails before one
+    starts, not with a NameError in its first cell."""
+    language = str(notebook_code(nb)["language"]).lower()
+    if language != "python":
+        raise StageFailed(stage.name, f"{stage.notebook} is a {language} notebook (its "
+                          "metadata names that kernel language); stages run on Python "
+                          "kernels. Port it to Python or run it outside this pipeline")
+
+
+def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
+            stage_parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters injected: the spec's, then the context. A spec parameter named like a
+    context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's).
+    `uri` is the one the kernel can use (see kernel_tracking)."""
+    names = {"stage_name": stage.name, "git_commit": git["sha"],
+             "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
+    for name in names.keys() & stage_parameters.keys():
+        console.warn(f"parameter '{name}' is also a context name; the spec's value is "
+                     "injected (the kernel's environment keeps the tool's MLflow settings)",
+                     "execute", stage.name)
+    return {**names, **stage_parameters}
+
+
+def depends_on_files(root: Path, stage: Stage) -> list[str]:
+    """The project files a run depends on: what `dirty` and the untracked list look at."""
+    files = [stage.notebook, stage.spec_path, "pyproject.toml", *stage.inputs]
+    if (root / layout.pins_file(stage)).is_file():
+        files.append(layout.pins_file(stage))
+    return [rel for rel in files if (root / rel).exists()]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the stage key is computed from, read once before anything runs."""
+
+    source: Path
+    nb: dict[str, Any]
+    key: record.StageKey
+    inputs: dict[str, str | None]
+    inputs_stat: dict[str, list[int]]
+    stage_parameters: dict[str, Any]
+
+
+def snapshot(root: Path, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot:
+    source, nb, code = snapshot_notebook(root, stage)
+    check_language(stage, nb)
+    stage_parameters = {**stage.parameters, **overrides}
+    stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
+    key, inputs = compute_key(root, stage, code, stage_parameters)
+    return Snapshot(source, nb, key, inputs, stats, stage_parameters)
+
+
+def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Snapshot,
+            kernel: kernel_tracking.KernelTracking, restored_from: str | None = None
+            ) -> Prepared:
+    root = config.root
+    source, nb, key, inputs = snap.source, snap.nb, snap.key, snap.inputs
+    stats, stage_parameters = snap.inputs_stat, snap.stage_parameters
+    marker = read_marker(root / stage.env_dir) or {}
+    git = audit.git_info(root, depends_on_files(root, stage))
+    uri, exp_id = experiment(config)
+    run_name = f"{stage.name}@{git['sha'][:7]}"
+    close_unlogged_run(root, stage, uri)
+    run_id = tracking.start_run(uri, exp_id, run_name, run_tags(
+        stage, git, marker, key, bool(overrides), restored_from,
+        os.environ.get("MLFLOW_RUN_ID"), config.profile))
+    record.write(root / layout.running_record(stage), record.RunningRecord(
+        stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
+    console.step(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
+                "execute", stage.name)
+    if overrides:
+        console.say("overriding parameters for this run: " + redact(
+            ", ".join(f"{k}={v!r}" for k, v in overrides.items())), "execute", stage.name)
+    (root / layout.notebook_runs(stage)).unlink(missing_ok=True)
+    if not restored_from:  # a kernel: parameters to check, a store to serve it
+        warn_undeclared(stage, nb, stage_parameters)
+        kernel = kernel.with_store_served(root)
+        if kernel.hooked:  # what its hook reads before the first cell
+            kernel_tracking.write_context(root / layout.kernel_context(stage),
+                                          kernel.context(exp_id, run_id))
+    parameters = context(stage, git, kernel.kernel_uri, run_id, stage_parameters)
+    return Prepared(stage, root, source, key, inputs, stats, marker, git, uri, exp_id, run_id,
+                    run_name, stage_parameters, dict(overrides), parameters, kernel,
+                    restored_from)
+
+
+def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.KernelTracking]:
+    """The stage's kernel process, started before any MLflow work so that it boots while the
+    store is opened and the run created; and how it will reach the store."""
+    from mlops_tasks.run.kernel_launch import kernel_manager, launch
+
+    root = config.root
+    kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage),
+                                       config.resolved_tracking_uri())
+    context_file = root / layout.kernel_context(stage)
+    context_file.unlink(missing_ok=True)
+    env = kernel.launch_env(root, stage.name, layout.notebook_runs(stage),
+                            layout.kernel_context(stage))
+    km = kernel_manager(stage.name, stage.kernel_name, root / layout.kernels_dir(), env,
+                        tuple(tracking.ORCHESTRATOR_ONLY_ENV), root / layout.kernel_sockets(),
+                        root, kernel.kernel_args())
+    log = root / layout.stage_log(stage)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    launch(km, root, log)
+    return km, kernel
+
+
+def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
+    """The notebook on the stage's kernel, inside the output transaction."""
+    from mlops_tasks.run.kernel_launch import stop
+    from mlops_tasks.run.papermill_adapter import run_notebook
+
+    stage, root = prep.stage, prep.root
+    try:
+        outputs.begin()
+    except BaseException:
+        stop(km, now=True)  # from here on, run_notebook stops it
+        raise
+    log = root / layout.stage_log(stage)
+    with console.stage_log(log):
+        run_notebook(
+            stage=stage.name, notebook=prep.source,
+            output=root / layout.partial_notebook(stage),
+            failed=root / layout.failed_notebook(stage), km=km,
+            parameters=prep.parameters, cwd=root, timeout=stage.timeout,
+            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path, log=log)
+    if prep.kernel.hooked and kernel_tracking.context_unread(
+            root / layout.kernel_context(stage)):
+        console.warn("the kernel did not load mlops-tasks' hook (see "
+                     f"{layout.stage_log(stage)}): the notebook's own MLflow calls were not "
+                     "routed to the stage's run", "execute", stage.name)
+    missing = outputs.missing()
+    if missing:
+        raise StageFailed(stage.name, f"the notebook finished but did not write the declared "
+                          f"output(s) {', '.join(missing)}; write them in {stage.notebook} or "
+                          f"remove them from {stage.spec_path}")
+
+
+def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -> None:
+    """Put the outputs back, keep the failed notebook, record the failure, close the run."""
+    stage, root = prep.stage, prep.root
+    outputs.rollback()
+    partial, failed = root / layout.partial_notebook(stage), root / layout.failed_notebook(stage)
+    if partial.exists():
+        os.replace(partial, failed)
+    interrupted = not isinstance(err, Exception)
+    record.write(root / layout.failure_record(stage), record.FailureRecord(
+        stage=stage.name, task="execute", outcome="interrupted" if interrupted else "failed",
+        cause=redact(getattr(err, "cause", None) or str(err) or type(err).__name__),
+        cell=getattr(err, "cell", None),
+        notebook=layout.failed_notebook(stage) if failed.exists() else None,
+        run_id=prep.run_id, invocation_id=record.invocation_id(), start=started,
+        end=record.timestamp(), key=prep.key))
+    try:
+        copy = root / layout.run_copy(stage, prep.run_id) / failed.name
+        artifacts = [(redacted_copy(failed, copy), "notebook")] if failed.exists() else []
+        tags = {"mlops.failed": "true"}
+        created = kernel_tracking.created_runs(root / layout.notebook_runs(stage))
+        if created:
+            tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r for r, _ in created])
+        tracking.close_run(prep.uri, prep.run_id, tags,
+                           "KILLED" if interrupted else "FAILED", artifacts)
+    except MlopsError as err2:
+        console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
+        return  # the running record stays: the next doit closes the run
+    (root / layout.running_record(stage)).unlink(missing_ok=True)
+
+
+def finish(prep: Prepared, outputs: OutputSet, started: str, seconds: float
+           ) -> record.ExecuteRecord:
+    """Keep the new outputs and the executed notebook; write the execution record."""
+    stage, root = prep.stage, prep.root
+    outputs.commit()
+    executed = root / layout.executed_notebook(stage)
+    os.replace(root / layout.partial_notebook(stage), executed)
+    (root / layout.failed_notebook(stage)).unlink(missing_ok=True)
+    (root / layout.failure_record(stage)).unlink(missing_ok=True)
+    done = build_record(prep, root, executed, started, seconds)
+    record.write(root / layout.execute_record(stage), done)
+    return done
+
+
+def finish_override(prep: Prepared, outputs: OutputSet, started: str, seconds: float
+                    ) -> record.ExecuteRecord:
+    """An override run's outputs, notebook and record go under .mlops/overrides/; the
+    declared outputs go back to what the last real run wrote, so nothing downstream reads
+    an override's results and the stage stays as it was."""
+    stage, root = prep.stage, prep.root
+    folder = root / layout.override_dir(stage, prep.run_id)
+    for rel in outputs.paths:
+        if (root / rel).exists():
+            target = folder / layout.OVERRIDE_OUTPUTS / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            move(root / rel, target)  # outputs may live on another device than the state
+    outputs.rollback()
+    executed = folder / f"{stage.name}.ipynb"
+    os.replace(root / layout.partial_notebook(stage), executed)
+    done = build_record(prep, folder / layout.OVERRIDE_OUTPUTS, executed, started, seconds)
+    record.write(folder / layout.OVERRIDE_RECORD, done)
+    console.say(f"override run: outputs kept apart in {layout.override_dir(stage, prep.run_id)}"
+                f"; the declared outputs are untouched", "execute", stage.name)
+    return done
+
+
+def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: str,
+                 seconds: float) -> record.ExecuteRecord:
+    stage, marker = prep.stage, prep.marker
+    written = [*stage.outputs, *stage.metrics]
+    return record.ExecuteRecord(
+        stage=stage.name, run_id=prep.run_id, run_name=prep.run_name,
+        experiment_id=prep.experiment_id, tracking_uri=redact(prep.uri),
+        invocation_id=record.invocation_id(), start=started, end=record.timestamp(),
+        duration_s=round(seconds, 3), key=prep.key, parameters=prep.parameters,
+        stage_parameters=prep.stage_parameters, overrides=prep.overrides,
+        notebook=stage.notebook, spec=stage.spec_path, spec_sha256=spec_hash(stage),
+        git=record.GitState(prep.git["sha"], prep.git["branch"], prep.git["dirty"],
+                            prep.git["untracked"]),
+        git_diff=prep.git["diff"],
+        python=record.PythonEnv(
+            version=str(marker.get("python_version", "")),
+            implementation=str(marker.get("implementation", "")),
+            base_interpreter=str(marker.get("base_python", "")), venv=stage.env_dir,
+            venv_python=layout.venv_python(stage.env_dir)),
+        env_fingerprint=str(marker.get("fingerprint", "")),
+        inputs=prep.inputs, outputs=audit.content_hashes(outputs_root, written),
+        outputs_stat=OutputSet.stats_of(outputs_root, written),
+        executed_notebook_sha256=sha256_file(executed),
+        host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat,
+        notebook_runs=[list(r) for r in kernel_tracking.created_runs(
+            prep.root / layout.notebook_runs(stage))], restored_from=prep.restored_from)
+
+
+def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
+            ) -> record.ExecuteRecord:
+    """A hit of the stage cache: its verified files put in place through the same output
+    transaction as an execution, recorded as a run of this invocation; the notebook does not run."""
+    t0, started = time.perf_counter(), record.timestamp()
+    plain = kernel_tracking.KernelTracking(config.resolved_tracking_uri(), hooked=False)
+    prep = prepare(config, stage, {}, snap, plain, restored_from=hit.run_id)
+    outputs = OutputSet(config.root, stage)
+    try:
+        outputs.begin()
+        for rel, path in hit.files.items():
+            target = config.root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            move(path, target)  # downloaded into the state folder; outputs may be elsewhere
+        partial = config.root / layout.partial_notebook(stage)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(hit.notebook, partial)
+    except BaseException as err:
+        fail(prep, outputs, err, started)
+        raise
+    done = finish(prep, outputs, started, time.perf_counter() - t0)
+    (config.root / layout.running_record(stage)).unlink(missing_ok=True)
+    shutil.rmtree(config.root / layout.restore_dir(stage), ignore_errors=True)
+    console.say(f"restored from {stage_cache.describe(hit)} in "
+                f"{time.perf_counter() - t0:.1f} s; the notebook did not run", "execute",
+                stage.name)
+    return done
+
+
+def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
+                  ) -> record.ExecuteRecord:
+    """Restore the stage from the shared cache when a complete run has its key; else run
+    the notebook in its own MLflow run. Outputs are replaced only on success."""
+    from mlops_tasks.run.kernel_launch import stop
+
+    snap = snapshot(config.root, stage, overrides)
+    km, kernel = launch_kernel(config, stage)
+    try:
+        if not overrides:
+            uri, exp_id = experiment(config)
+            found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
+            hit = found and stage_cache.fetch(config, stage, uri, found)
+            if hit:
+                stop(km, now=True)
+                return restore(config, stage, snap, hit)
+        prep = prepare(config, stage, overrides, snap, kernel)
+    except BaseException:
+        stop(km, now=True)
+        raise
+    outputs = OutputSet(config.root, stage)
+    started, t0 = record.timestamp(), time.perf_counter()
+    try:
+        run(prep, outputs, km)
+    except BaseException as err:
+        fail(prep, outputs, err, started)
+        raise
+    seconds = time.perf_counter() - t0
+    done = (finish_override if overrides else finish)(prep, outputs, started, seconds)
+    (config.root / layout.running_record(stage)).unlink(missing_ok=True)
+    console.step(f"done in {done.duration_s:.1f} s", "execute", stage.name)
+    return done

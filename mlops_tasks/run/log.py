@@ -1,0 +1,326 @@
+"""The `log:S` step: record one executed stage in MLflow (params, metrics, tags, artifacts,
+through the `tracking` adapter) and keep a local copy under .mlops/runs/<stage>/<run_id>/,
+which `doit audit` and the reports read."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_tasks.base import console
+from mlops_tasks.base.errors import MlopsError, RecordError, StageError
+from mlops_tasks.base.files import write_json
+from mlops_tasks.base.redact import redact, redact_data, redacted_copy
+from mlops_tasks.env.drift import Drift, freeze_drift
+from mlops_tasks.project import layout
+from mlops_tasks.project.config import Config
+from mlops_tasks.project.fingerprint import content_stat
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.render.notebook import notebook_html
+from mlops_tasks.run import record, stage_cache
+from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking import kernel_context as kernel_tracking
+
+Artifacts = list[tuple[Path, str | None]]
+
+
+def read_metrics(root: Path, stage: Stage, strict: bool = True) -> dict[str, float]:
+    """The numbers in the stage's metrics files. `strict` (logging): an unreadable file is a
+    StageError and a non-number is named; otherwise (the report) both are passed over."""
+    found: dict[str, float] = {}
+    for rel in stage.metrics:
+        try:
+            data = json.loads((root / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            if not strict:
+                continue
+            raise StageError("log", stage.name, f"metrics file {rel} is not readable JSON: "
+                             f"{err}") from None
+        if not isinstance(data, dict):
+            if not strict:
+                continue
+            raise StageError("log", stage.name, f"metrics file {rel} must hold a JSON object "
+                             "of {name: number}")
+        for key, value in data.items():
+            bad = metric_name_problem(str(key))
+            if bad or not isinstance(value, int | float) or isinstance(value, bool):
+                if strict:
+                    console.warn(f"skipping metric {key!r} in {rel}: "
+                                 + (bad or "not a number"), "log", stage.name)
+                continue
+            found[str(key)] = float(value)
+    return found
+
+
+METRIC_NAME = re.compile(r"[/\w.\- ]{1,250}")
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse `name` as a metric name on any agent (Windows refuses the
+    colon Linux accepts); None when it is fine."""
+    if not METRIC_NAME.fullmatch(name):
+        return ("an MLflow metric name holds 1 to 250 letters, digits, '_', '-', '.', ' ' "
+                "or '/'; rename it in the notebook")
+    if posixpath.normpath(name) != name or name.startswith(("/", "..")):
+        return "an MLflow metric name must not look like a path with '..', '//' or a leading '/'"
+    return None
+
+
+def previous_freeze(root: Path, stage: Stage) -> str | None:
+    """The freeze of the stage's last logged run, from its local copy."""
+    try:
+        last = record.read(record.LogRecord, root / layout.log_record(stage), root)
+        if last is None:
+            return None
+        return (root / last.local_copy / layout.FREEZE).read_text(encoding="utf-8")
+    except (OSError, MlopsError):
+        return None
+
+
+def env_drift(root: Path, stage: Stage, freeze_text: str) -> Drift | None:
+    """What changed in the env since the last logged run (None: no earlier run)."""
+    previous = previous_freeze(root, stage)
+    drift = freeze_drift(previous, freeze_text) if previous is not None else None
+    if drift:
+        console.say(f"env drift since the last run ({drift.summary()}):", "log", stage.name)
+        for line in drift.lines():
+            console.say(f"    {line}")
+    return drift
+
+
+def split_outputs(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb: float
+                  ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Outputs small enough to upload, and those recorded by size and hash only."""
+    limit = limit_mb * 1024 * 1024
+    uploaded, by_reference = [], {}
+    for rel in (*stage.outputs, *stage.metrics):
+        stat = content_stat(root / rel)
+        if stat is None:
+            continue
+        size = stat[-2]  # a file's size, or a folder's total
+        if size <= limit:
+            uploaded.append(rel)
+        else:
+            by_reference[rel] = {"size": size, "sha256": done.outputs.get(rel)}
+            console.say(f"{rel} ({size / 2**20:.1f} MB) is not uploaded, over artifact_max_mb "
+                        f"= {limit_mb:g} in [tool.mlops_tasks]; audit.json records its size "
+                        "and hash", "log", stage.name)
+    return uploaded, by_reference
+
+
+def audit_json(done: record.ExecuteRecord, drift: Drift | None,
+               by_reference: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """audit.json: the execution record (diff as its own file), drift, outputs left out."""
+    data = record.to_json(done)
+    data.pop("git_diff")
+    data["git"]["diff_file"] = "git.diff" if done.git_diff else None
+    data["env_drift"] = None if drift is None else asdict(drift_record(drift))
+    data["outputs_not_uploaded"] = by_reference
+    return redact_data(data)
+
+
+def drift_record(drift: Drift) -> record.EnvDrift:
+    return record.EnvDrift(dict(drift.added), dict(drift.removed),
+                           {k: list(v) for k, v in drift.changed.items()})
+
+
+def notebook_page(stage: Stage, done: record.ExecuteRecord, notebook: Path, target: Path
+                  ) -> Path:
+    """The executed notebook rendered as a self-contained HTML page."""
+    git = f"{done.git.sha} ({done.git.branch})" + (" dirty" if done.git.dirty else "")
+    target.write_text(notebook_html(
+        json.loads(notebook.read_text(encoding="utf-8")), f"{stage.name}: {stage.notebook}",
+        {"run": done.run_id, "git": git, "python": done.python.version, "start": done.start,
+         "duration": f"{done.duration_s} s"}), encoding="utf-8")
+    return target
+
+
+def local_copy(root: Path, stage: Stage, run: Execution, local: Path,
+               freeze_text: str, drift: Drift | None) -> Artifacts:
+    """Write the run's files under .mlops/runs/; return them as (file, artifact folder)."""
+    done, executed = run.done, run.notebook
+    notebook = redacted_copy(executed, local / executed.name)
+    freeze = local / layout.FREEZE
+    freeze.write_text(freeze_text, encoding="utf-8")
+    artifacts: Artifacts = [
+        (notebook, "notebook"),
+        (notebook_page(stage, done, notebook, local / f"{stage.name}.html"), "notebook"),
+        (freeze, "env"),
+        (redacted_copy(root / stage.spec_path, local / Path(stage.spec_path).name), "spec"),
+    ]
+    pins = root / layout.pins_file(stage)
+    if pins.is_file():
+        artifacts.append((redacted_copy(pins, local / pins.name), "spec"))
+    if drift:
+        drift_file = local / "env-drift.txt"
+        drift_file.write_text("\n".join(drift.lines()) + "\n", encoding="utf-8")
+        artifacts.append((drift_file, "env"))
+    if done.git_diff:
+        diff = local / "git.diff"
+        diff.write_text(done.git_diff, encoding="utf-8")
+        artifacts.append((diff, None))
+    return artifacts
+
+
+def untracked_files(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb: float
+                    ) -> Artifacts:
+    """Files the run depends on that git does not track: kept with the run (a notebook
+    never committed is otherwise lost to the audit trail), within the size limit."""
+    kept: Artifacts = []
+    for rel in done.git.untracked:
+        path = root / rel
+        stat = content_stat(path)
+        if stat is None:
+            continue
+        if stat[-2] > limit_mb * 2**20:
+            console.say(f"untracked {rel} is not uploaded, over artifact_max_mb = {limit_mb:g}",
+                        "log", stage.name)
+            continue
+        kept.append((path, Path("untracked", rel).parent.as_posix()))
+    return kept
+
+
+def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
+    tags = {
+        "mlops.notebook_code_sha256": done.key.code,
+        "mlops.spec_sha256": done.spec_sha256,
+        "mlops.python_version": done.python.version,
+        "mlops.python_path": done.python.base_interpreter,
+        "mlops.venv": stage.env_dir,
+        "mlops.freeze_sha256": done.key.freeze,
+        "mlops.host": done.host.get("host", ""),
+        "mlops.user": done.host.get("user", ""),
+        "mlops.env_drift": "unknown" if drift is None else str(bool(drift)).lower(),
+        **{f"mlops.version.{k}": v for k, v in done.tools.items()},
+    }
+    if drift:
+        tags["mlops.env_drift_summary"] = drift.summary()
+    if done.restored_from:
+        tags[stage_cache.RESTORED_TAG] = done.restored_from
+    if done.notebook_runs:
+        tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r[0] for r in done.notebook_runs])
+    return tags
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution to log: its record, its executed notebook, where its outputs are (the
+    project, or an override run's own folder) and where its logging is recorded."""
+
+    done: record.ExecuteRecord
+    notebook: Path
+    outputs: Path
+    log_record: Path
+
+
+def find_execution(root: Path, stage: Stage, override: str | None) -> Execution:
+    if override is None:
+        return Execution(read_execution(root / layout.execute_record(stage), root, stage),
+                         root / layout.executed_notebook(stage), root,
+                         root / layout.log_record(stage))
+    folder = root / layout.override_dir(stage, override)
+    return Execution(read_execution(folder / layout.OVERRIDE_RECORD, root, stage),
+                     folder / f"{stage.name}.ipynb", folder / layout.OVERRIDE_OUTPUTS,
+                     folder / layout.OVERRIDE_LOG)
+
+
+def read_execution(path: Path, root: Path, stage: Stage) -> record.ExecuteRecord:
+    try:
+        done = record.read(record.ExecuteRecord, path, root)
+    except RecordError as err:
+        raise StageError("log", stage.name, f"{err}; run `doit run execute:{stage.name}`"
+                         ) from None
+    if done is None:
+        raise StageError("log", stage.name, f"no execution to record; run `doit run "
+                         f"execute:{stage.name}` first")
+    return done
+
+
+def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str) -> str:
+    """The run to log into: the one execute:S created, or, when the tracking URI changed
+    since (that run is in another store), a new run here with a message; the run left in
+    the other store is closed there as superseded when that store can be reached."""
+    if done.tracking_uri == redact(uri):
+        return done.run_id
+    from mlops_tasks.run.execute import experiment
+    from mlops_tasks.run.execute import run_tags as start_tags
+
+    _, experiment_id = experiment(config)
+    git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
+    tags = {**start_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
+            "mlops.invocation_id": done.invocation_id,
+            "mlops.recreated_from": f"{done.run_id} at {done.tracking_uri}"}
+    run_id = tracking.start_run(uri, experiment_id, done.run_name, tags)
+    console.say(f"the tracking URI changed since the stage ran: run {done.run_id} is at "
+                f"{done.tracking_uri}; recording the execution as run {run_id} at "
+                f"{redact(uri)}", "log", stage.name)
+    if "***" in done.tracking_uri:
+        console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri} (its credentials "
+                    "are not kept); close it there", "log", stage.name)
+        return run_id
+    try:
+        tracking.close_run(done.tracking_uri, done.run_id,
+                           {"mlops.superseded": "true", "mlops.recreated_as": run_id})
+    except MlopsError as err:
+        console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri}, which cannot be "
+                    f"reached now: {err}", "log", stage.name)
+    return run_id
+
+
+def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, override: str | None,
+               by_reference: dict[str, Any]) -> dict[str, str]:
+    """The tags that offer a run to the shared stage cache, written after its last artifact;
+    none for an override run, a stage that does not offer, or a run whose outputs were not
+    all uploaded (said once)."""
+    if override or not stage_cache.offers(config, stage):
+        return {}
+    if by_reference:
+        console.say(f"not offered to the stage cache: {', '.join(by_reference)} "
+                    f"{'is' if len(by_reference) == 1 else 'are'} over artifact_max_mb = "
+                    f"{config.artifact_max_mb:g} and not uploaded", "log", stage.name)
+        return {}
+    return {stage_cache.KEY_TAG: stage_cache.key_for(config, stage, done.key),
+            stage_cache.COMPLETE_TAG: "true"}
+
+
+def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
+    """Record the executed run (or the override run `override`, a run id): MLflow params,
+    metrics, tags, artifacts; a local copy."""
+    root, uri, t0 = config.root, config.resolved_tracking_uri(), time.perf_counter()
+    run = find_execution(root, stage, override)
+    done = run.done
+    local = root / layout.run_copy(stage, done.run_id)
+    local.mkdir(parents=True, exist_ok=True)
+    freeze_text = redact((root / layout.freeze_file(stage)).read_text("utf-8"))
+    drift = env_drift(root, stage, freeze_text)
+    uploaded, by_reference = split_outputs(run.outputs, stage, done, config.artifact_max_mb)
+    artifacts = local_copy(root, stage, run, local, freeze_text, drift)
+    artifacts += untracked_files(root, stage, done, config.artifact_max_mb)
+    write_json(local / layout.AUDIT, audit_json(done, drift, by_reference))
+    artifacts.append((local / layout.AUDIT, None))
+    artifacts += [(run.outputs / rel, Path("outputs", rel).parent.as_posix())
+                  for rel in uploaded]
+    params = {**done.stage_parameters, "stage_name": stage.name}
+    run_id = where_to_log(config, stage, done, uri)
+    metrics = tracking.log_run(uri, run_id, params=redact_data(params),
+                     metrics=read_metrics(run.outputs, stage),
+                     tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts,
+                     final_tags=cache_tags(config, stage, done, override, by_reference))
+    logged = record.LogRecord(
+        stage=stage.name, run_id=run_id, logged=record.timestamp(),
+        tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),
+        log_seconds=round(time.perf_counter() - t0, 3),
+        env_drift=None if drift is None else drift_record(drift),
+        outputs_not_uploaded=by_reference,
+        recreated_from=None if run_id == done.run_id else done.run_id, metrics=metrics)
+    record.write(run.log_record, logged)
+    console.step(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
+    if uri.startswith(("http://", "https://")) and run_id == done.run_id:
+        console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"
+                    f"{done.experiment_id}/runs/{run_id}", "log", stage.name)
+    return logged

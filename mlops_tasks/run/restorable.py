@@ -1,0 +1,35 @@
+"""For `doit info`: the complete run a stale stage would be restored from now. Above both the
+execute step and the stage cache, which it asks (so neither imports the other back)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlops_tasks.base.errors import MlopsError
+from mlops_tasks.project.load import load_project
+from mlops_tasks.run.execute import current_key, experiment
+from mlops_tasks.run.stage_cache import COMPLETE_TAG, KEY_TAG, key_for, reads
+from mlops_tasks.tracking import client as tracking
+
+
+def cached_run_line(root: Path, name: str) -> str | None:
+    """For `doit info`: the complete run the stage would be restored from now, in words
+    (None when there is none, or the stage's key cannot be computed yet). Writes nothing."""
+
+    try:
+        project = load_project(root)
+        stage = project.stage(name)
+        key = current_key(root, stage)
+        if key is None or not reads(project.config, stage):
+            return None
+        uri, experiment_id = experiment(project.config)
+        found = tracking.find_tagged_run(uri, experiment_id, {
+            KEY_TAG: key_for(project.config, stage, key), COMPLETE_TAG: "true"})
+    except (MlopsError, KeyError, OSError):
+        return None
+    if found is None:
+        return "no complete run has this stage's key; it will execute"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime((found["start"] or 0) / 1000))
+    return (f"run {found['run_id']} ({found['tags'].get('mlops.host', 'unknown host')}, "
+            f"{when}) has this stage's key: it will be restored, not executed")

@@ -1,0 +1,268 @@
+"""The MLflow adapter: experiments and runs for the execute:S and log:S steps (the only mlflow
+import; named for MLflow's tracking API, which it wraps). mlflow is imported once per process,
+on first use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from mlops_tasks.base.errors import TrackingError
+from mlops_tasks.base.redact import redact
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+_experiments: dict[tuple[str, str], str] = {}
+_served: dict[str, str] = {}  # store URI -> the URL it is served at to stage kernels
+
+MAX_PARAM = 6000
+# Variables set here for the orchestrator's own client; stage kernels do not inherit them.
+ORCHESTRATOR_ONLY_ENV: set[str] = set()
+
+
+def _client(uri: str) -> Any:
+    with _lock:
+        if uri not in _clients:
+            # restoring a stage downloads its artifacts: no progress bars in doit's output
+            if "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ:
+                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+                ORCHESTRATOR_ONLY_ENV.add("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+            if uri.startswith(("http://", "https://")):
+                # A server that does not answer fails the task in seconds, not minutes
+                # (MLflow's default is 7 retries with backoff). Users may set these.
+                # MLflow prints run URLs verbatim, credentials included; publish prints a
+                # redacted one instead.
+                for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+                                   ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+                                   ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
+                    if key not in os.environ:
+                        os.environ[key] = value
+                        ORCHESTRATOR_ONLY_ENV.add(key)
+            from mlflow.tracking import MlflowClient
+
+            # after mlflow's import, which sets up its loggers: the store's set-up says
+            # "Creating initial MLflow database tables..." at INFO
+            for name in ("alembic", "mlflow"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+            _clients[uri] = MlflowClient(tracking_uri=uri)
+        return _clients[uri]
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path,
+                      own_store: Path | None = None) -> str:
+    """Create (once, under a mutex) the store and the experiment; return its id.
+
+    A fresh sqlite store is migrated here, before any stage logs, so stages logging in
+    parallel never race on schema creation. `own_store`: the project's embedded sqlite file,
+    whose artifact locations follow the project when it is moved or copied.
+    """
+    key = (uri, name)
+    if key in _experiments:
+        return _experiments[key]
+    mutex_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(mutex_file), timeout=600):
+            client = _client(uri)
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                exp_id = found.experiment_id
+                if artifact_root is not None:
+                    _follow_the_project(found.artifact_location, artifact_root, own_store)
+            else:
+                location = artifact_root.as_uri() if artifact_root else None
+                exp_id = client.create_experiment(name, artifact_location=location)
+    except TrackingError:
+        raise
+    except Exception as err:
+        raise TrackingError(redact(f"cannot reach the MLflow tracking store at {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+    _experiments[key] = exp_id
+    return exp_id
+
+
+def moved_roots(location: str, expected: str, tail: str) -> tuple[str, str] | None:
+    """(old root, new root) when `location` is `expected` of a folder moved elsewhere (both
+    end in `tail`); None when it is not. Pure."""
+    if location == expected or not (location.endswith(tail) and expected.endswith(tail)):
+        return None
+    return location[: -len(tail)], expected[: -len(tail)]
+
+
+def _follow_the_project(location: str, artifact_root: Path, own_store: Path | None) -> None:
+    """A project moved or copied with its state folder keeps a store whose artifact
+    locations name the old folder, where later runs would write. The project's own store is
+    rewritten to name this folder (its artifacts came with it); another store is left as it
+    is, and the user told."""
+    from mlops_tasks.base import console
+
+    expected = artifact_root.as_uri()
+    if location == expected:
+        return
+    roots = moved_roots(location, expected, f"/{artifact_root.parent.name}/{artifact_root.name}")
+    if roots is None or own_store is None:
+        console.warn(f"the experiment keeps its artifacts in {location}, not in this "
+                     f"project's {expected}; set `experiment` in [tool.mlops_tasks] to give "
+                     "this project an experiment of its own")
+        return
+    old, new = roots
+    import sqlite3
+
+    db = sqlite3.connect(own_store)
+    try:
+        with db:
+            for table, column in (("experiments", "artifact_location"),
+                                  ("runs", "artifact_uri")):
+                db.execute(f"update {table} set {column} = ? || substr({column}, ?) "
+                           f"where substr({column}, 1, ?) = ?",
+                           (new, len(old) + 1, len(old) + 1, old + "/"))
+    finally:
+        db.close()
+    console.notice(f"this project was moved or copied from {old.removeprefix('file://')}: "
+                   f"its MLflow store now keeps artifacts under {new.removeprefix('file://')}")
+
+
+def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    try:
+        run = _client(uri).create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    except Exception as err:
+        raise TrackingError(redact(f"cannot create a run at {uri}: {err}")) from None
+    return str(run.info.run_id)
+
+
+def log_run(
+    uri: str,
+    run_id: str,
+    *,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: Iterable[tuple[Path, str | None]],
+    status: str = "FINISHED",
+    final_tags: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Add params, metrics, tags and artifacts to a run, then `final_tags` (written after
+    every artifact: a run that has them is complete), then close it with status. Returns
+    the run's metrics: those given and those its notebook logged itself."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(uri)
+    try:
+        before = client.get_run(run_id).data
+        existing = before.params
+        param_list = [Param(k, _param_text(v)) for k, v in params.items()
+                      if k not in existing]
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+            params=param_list,
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        for path, dest in artifacts:
+            if path.is_dir():  # a folder output: logged as a folder of artifacts
+                folder = f"{dest}/{path.name}" if dest else path.name
+                client.log_artifacts(run_id, str(path), folder)
+            else:
+                client.log_artifact(run_id, str(path), dest)
+        for key, value in (final_tags or {}).items():
+            client.set_tag(run_id, key, value)
+        client.set_terminated(run_id, status=status)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+    return {**{k: float(v) for k, v in before.metrics.items()}, **metrics}
+
+
+def find_tagged_run(uri: str, experiment_id: str, tags: Mapping[str, str]
+                    ) -> dict[str, Any] | None:
+    """The newest FINISHED run of the experiment carrying every tag of `tags` (one search,
+    on tags): its id, start time (ms) and tags; None when there is none."""
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    try:
+        runs = _client(uri).search_runs(
+            [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot search runs at {uri}: {type(err).__name__}: "
+                                   f"{err}")) from None
+    if not runs:
+        return None
+    run = runs[0]
+    return {"run_id": run.info.run_id, "start": run.info.start_time,
+            "tags": dict(run.data.tags)}
+
+
+def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
+    """One artifact (a file or a folder) of a run, into `dest`; the local path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(_client(uri).download_artifacts(run_id, artifact, str(dest)))
+    except Exception as err:
+        raise TrackingError(redact(f"cannot download {artifact} of run {run_id} from {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+
+
+def close_run(uri: str, run_id: str, tags: Mapping[str, str], status: str = "KILLED",
+              artifacts: Iterable[tuple[Path, str | None]] = ()) -> None:
+    """End a run that will get no params or metrics (failed, killed, superseded)."""
+    log_run(uri, run_id, params={}, metrics={}, tags=tags, artifacts=artifacts, status=status)
+
+
+def _param_text(value: Any) -> str:
+    """Strings as they are, nested values as JSON (what a notebook's reader can parse)."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict | list | tuple):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    else:
+        text = repr(value)
+    return text[:MAX_PARAM]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def talks_http(uri: str) -> bool:
+    """A URI any MLflow client reaches over its REST API (no store of its own to open)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def serve_store(uri: str, artifact_root: Path) -> str:
+    """The store at `uri` over HTTP on 127.0.0.1, for stage kernels, from a thread of this
+    process (started once, on first need; it ends with the process).
+
+    A stage's own mlflow client of another version would open (and try to migrate) the
+    tool's database itself; over the REST API it never touches the schema. Artifacts are
+    not proxied: the kernel writes them where the run's artifact URI says, on this machine.
+    """
+    with _lock:
+        if uri in _served:
+            return _served[uri]
+        if _served:
+            raise TrackingError(f"one store is served per doit process; {redact(uri)} is "
+                                "another one")
+        # MLflow's server app reads its store from these, once, on first request.
+        for key, value in (("_MLFLOW_SERVER_FILE_STORE", uri),
+                           ("_MLFLOW_SERVER_ARTIFACT_ROOT", artifact_root.as_uri())):
+            os.environ[key] = value
+            ORCHESTRATOR_ONLY_ENV.add(key)
+        from mlflow.server import app
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+        threading.Thread(target=server.serve_forever, name="mlflow-store", daemon=True).start()
+        _served[uri] = f"http://127.0.0.1:{server.server_port}"
+        return _served[uri]
