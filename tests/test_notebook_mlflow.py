@@ -1,5 +1,5 @@
 """Notebooks that use MLflow themselves: every run, parameter and metric lands where the
-notebook asked (the rule in kernel_hook.py), against a real `mlflow server` and against the
+notebook asked (the rule in tracking/kernel_hook.py), against a real `mlflow server` and against the
 embedded default, with the stage's own mlflow client of another version."""
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def test_only_one_module_imports_each_heavy_library():
 
 
 def test_no_module_prints_directly():
-    """User-facing output goes through console.py (one prefix rule, any console encoding)."""
+    """User-facing output goes through base/console.py (one prefix rule, any console encoding)."""
     offenders = []
     for path in modules():
         if dotted(path) in ("base.console", "tracking.kernel_hook"):  # the hook: in kernels

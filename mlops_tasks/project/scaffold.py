@@ -1,5 +1,5 @@
 """What `mlops-tasks init` and `add-stage` write: a project that runs at once, and a stage
-wired to its upstream's outputs. Pure: file contents from names; cli.py writes them."""
+wired to its upstream's outputs. Pure: file contents from names; commands/cli.py writes them."""
 
 from __future__ import annotations
 

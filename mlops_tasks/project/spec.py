@@ -383,7 +383,7 @@ def _plain(value: Any) -> Any:
 
 def _matrix(spec: _Raw) -> dict[str, tuple[Any, ...]]:
     """`matrix`: parameter name -> the values to run the notebook with (one stage per
-    combination; see matrix.py)."""
+    combination; see project/matrix.py)."""
     raw = _plain(spec.data.get("matrix") or {})
     if not isinstance(raw, dict):
         raise spec.fail("matrix", "'matrix' must be a mapping of parameter name to a list of "

@@ -100,7 +100,7 @@ class ExecuteRecord:
     tools: dict[str, str]
     git_diff: str = ""  # kept out of audit.json, which names the git.diff artifact instead
     inputs_stat: dict[str, list[int]] = field(default_factory=dict)  # when they were hashed
-    # runs the notebook created itself: [run id, experiment id] (see kernel_hook.py)
+    # runs the notebook created itself: [run id, experiment id] (see tracking/kernel_hook.py)
     notebook_runs: list[list[str]] = field(default_factory=list)
     restored_from: str | None = None  # a stage-cache hit: the run whose outputs these are
 

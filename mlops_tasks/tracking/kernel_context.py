@@ -1,5 +1,5 @@
 """What a stage's kernel gets for its own MLflow calls: a tracking URI its client of any
-version can use, the hook that routes its runs (kernel_hook.py), and the list of runs it
+version can use, the hook that routes its runs (tracking/kernel_hook.py), and the list of runs it
 created. Stages whose venv has no mlflow get the plain variables and pay nothing more."""
 
 from __future__ import annotations
