@@ -124,7 +124,7 @@ class Config:
     stage_cache: str = "read-write"
     cache_across_platforms: bool = False
     orchestrator: Orchestrator | None = None  # where CI installs mlops-tasks from
-    profile: str = ""  # MLOPS_PROFILE: a smoke run and the like, in a scratch tree (pipeline/profiles.py)
+    profile: str = ""  # MLOPS_PROFILE: a smoke run in a scratch tree (pipeline/profiles.py)
 
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then the config, then the local sqlite store."""
