@@ -124,7 +124,7 @@ def add_stage(name: str, python: str | None, after: str | None, packages: Sequen
             raise MlopsError(f"add-stage: --after {after}: no such stage; stages: "
                              f"{', '.join(project.graph.order)}")
         upstream = project.stage(after)
-        outputs = [*upstream.outputs, *upstream.metrics]
+        outputs = list(upstream.written)
         if not outputs:
             raise MlopsError(f"add-stage: --after {after}: that stage declares no outputs to "
                              f"read; add some to {upstream.spec_path} first")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from packaging.utils import canonicalize_name
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def parse_freeze(text: str) -> dict[str, str]:
             name, version = line.split(" @ ", 1)
         else:
             name, version = line, ""
-        pins[re.sub(r"[-_.]+", "-", name.strip()).lower()] = version.strip()
+        pins[canonicalize_name(name.strip())] = version.strip()
     return pins
 
 

@@ -284,7 +284,7 @@ class OutputsUnchanged(KeptWithTheTask):
         if (self.root / layout.previous_outputs(self.stage)).exists():
             self.reason = interrupted_text(self.stage)
             return False
-        for rel in (*self.stage.outputs, *self.stage.metrics):
+        for rel in self.stage.written:
             path = self.root / rel
             stat = content_stat(path)
             if stat is None:

@@ -72,7 +72,7 @@ def expand(stage: Stage) -> list[Stage]:
             outputs=_fill(stage, "outputs", stage.outputs, labels),
             inputs=_fill(stage, "inputs", stage.inputs, labels),
             metrics=_fill(stage, "metrics", stage.metrics, labels))
-        for path in (*member.outputs, *member.metrics):
+        for path in member.written:
             if path in made:
                 raise SpecError(stage.spec_path, f"stages {made[path]} and {name} would both "
                                 f"write {path}; put a matrix parameter in the path, e.g. "
@@ -91,7 +91,7 @@ def resolve(stages: Sequence[Stage]) -> list[Stage]:
     for stage in stages:
         if stage.group:
             groups.setdefault(stage.group, []).append(stage.name)
-    declared = [(s.name, p) for s in stages for p in (*s.outputs, *s.metrics)]
+    declared = [(s.name, p) for s in stages for p in s.written]
     out = []
     for stage in stages:
         depends = [m for d in stage.depends_on for m in groups.get(d, [d])]

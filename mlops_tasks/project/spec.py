@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from packaging.utils import canonicalize_name
 
 from mlops_tasks.base.doit_names import RESERVED_NAMES
 from mlops_tasks.base.errors import SpecError
@@ -85,8 +86,8 @@ class Stage:
 
 
 def normalise_req_name(name: str) -> str:
-    """PEP 503 normalisation: 'Scikit_Learn' -> 'scikit-learn'."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """PEP 503 normalisation: 'Scikit_Learn' -> 'scikit-learn' (packaging's, as everywhere)."""
+    return str(canonicalize_name(name))
 
 
 def clean_requirement(raw: str) -> str:

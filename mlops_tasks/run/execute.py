@@ -452,7 +452,7 @@ def finish_override(prep: Prepared, outputs: OutputSet, started: str, seconds: f
 def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: str,
                  seconds: float) -> record.ExecuteRecord:
     stage, marker = prep.stage, prep.marker
-    written = [*stage.outputs, *stage.metrics]
+    written = list(stage.written)
     return record.ExecuteRecord(
         stage=stage.name, run_id=prep.run_id, run_name=prep.run_name,
         experiment_id=prep.experiment_id, tracking_uri=redact(prep.uri),

@@ -98,7 +98,7 @@ def split_outputs(root: Path, stage: Stage, done: record.ExecuteRecord, limit_mb
     """Outputs small enough to upload, and those recorded by size and hash only."""
     limit = limit_mb * 1024 * 1024
     uploaded, by_reference = [], {}
-    for rel in (*stage.outputs, *stage.metrics):
+    for rel in stage.written:
         stat = content_stat(root / rel)
         if stat is None:
             continue

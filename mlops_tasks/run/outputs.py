@@ -110,7 +110,7 @@ class OutputSet:
     def __init__(self, root: Path, stage: Stage):
         self.root = root
         self.stage = stage
-        self.paths = [*stage.outputs, *stage.metrics]
+        self.paths = list(stage.written)
         self.backup = root / layout.previous_outputs(stage)
         self.manifest = self.backup / "manifest.json"
 

@@ -101,7 +101,7 @@ def fetch(config: Config, stage: Stage, uri: str, found: dict[str, Any]) -> Hit 
         recorded = json.loads(tracking.download(uri, run_id, layout.AUDIT, folder)
                               .read_text(encoding="utf-8")).get("outputs") or {}
         files = {}
-        for rel in (*stage.outputs, *stage.metrics):
+        for rel in stage.written:
             # a file or folder arrives under its own name in the folder it is fetched into
             path = tracking.download(uri, run_id, f"outputs/{rel}",
                                      (folder / "outputs" / rel).parent)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact
 from mlops_tasks.project import layout
@@ -23,7 +25,7 @@ def uses_mlflow(freeze: str) -> bool:
     """Whether a venv's pip freeze has an MLflow client (the fluent API's distributions)."""
     for line in freeze.splitlines():
         name = re.split(r"[=<>!~ @;\[]", line.strip(), maxsplit=1)[0]
-        if re.sub(r"[-_.]+", "-", name).lower() in MLFLOW_DISTRIBUTIONS:
+        if canonicalize_name(name) in MLFLOW_DISTRIBUTIONS:
             return True
     return False
 
