@@ -72,10 +72,11 @@ SHAPES = ["a", "http://a", "a:", "a://b@", "x@", "u:p", "a-b.c+d", "https://user
 
 
 def _seconds(text: str, repeats: int) -> float:
-    start = time.perf_counter()
+    """CPU seconds of this process: waiting for a core another process holds does not count."""
+    start = time.process_time()
     for _ in range(repeats):
         redact(text)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def _growth(unit: str, size: int = 2000) -> float:
@@ -108,9 +109,9 @@ def test_redaction_time_grows_linearly_with_the_line(unit):
 
 def test_a_one_megabyte_line_is_redacted_at_once():
     line = ("word " * 50_000 + "a" * 250_000 + " https://user:s3cr3t@host/x ") * 3
-    start = time.perf_counter()
+    start = time.process_time()
     out = redact(line)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0  # CPU time: about 0.1 s
     assert "s3cr3t" not in out and out.count("https://***@host/x") == 3
 
 
