@@ -5,7 +5,6 @@ the team already runs). The key is the stage key plus the declared outputs and t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -20,6 +19,7 @@ from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
+from mlops_tasks.project.fingerprint import canonical_json, sha256_text
 from mlops_tasks.project.spec import Stage
 from mlops_tasks.run import provenance as audit
 from mlops_tasks.run import record
@@ -28,6 +28,7 @@ from mlops_tasks.tracking import client as tracking
 KEY_TAG = "mlops.cache_key"
 COMPLETE_TAG = "mlops.cache_complete"  # written after every artifact: the run is usable
 RESTORED_TAG = "mlops.restored_from"
+CACHE_KEY_VERSION = 2  # 1: json.dumps with its default separators, no version field
 
 
 def platform_tag() -> str:
@@ -37,10 +38,12 @@ def platform_tag() -> str:
 def cache_key(stage_key: str, outputs: Sequence[str], metrics: Sequence[str],
               platform_name: str | None) -> str:
     """What a reusable run must match: the stage key (freeze with its Python version, code,
-    parameters, input contents), the declared outputs, and the platform (None: any). Pure."""
-    payload = {"stage_key": stage_key, "outputs": sorted(outputs), "metrics": sorted(metrics),
-               "platform": platform_name}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    parameters, input contents), the declared outputs, and the platform (None: any). Hashed
+    as every key is (canonical JSON); `CACHE_KEY_VERSION` changes whenever its bytes do, so an
+    entry made under other rules is never matched. Pure."""
+    return sha256_text(canonical_json({
+        "version": CACHE_KEY_VERSION, "stage_key": stage_key, "outputs": sorted(outputs),
+        "metrics": sorted(metrics), "platform": platform_name}))
 
 
 def key_for(config: Config, stage: Stage, key: record.StageKey) -> str:
