@@ -44,12 +44,23 @@ def test_windows_layout():
     assert r"C:\Users\u\.pyenv\pyenv-win\versions\3.10*\python.exe" in pats
 
 
-def test_current_interpreter_is_the_default(tmp_path):
+def test_current_interpreter_is_the_default(tmp_path, monkeypatch):
+    from mlops_tasks.base import command
+
+    probes: list[list[str]] = []
+    real = command.output
+
+    def counted(argv, **kw):
+        probes.append(list(argv))
+        return real(argv, **kw)
+
+    monkeypatch.setattr(command, "output", counted)
     found = Resolver(tmp_path / "cache.json").resolve("s", None, None)
     assert found.version.startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
-    # second resolver answers from the cache file without probing
-    again = Resolver(tmp_path / "cache.json")
-    assert again._cache
+    assert len(probes) == 1
+    # a second resolver (another doit process) answers from the cache file without probing
+    again = Resolver(tmp_path / "cache.json").resolve("s", None, None)
+    assert again == found and len(probes) == 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX message")

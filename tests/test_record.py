@@ -94,4 +94,19 @@ def test_a_record_of_another_kind_or_incomplete_is_refused(tmp_path):
 
 
 def test_invocation_id_is_one_per_process():
-    assert record.invocation_id() == record.invocation_id()
+    import subprocess
+    import sys
+
+    from .helpers import clean_env
+
+    code = ("from mlops_tasks.run import record; "
+            "print(record.invocation_id(), record.invocation_id())")
+
+    def ids(**env: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=clean_env(**env)).stdout.split()
+
+    first, second = ids(), ids()
+    assert first[0] == first[1] and second[0] == second[1]  # one per process
+    assert first[0] != second[0]  # another process, another id
+    assert ids(MLOPS_INVOCATION_ID="jenkins-7") == ["jenkins-7", "jenkins-7"]
