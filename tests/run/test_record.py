@@ -97,7 +97,7 @@ def test_invocation_id_is_one_per_process():
     import subprocess
     import sys
 
-    from .helpers import clean_env
+    from ..helpers import clean_env
 
     code = ("from mlops_tasks.run import record; "
             "print(record.invocation_id(), record.invocation_id())")

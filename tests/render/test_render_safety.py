@@ -19,7 +19,7 @@ import pytest
 from mlops_tasks.render.notebook import CSP, notebook_html, safe_attribute, sanitise
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TITLE = "eval: notebooks/eval.ipynb"
 LOADERS = {"script", "iframe", "frame", "object", "embed", "link", "style", "base", "meta",
            "form", "svg", "audio", "video", "source", "math", "template", "noscript"}

@@ -13,7 +13,7 @@ from mlops_tasks.project.load import load_project
 from mlops_tasks.project.matrix import expand, label, resolve
 from mlops_tasks.project.spec import parse_stage
 
-from .helpers import doit, git_commit_all, offline_pipeline, ran, write_notebook
+from ..helpers import doit, git_commit_all, offline_pipeline, ran, write_notebook
 
 FIT = """\
 name: fit

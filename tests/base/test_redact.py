@@ -14,7 +14,7 @@ from mlops_tasks.base.errors import SpecError
 from mlops_tasks.base.redact import redact, redact_data
 from mlops_tasks.project.spec import parse_stage
 
-from .helpers import clean_env, doit, git_commit_all, offline_pipeline, write_notebook, write_spec
+from ..helpers import clean_env, doit, git_commit_all, offline_pipeline, write_notebook, write_spec
 
 HIDDEN = [
     ("https://user:s3cr3t@pypi.example.com/simple", "https://***@pypi.example.com/simple"),

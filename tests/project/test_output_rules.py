@@ -11,7 +11,7 @@ from mlops_tasks.base.gitindex import tracked
 from mlops_tasks.project.output_rules import check_outputs
 from mlops_tasks.project.spec import Stage
 
-from .helpers import doit, write_notebook, write_spec
+from ..helpers import doit, write_notebook, write_spec
 
 
 def stage(name: str, outputs: tuple[str, ...], **kw) -> Stage:

@@ -13,7 +13,7 @@ from mlops_tasks.project.fingerprint import (
 from mlops_tasks.project.notebooks import notebook_code
 from mlops_tasks.project.spec import Stage
 
-from .helpers import notebook_json
+from ..helpers import notebook_json
 
 
 def test_requirement_normalisation():
