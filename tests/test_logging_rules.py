@@ -8,7 +8,7 @@ from mlops_tasks.project.spec import Stage
 from mlops_tasks.run.log import split_outputs
 from mlops_tasks.tracking.client import _param_text
 
-from .test_record import execute_record
+from .run.test_record import execute_record
 
 
 def test_nested_parameters_are_logged_as_json():

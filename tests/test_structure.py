@@ -121,3 +121,18 @@ def test_guarded_commands_keep_doits_options():
     assert Run.get_name() == "run"
     assert (inspect.signature(Run._execute).parameters.keys()
             == inspect.signature(DoitRun._execute).parameters.keys())
+
+
+def test_the_kernel_hook_writes_the_tag_names_the_tags_module_holds():
+    """The hook runs on the stage's Python and imports nothing of the package: its copies of
+    the tag names must be the tags module's."""
+    from mlops_tasks.tracking import kernel_hook, tags
+
+    assert kernel_hook.STAGE_RUN_TAG == tags.STAGE_RUN_ID
+    assert kernel_hook.NAME_TAG == tags.NOTEBOOK_RUN_NAME
+    literals = {node.value for path in modules() if dotted(path) not in (
+        "tracking.tags", "tracking.kernel_hook")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and node.value.startswith("mlops.") and " " not in node.value}
+    assert literals == set(), "tag names belong in tracking/tags.py"

@@ -18,8 +18,6 @@ from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import load_config
 
-PROFILE_TAG = "mlops.profile"
-
 
 def scratch_dir(root: Path, profile: str) -> Path:
     """Named like the project, so a default experiment name stays the same."""

@@ -19,8 +19,6 @@ from mlops_tasks.project.fingerprint import canonical_json
 from mlops_tasks.project.notebooks import parameter_types, parameters_from_text, read_notebook
 from mlops_tasks.project.spec import Stage
 
-PROJECT_RUN_TAG = "mlops.project_run_id"
-
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

@@ -45,6 +45,7 @@ from mlops_tasks.run import record, stage_cache
 from mlops_tasks.run.outputs import OutputSet, move
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import kernel_context as kernel_tracking
+from mlops_tasks.tracking import tags as tag
 
 
 def parse_overrides(stage: Stage, items: list[str], root: Path | None = None
@@ -118,7 +119,7 @@ def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
     if previous.tracking_uri != redact(uri):
         return
     try:
-        tracking.close_run(uri, previous.run_id, {"mlops.superseded": "true"})
+        tracking.close_run(uri, previous.run_id, {tag.SUPERSEDED: "true"})
     except MlopsError as err:
         console.say(f"could not close the unlogged run {previous.run_id}: {err}",
                     "execute", stage.name)
@@ -142,7 +143,7 @@ def close_killed_runs(config: Config) -> None:
             path.unlink(missing_ok=True)
             continue
         try:
-            tracking.close_run(uri, left.run_id, {"mlops.interrupted": "true"})
+            tracking.close_run(uri, left.run_id, {tag.INTERRUPTED: "true"})
         except MlopsError as err:
             console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
                            f"left RUNNING by a killed doit: {err}")
@@ -218,28 +219,28 @@ def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
              profile: str = "") -> dict[str, str]:
     """Tags set when the run is created, so a run can be found by its stage key."""
     tags = {
-        "mlops.stage": stage.name,
-        "mlops.git_sha": git["sha"],
-        "mlops.git_branch": git["branch"],
-        "mlops.git_dirty": str(git["dirty"]).lower(),
-        "mlops.env_fingerprint": str(marker.get("fingerprint", "")),
-        "mlops.invocation_id": record.invocation_id(),
-        "mlops.stage_key": key.key,
-        "mlops.key.freeze": key.freeze,
-        "mlops.key.code": key.code,
-        "mlops.key.parameters": key.parameters,
-        "mlops.key.inputs": key.inputs,
+        tag.STAGE: stage.name,
+        tag.GIT_SHA: git["sha"],
+        tag.GIT_BRANCH: git["branch"],
+        tag.GIT_DIRTY: str(git["dirty"]).lower(),
+        tag.ENV_FINGERPRINT: str(marker.get("fingerprint", "")),
+        tag.INVOCATION_ID: record.invocation_id(),
+        tag.STAGE_KEY: key.key,
+        tag.KEY_FREEZE: key.freeze,
+        tag.KEY_CODE: key.code,
+        tag.KEY_PARAMETERS: key.parameters,
+        tag.KEY_INPUTS: key.inputs,
         "mlflow.source.name": stage.notebook,
         "mlflow.source.type": "NOTEBOOK",
     }
     if override:
-        tags["mlops.override"] = "true"
+        tags[tag.OVERRIDE] = "true"
     if restored_from:
-        tags[stage_cache.RESTORED_TAG] = restored_from
+        tags[tag.RESTORED_FROM] = restored_from
     if profile:
-        tags["mlops.profile"] = profile
+        tags[tag.PROFILE] = profile
     if project_run:  # started by `mlflow run` (MLflow Projects): a child of its run
-        tags["mlops.project_run_id"] = project_run
+        tags[tag.PROJECT_RUN_ID] = project_run
         tags["mlflow.parentRunId"] = project_run
     return tags
 
@@ -401,10 +402,10 @@ def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -
     try:
         copy = root / layout.run_copy(stage, prep.run_id) / failed.name
         artifacts = [(redacted_copy(failed, copy), "notebook")] if failed.exists() else []
-        tags = {"mlops.failed": "true"}
+        tags = {tag.FAILED: "true"}
         created = kernel_tracking.created_runs(root / layout.notebook_runs(stage))
         if created:
-            tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r for r, _ in created])
+            tags[tag.NOTEBOOK_RUNS] = kernel_tracking.runs_tag([r for r, _ in created])
         tracking.close_run(prep.uri, prep.run_id, tags,
                            "KILLED" if interrupted else "FAILED", artifacts)
     except MlopsError as err2:

@@ -25,6 +25,7 @@ from mlops_tasks.render.notebook import notebook_html
 from mlops_tasks.run import record, stage_cache
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import kernel_context as kernel_tracking
+from mlops_tasks.tracking import tags as tag
 
 Artifacts = list[tuple[Path, str | None]]
 
@@ -187,23 +188,23 @@ def untracked_files(root: Path, stage: Stage, done: record.ExecuteRecord, limit_
 
 def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
     tags = {
-        "mlops.notebook_code_sha256": done.key.code,
-        "mlops.spec_sha256": done.spec_sha256,
-        "mlops.python_version": done.python.version,
-        "mlops.python_path": done.python.base_interpreter,
-        "mlops.venv": stage.env_dir,
-        "mlops.freeze_sha256": done.key.freeze,
-        "mlops.host": done.host.get("host", ""),
-        "mlops.user": done.host.get("user", ""),
-        "mlops.env_drift": "unknown" if drift is None else str(bool(drift)).lower(),
-        **{f"mlops.version.{k}": v for k, v in done.tools.items()},
+        tag.NOTEBOOK_CODE_SHA256: done.key.code,
+        tag.SPEC_SHA256: done.spec_sha256,
+        tag.PYTHON_VERSION: done.python.version,
+        tag.PYTHON_PATH: done.python.base_interpreter,
+        tag.VENV: stage.env_dir,
+        tag.FREEZE_SHA256: done.key.freeze,
+        tag.HOST: done.host.get("host", ""),
+        tag.USER: done.host.get("user", ""),
+        tag.ENV_DRIFT: "unknown" if drift is None else str(bool(drift)).lower(),
+        **{tag.VERSION_PREFIX + k: v for k, v in done.tools.items()},
     }
     if drift:
-        tags["mlops.env_drift_summary"] = drift.summary()
+        tags[tag.ENV_DRIFT_SUMMARY] = drift.summary()
     if done.restored_from:
-        tags[stage_cache.RESTORED_TAG] = done.restored_from
+        tags[tag.RESTORED_FROM] = done.restored_from
     if done.notebook_runs:
-        tags["mlops.notebook_runs"] = kernel_tracking.runs_tag([r[0] for r in done.notebook_runs])
+        tags[tag.NOTEBOOK_RUNS] = kernel_tracking.runs_tag([r[0] for r in done.notebook_runs])
     return tags
 
 
@@ -253,8 +254,8 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
     _, experiment_id = experiment(config)
     git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
     tags = {**start_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
-            "mlops.invocation_id": done.invocation_id,
-            "mlops.recreated_from": f"{done.run_id} at {done.tracking_uri}"}
+            tag.INVOCATION_ID: done.invocation_id,
+            tag.RECREATED_FROM: f"{done.run_id} at {done.tracking_uri}"}
     run_id = tracking.start_run(uri, experiment_id, done.run_name, tags)
     console.say(f"the tracking URI changed since the stage ran: run {done.run_id} is at "
                 f"{done.tracking_uri}; recording the execution as run {run_id} at "
@@ -265,7 +266,7 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
         return run_id
     try:
         tracking.close_run(done.tracking_uri, done.run_id,
-                           {"mlops.superseded": "true", "mlops.recreated_as": run_id})
+                           {tag.SUPERSEDED: "true", tag.RECREATED_AS: run_id})
     except MlopsError as err:
         console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri}, which cannot be "
                     f"reached now: {err}", "log", stage.name)
@@ -284,8 +285,8 @@ def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, overrid
                     f"{'is' if len(by_reference) == 1 else 'are'} over artifact_max_mb = "
                     f"{config.artifact_max_mb:g} and not uploaded", "log", stage.name)
         return {}
-    return {stage_cache.KEY_TAG: stage_cache.key_for(config, stage, done.key),
-            stage_cache.COMPLETE_TAG: "true"}
+    return {tag.CACHE_KEY: stage_cache.key_for(config, stage, done.key),
+            tag.CACHE_COMPLETE: "true"}
 
 
 def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:

@@ -9,8 +9,9 @@ from pathlib import Path
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project.load import load_project
 from mlops_tasks.run.execute import current_key, experiment
-from mlops_tasks.run.stage_cache import COMPLETE_TAG, KEY_TAG, key_for, reads
+from mlops_tasks.run.stage_cache import key_for, reads
 from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking import tags as tag
 
 
 def cached_run_line(root: Path, name: str) -> str | None:
@@ -25,11 +26,11 @@ def cached_run_line(root: Path, name: str) -> str | None:
             return None
         uri, experiment_id = experiment(project.config)
         found = tracking.find_tagged_run(uri, experiment_id, {
-            KEY_TAG: key_for(project.config, stage, key), COMPLETE_TAG: "true"})
+            tag.CACHE_KEY: key_for(project.config, stage, key), tag.CACHE_COMPLETE: "true"})
     except (MlopsError, KeyError, OSError):
         return None
     if found is None:
         return "no complete run has this stage's key; it will execute"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime((found["start"] or 0) / 1000))
-    return (f"run {found['run_id']} ({found['tags'].get('mlops.host', 'unknown host')}, "
+    return (f"run {found['run_id']} ({found['tags'].get(tag.HOST, 'unknown host')}, "
             f"{when}) has this stage's key: it will be restored, not executed")

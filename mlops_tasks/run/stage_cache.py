@@ -24,10 +24,8 @@ from mlops_tasks.project.spec import Stage
 from mlops_tasks.run import provenance as audit
 from mlops_tasks.run import record
 from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking import tags as tag
 
-KEY_TAG = "mlops.cache_key"
-COMPLETE_TAG = "mlops.cache_complete"  # written after every artifact: the run is usable
-RESTORED_TAG = "mlops.restored_from"
 CACHE_KEY_VERSION = 2  # 1: json.dumps with its default separators, no version field
 
 
@@ -85,7 +83,7 @@ def lookup(config: Config, stage: Stage, uri: str, experiment_id: str,
         return None
     try:
         return tracking.find_tagged_run(uri, experiment_id, {
-            KEY_TAG: key_for(config, stage, key), COMPLETE_TAG: "true"})
+            tag.CACHE_KEY: key_for(config, stage, key), tag.CACHE_COMPLETE: "true"})
     except MlopsError as err:
         console.say(f"the stage cache cannot be searched ({err}); executing", "execute",
                     stage.name)
@@ -124,5 +122,5 @@ def fetch(config: Config, stage: Stage, uri: str, found: dict[str, Any]) -> Hit 
                     "the hashes it recorded; discarded, executing", "execute", stage.name)
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    return Hit(run_id, str(found["tags"].get("mlops.host", "")), int(found["start"] or 0),
+    return Hit(run_id, str(found["tags"].get(tag.HOST, "")), int(found["start"] or 0),
                files, notebook)
