@@ -9,9 +9,12 @@ from packaging.utils import canonicalize_name
 
 @dataclass(frozen=True)
 class Drift:
+    """Packages added, removed or changed ([old, new]) since the stage's previous logged run;
+    also the run record's field, as it reads back from JSON."""
+
     added: dict[str, str]
     removed: dict[str, str]
-    changed: dict[str, tuple[str, str]]
+    changed: dict[str, list[str]]  # name -> [old, new]
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
@@ -49,5 +52,5 @@ def freeze_drift(old: str, new: str) -> Drift:
     return Drift(
         added={n: v for n, v in after.items() if n not in before},
         removed={n: v for n, v in before.items() if n not in after},
-        changed={n: (before[n], v) for n, v in after.items() if n in before and before[n] != v},
+        changed={n: [before[n], v] for n, v in after.items() if n in before and before[n] != v},
     )

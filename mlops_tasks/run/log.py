@@ -120,14 +120,9 @@ def audit_json(done: record.ExecuteRecord, drift: Drift | None,
     data = record.to_json(done)
     data.pop("git_diff")
     data["git"]["diff_file"] = "git.diff" if done.git_diff else None
-    data["env_drift"] = None if drift is None else asdict(drift_record(drift))
+    data["env_drift"] = None if drift is None else asdict(drift)
     data["outputs_not_uploaded"] = by_reference
     return redact_data(data)
-
-
-def drift_record(drift: Drift) -> record.EnvDrift:
-    return record.EnvDrift(dict(drift.added), dict(drift.removed),
-                           {k: list(v) for k, v in drift.changed.items()})
 
 
 def notebook_page(stage: Stage, done: record.ExecuteRecord, notebook: Path, target: Path
@@ -316,7 +311,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
         stage=stage.name, run_id=run_id, logged=record.timestamp(),
         tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),
         log_seconds=round(time.perf_counter() - t0, 3),
-        env_drift=None if drift is None else drift_record(drift),
+        env_drift=drift,
         outputs_not_uploaded=by_reference,
         recreated_from=None if run_id == done.run_id else done.run_id, metrics=metrics)
     record.write(run.log_record, logged)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from mlops_tasks.base.errors import RecordError
 from mlops_tasks.base.files import write_json
+from mlops_tasks.env.drift import Drift
 
 SCHEMA_VERSION = 1
 
@@ -106,15 +107,6 @@ class ExecuteRecord:
 
 
 @dataclass(frozen=True)
-class EnvDrift:
-    """Packages added, removed or changed since the stage's previous logged run."""
-
-    added: dict[str, str]
-    removed: dict[str, str]
-    changed: dict[str, list[str]]
-
-
-@dataclass(frozen=True)
 class LogRecord:
     """One execution recorded in MLflow, with its local copy under .mlops/runs/."""
 
@@ -126,7 +118,7 @@ class LogRecord:
     tracking_uri: str  # redacted
     local_copy: str
     log_seconds: float
-    env_drift: EnvDrift | None  # None: no earlier run to compare with
+    env_drift: Drift | None  # since the previous logged run; None: no earlier run to compare with
     outputs_not_uploaded: dict[str, dict[str, Any]] = field(default_factory=dict)
     recreated_from: str | None = None  # the run execute:S made, when logged into a new one
     # every metric of the run: its metrics files' and what the notebook logged itself
@@ -202,7 +194,7 @@ _FIELDS: dict[Any, tuple[str, ...]] = {}  # a record type's field names, looked 
 # The fields holding a nested record, per record type.
 _NESTED: dict[str, dict[str, type]] = {
     "ExecuteRecord": {"key": StageKey, "git": GitState, "python": PythonEnv},
-    "LogRecord": {"env_drift": EnvDrift},
+    "LogRecord": {"env_drift": Drift},
     "FailureRecord": {"key": StageKey},
     "RunningRecord": {"key": StageKey},
 }

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mlops_tasks.base.errors import RecordError
+from mlops_tasks.env.drift import Drift
 from mlops_tasks.run import record
 
 KEY = record.StageKey("k" * 64, "f" * 64, "c" * 64, "p" * 64, "i" * 64)
@@ -43,7 +44,7 @@ def test_execute_record_round_trip(tmp_path):
 def test_log_and_failure_records_round_trip(tmp_path):
     logged = record.LogRecord("train", "r1", "2026-01-01T00:00:06+00:00", "sqlite:///x.db",
                               ".mlops/runs/train/r1", 0.4,
-                              record.EnvDrift({"a": "1"}, {}, {"b": ["1", "2"]}))
+                              Drift({"a": "1"}, {}, {"b": ["1", "2"]}))
     failed = record.FailureRecord("train", "execute", "failed", "ZeroDivisionError", 2,
                                   ".mlops/executed/train.failed.ipynb", "r1", "inv",
                                   "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00", KEY)
