@@ -131,12 +131,27 @@ def test_the_rule_bites(tmp_path):
     ]
 
 
-def test_every_folder_is_a_package_in_the_wheel():
-    """setuptools finds every subpackage (a folder missing from the list would be left out of
-    a wheel while `pip install -e .` hides it)."""
-    from setuptools import find_packages
+def test_package_discovery_finds_every_folder():
+    """A folder left out of package discovery is left out of a wheel, while `pip install -e .`
+    hides it: setuptools, in a process of its own, finds every folder holding modules with
+    the rule pyproject.toml gives it."""
+    import json
+    import subprocess
+    import sys
 
-    found = set(find_packages(str(PACKAGE.parent), include=["mlops_tasks*"]))
-    folders = {module_name(p.parent / "__init__.py", PACKAGE) for p in PACKAGE.rglob("*.py")
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    root = PACKAGE.parent
+    rule = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))[
+        "tool"]["setuptools"]["packages"]["find"]
+    code = ("import json, sys; from setuptools import find_packages; "
+            "print(json.dumps(find_packages(sys.argv[1], include=json.loads(sys.argv[2]))))")
+    found = set(json.loads(subprocess.run(
+        [sys.executable, "-c", code, str(root), json.dumps(rule["include"])],
+        capture_output=True, text=True, check=True).stdout))
+    folders = {".".join(p.parent.relative_to(root).parts) for p in PACKAGE.rglob("*.py")
                if "__pycache__" not in p.parts}
-    assert folders <= found
+    assert folders - found == set()

@@ -156,7 +156,7 @@ def progress_done(label: str) -> None:
 
 
 @contextlib.contextmanager
-def stage_log(path: Path) -> Iterator[None]:
+def logging_to(path: Path) -> Iterator[None]:
     """Within: detail lines of this thread (cell output, installer logs) go to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = getattr(_local, "log", None)

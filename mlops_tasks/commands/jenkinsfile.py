@@ -135,7 +135,7 @@ def orchestrator_of(config: Config) -> Orchestrator:
     return source
 
 
-class PrintJenkinsfile(ProjectCommand):
+class Jenkinsfile(ProjectCommand):
     name = "jenkinsfile"
     doc_purpose = "print a Jenkinsfile that spreads the stages over Jenkins agents"
     doc_usage = ""

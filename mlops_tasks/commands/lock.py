@@ -18,7 +18,7 @@ from mlops_tasks.project.load import Project
 from mlops_tasks.project.spec import Stage
 
 
-def compile_argv(uv: str, requirements: str, python_version: str, sources: list[str],
+def pin_argv(uv: str, requirements: str, python_version: str, sources: list[str],
                  universal: bool) -> list[str]:
     """uv pip compile with output that is stable across machines and runs. Pure."""
     argv = [uv, "pip", "compile", "--quiet", "--no-header", "--python-version", python_version,
@@ -33,7 +33,7 @@ def pins_header(spec_path: str, python_version: str, universal: bool) -> str:
             "# Delete this file to go back to resolving the spec's packages.\n")
 
 
-class PinRequirements(ProjectCommand):
+class Lock(ProjectCommand):
     """`doit lock`: the command keeps the name users know; the file it writes is a pins file."""
 
     name = "lock"
@@ -64,7 +64,7 @@ class PinRequirements(ProjectCommand):
             req = layout.pins_input(stage)
             atomic_write(root / req, "\n".join(install_requirements(stage)) + "\n")
             try:
-                pins = command.run(compile_argv(uv, req, version, sources, universal),
+                pins = command.run(pin_argv(uv, req, version, sources, universal),
                                    cwd=root)
             except CommandFailed as err:
                 raise MlopsError(f"lock: stage '{stage.name}' could not be resolved: "

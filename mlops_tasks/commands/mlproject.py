@@ -12,7 +12,7 @@ from mlops_tasks.project.mlproject import mlproject_text
 from mlops_tasks.project.spec import Stage
 
 
-class WriteMLproject(ProjectCommand):
+class Mlproject(ProjectCommand):
     name = "mlproject"
     doc_purpose = "write MLproject: one MLflow Projects entry point per stage"
     doc_usage = ""

@@ -21,10 +21,10 @@ from mlops_tasks.env.interpreters import Resolver
 from mlops_tasks.env.venv import diagnose, find_uv, missing_requirements
 from mlops_tasks.env.wheelset import (
     Target,
-    compile_argv,
     download_argv,
     no_wheel_for,
     parse_pins,
+    resolve_argv,
     uncovered,
 )
 from mlops_tasks.project import layout
@@ -144,7 +144,7 @@ def resolve(uv: str, need: Need, sources: list[str]) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         req = Path(tmp) / "requirements.in"
         req.write_text("\n".join(need.requirements) + "\n", "utf-8")
-        return parse_pins(command.run(compile_argv(uv, req, need.target, sources), echo=False))
+        return parse_pins(command.run(resolve_argv(uv, req, need.target, sources), echo=False))
 
 
 def fill(uv: str, cache: Path, config: Config, need: Need) -> None:

@@ -321,7 +321,7 @@ def build_env(stage: Stage, plan: EnvPlan, root: Path, config: Config) -> str:
                 "venv", stage.name)
     previous = set_aside(stage, root)
     try:
-        with console.stage_log(root / layout.stage_log(stage)):
+        with console.logging_to(root / layout.stage_log(stage)):
             _build(stage, plan, root, config)
     except BaseException:
         if env_dir.exists():

@@ -122,7 +122,7 @@ def uncovered(pins: Iterable[str], wheels: Iterable[Path], target: Target) -> li
     return [line for line in pins if _pin(line) not in have]
 
 
-def compile_argv(uv: str, requirements: Path, target: Target, sources: list[str]) -> list[str]:
+def resolve_argv(uv: str, requirements: Path, target: Target, sources: list[str]) -> list[str]:
     """uv resolving `requirements` for the target, markers evaluated for it."""
     argv = [uv, "pip", "compile", str(requirements), "--quiet", "--no-header", "--no-annotate",
             "--python-version", target.python]

@@ -213,7 +213,7 @@ def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
     return {rel: content_stat(root / rel) or [] for rel in stage.inputs}
 
 
-def run_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
+def creation_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
              key: record.StageKey, override: bool = False,
              restored_from: str | None = None, project_run: str | None = None,
              profile: str = "") -> dict[str, str]:
@@ -309,7 +309,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     uri, exp_id = experiment(config)
     run_name = f"{stage.name}@{git['sha'][:7]}"
     close_unlogged_run(root, stage, uri)
-    run_id = tracking.start_run(uri, exp_id, run_name, run_tags(
+    run_id = tracking.start_run(uri, exp_id, run_name, creation_tags(
         stage, git, marker, key, bool(overrides), restored_from,
         os.environ.get("MLFLOW_RUN_ID"), config.profile))
     record.write(root / layout.running_record(stage), record.RunningRecord(
@@ -365,7 +365,7 @@ def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
         stop(km, now=True)  # from here on, run_notebook stops it
         raise
     log = root / layout.stage_log(stage)
-    with console.stage_log(log):
+    with console.logging_to(log):
         run_notebook(
             stage=stage.name, notebook=prep.source,
             output=root / layout.partial_notebook(stage),

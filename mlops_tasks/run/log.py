@@ -181,7 +181,7 @@ def untracked_files(root: Path, stage: Stage, done: record.ExecuteRecord, limit_
     return kept
 
 
-def run_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
+def logged_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -> dict[str, str]:
     tags = {
         tag.NOTEBOOK_CODE_SHA256: done.key.code,
         tag.SPEC_SHA256: done.spec_sha256,
@@ -243,12 +243,11 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
     the other store is closed there as superseded when that store can be reached."""
     if done.tracking_uri == redact(uri):
         return done.run_id
-    from mlops_tasks.run.execute import experiment
-    from mlops_tasks.run.execute import run_tags as start_tags
+    from mlops_tasks.run.execute import creation_tags, experiment
 
     _, experiment_id = experiment(config)
     git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
-    tags = {**start_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
+    tags = {**creation_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
             tag.INVOCATION_ID: done.invocation_id,
             tag.RECREATED_FROM: f"{done.run_id} at {done.tracking_uri}"}
     run_id = tracking.start_run(uri, experiment_id, done.run_name, tags)
@@ -305,7 +304,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     run_id = where_to_log(config, stage, done, uri)
     metrics = tracking.log_run(uri, run_id, params=redact_data(params),
                      metrics=read_metrics(run.outputs, stage),
-                     tags=redact_data(run_tags(stage, done, drift)), artifacts=artifacts,
+                     tags=redact_data(logged_tags(stage, done, drift)), artifacts=artifacts,
                      final_tags=cache_tags(config, stage, done, override, by_reference))
     logged = record.LogRecord(
         stage=stage.name, run_id=run_id, logged=record.timestamp(),
