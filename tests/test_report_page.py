@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.commands.report import reason_words, run_metrics
+from mlops_tasks.pipeline.report import reason_words, run_metrics
 from mlops_tasks.project.spec import Stage
 from mlops_tasks.render.report_page import StageView, page
 from mlops_tasks.run import record

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.commands.wheels import orchestrator_requirements, pip_command
+from mlops_tasks.env.wheel_cache import orchestrator_requirements, pip_command
 from mlops_tasks.env.wheelset import (
     Target,
     download_argv,

@@ -182,7 +182,7 @@ def rewrite_report(command: Any) -> None:
         return
     from doit.dependency import Dependency
 
-    from mlops_tasks.commands.report import doit_status, write_report
+    from mlops_tasks.pipeline.report import doit_status, write_report
     from mlops_tasks.project.load import load_project
 
     try:

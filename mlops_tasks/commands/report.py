@@ -4,143 +4,14 @@ that ran tasks. It reads nothing from the tracking server, so it works with the 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 
 from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.base.files import atomic_write
-from mlops_tasks.base.redact import redact
-from mlops_tasks.project import layout
-from mlops_tasks.project.load import Project, load_project
-from mlops_tasks.project.spec import Stage
-from mlops_tasks.render.report_page import StageView, page
-from mlops_tasks.run import record
-from mlops_tasks.run.log import read_metrics
-
-Status = Callable[[str], tuple[str, str]]  # task name -> (doit status, reason in words)
-CHAIN = ("venv", "kernel", "execute", "log")
-
-
-def reason_words(reasons: Mapping[str, Any]) -> str:
-    """doit's reasons for a stale task, as a sentence. Pure."""
-    said: list[str] = []
-    for utd, _, _ in reasons.get("uptodate_false") or []:
-        said.append(re.sub(r"^<|>$", "", str(utd)))
-    for key, words in (("missing_target", "missing"), ("changed_file_dep", "changed"),
-                       ("missing_file_dep", "missing input"),
-                       ("removed_file_dep", "no longer an input"),
-                       ("added_file_dep", "a new input")):
-        for item in reasons.get(key) or []:
-            said.append(f"{words}: {item}")
-    if reasons.get("checker_changed"):
-        said.append("the file check changed")
-    return "; ".join(said) or "not run since its dependencies changed"
-
-
-def _read(cls: Any, path: Path, root: Path) -> Any:
-    try:
-        return record.read(cls, path, root)
-    except MlopsError:
-        return None
-
-
-def run_metrics(root: Path, stage: Stage, logged: record.LogRecord | None) -> dict[str, float]:
-    """The stage's metrics: its metrics files, and what its last logged run holds, which
-    includes the metrics the notebook logged itself (mlflow.log_metric) and wins: the page
-    shows that run. A log record without the field (older ones) gives the files alone."""
-    kept: dict[str, Any] = getattr(logged, "metrics", None) or {}
-    return {**read_metrics(root, stage, strict=False),
-            **{str(k): float(v) for k, v in kept.items()
-               if isinstance(v, int | float) and not isinstance(v, bool)}}
-
-
-def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Status
-               ) -> StageView:
-    done = _read(record.ExecuteRecord, root / layout.execute_record(stage), root)
-    logged = _read(record.LogRecord, root / layout.log_record(stage), root)
-    failed = _read(record.FailureRecord, root / layout.failure_record(stage), root)
-    state, reason = "up-to-date", ""
-    for task in CHAIN:
-        code, why = status(f"{task}:{stage.name}")
-        if code != "up-to-date":
-            state, reason = "stale", f"{task}: {why}"
-            break
-    if failed is not None and (done is None or failed.end >= done.end):
-        where = f"code cell {failed.cell}: " if failed.cell else ""
-        state = "failed"
-        reason = f"{failed.outcome} at {failed.end}: {where}{failed.cause.splitlines()[0]}"
-    elif done is None:
-        state, reason = "never-run", "no run yet"
-    elif state == "up-to-date" and done.restored_from:
-        state = "restored"
-    if done is None:
-        return StageView(stage.name, state, reason, upstream, parameters=stage.parameters)
-    run_id = logged.run_id if logged else done.run_id
-    uri = logged.tracking_uri if logged else done.tracking_uri
-    url = (f"{uri.rstrip('/')}/#/experiments/{done.experiment_id}/runs/{run_id}"
-           if uri.startswith(("http://", "https://")) and "***" not in uri else None)
-    notebook = None
-    if logged:
-        page_file = root / logged.local_copy / f"{stage.name}.html"
-        if page_file.is_file():
-            notebook = "../" + Path(logged.local_copy).relative_to(layout.STATE).as_posix() \
-                + f"/{stage.name}.html"
-    freeze = ""
-    if logged:
-        try:
-            freeze = (root / logged.local_copy / layout.FREEZE).read_text(encoding="utf-8")
-        except OSError:
-            freeze = ""
-    drift: list[str] = []
-    if logged and logged.env_drift:
-        d = logged.env_drift
-        drift = ([f"added {k} {v}" for k, v in d.added.items()]
-                 + [f"removed {k} {v}" for k, v in d.removed.items()]
-                 + [f"{k}: {' -> '.join(v)}" for k, v in d.changed.items()])
-    return StageView(
-        stage.name, state, reason, upstream, run_id=run_id, run_url=url, run_store=uri,
-        when=done.start, duration_s=done.duration_s,
-        commit=f"{done.git.sha[:10]} ({done.git.branch}){' dirty' if done.git.dirty else ''}",
-        by=f"{done.host.get('user', '')}@{done.host.get('host', '')}",
-        notebook_href=notebook, restored_from=done.restored_from,
-        parameters=done.stage_parameters, metrics=run_metrics(root, stage, logged),
-        python=done.python.version, freeze=freeze, drift=drift)
-
-
-def store_label(root: Path, uri: str) -> str:
-    """A tracking URI as a reader knows it: the project's own store by its path. Pure."""
-    local = "sqlite:///" + root.as_posix() + "/"
-    return f"the local store {uri[len(local):]}" if uri.startswith(local) else uri
-
-
-def write_report(root: Path, project: Project, status: Status) -> Path:
-    stages = [stage_view(root, project.stage(name), project.graph.upstream.get(name, ()),
-                         status) for name in project.graph.order]
-    stages = [replace(s, run_store=store_label(root, s.run_store)) for s in stages]
-    target = root / layout.report_page()
-    atomic_write(target, page(project.config.experiment_name(), record.timestamp(),
-                              store_label(root, redact(project.config.resolved_tracking_uri())),
-                              stages, project.graph.waves()))
-    return target
-
-
-def doit_status(task_list: list[Any], dep_manager: Any) -> Status:
-    tasks = {t.name: t for t in task_list}
-
-    def status(name: str) -> tuple[str, str]:
-        task = tasks.get(name)
-        if task is None:
-            return "up-to-date", ""
-        found = dep_manager.get_status(task, tasks, get_log=True)
-        return found.status, reason_words(found.reasons) if found.status != "up-to-date" else ""
-
-    return status
+from mlops_tasks.pipeline.report import doit_status, write_report
+from mlops_tasks.project.load import load_project
 
 
 class Report(DoitCmdBase):

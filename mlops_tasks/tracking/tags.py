@@ -42,6 +42,12 @@ RECREATED_AS = "mlops.recreated_as"
 CACHE_KEY = "mlops.cache_key"
 CACHE_COMPLETE = "mlops.cache_complete"  # written after every artifact: the run is usable
 RESTORED_FROM = "mlops.restored_from"
+# a signed entry (MLOPS_CACHE_KEY): the output hashes, who signed, the HMAC over both
+CACHE_OUTPUTS = "mlops.cache_outputs"
+CACHE_SIGNER = "mlops.cache_signer"
+CACHE_SIGNATURE = "mlops.cache_signature"
+# an execution of a key that already had an entry: the entry that stays the key's result
+CACHE_SUPERSEDED_BY = "mlops.cache_superseded_by"
 # runs a notebook creates itself (see kernel_hook.py)
 NOTEBOOK_RUNS = "mlops.notebook_runs"
 STAGE_RUN_ID = "mlops.stage_run_id"
