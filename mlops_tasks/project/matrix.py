@@ -5,11 +5,14 @@ references to a group of stages resolve to its members. Pure.
   `matrix: {model: [rf, svm], depth: [3, 10]}` gives `fit-rf-3`, `fit-rf-10`, `fit-svm-3`,
   `fit-svm-10`. A value's label is the value itself for a string, number or boolean, its
   `name` for a mapping that has one (`{name: rf, grid: {...}}`), else its position (1, 2...);
-  lowercased, anything but a-z, 0-9, '_' and '-' becomes '-'.
-- Paths: `{model}` in `outputs`, `inputs` and `metrics` is the value's label; `{stage}` the
-  generated name.
+  lowercased, anything but a-z, 0-9, '_' and '-' becomes '-'. Only the name is normalised.
+- Paths: `{model}` in `outputs`, `inputs` and `metrics` is the value as written (`CSIC_ICV`
+  stays `CSIC_ICV`, as the notebook's f"out/{model}.txt" writes it), a mapping's `name`, or
+  its position; `{stage}` the generated name.
 - Parameters: the combination is merged into the spec's `parameters` (the values as they
-  are, mappings included).
+  are, mappings included), and `{model}` / `{stage}` in a parameter's string values (nested
+  ones too) are filled as in paths; a string that is only `"{model}"` becomes the value
+  itself. Other braces in parameter strings are left as they are.
 - The members share the spec's venv and kernel: the first member's `venv:` and `kernel:`
   tasks build them for all.
 - Elsewhere, `depends_on: [fit]` means every member, and an input with `*` (`models/*.pkl`)
@@ -26,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from mlops_tasks.base.errors import SpecError
-from mlops_tasks.project.spec import Stage
+from mlops_tasks.project.spec import Stage, project_path
 
 
 def label(value: Any, position: int) -> str:
@@ -37,6 +40,34 @@ def label(value: Any, position: int) -> str:
     else:
         text = str(position + 1)
     return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or str(position + 1)
+
+
+def as_written(value: Any, position: int) -> str:
+    """What `{name}` stands for in paths and parameter strings: the value as the notebook
+    formats it (`str(value)`), a mapping's `name`, else its position (1, 2...)."""
+    if isinstance(value, str | int | float | bool):
+        return str(value)
+    if isinstance(value, dict) and isinstance(value.get("name"), str | int):
+        return str(value["name"])
+    return str(position + 1)
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_parameter(value: Any, texts: dict[str, str], values: dict[str, Any]) -> Any:
+    """`{name}` of the matrix (or `{stage}`) in a parameter's strings, at any depth; a
+    string that is only the placeholder becomes the value itself (a number stays one)."""
+    if isinstance(value, str):
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole and whole.group(1) in values:
+            return values[whole.group(1)]
+        return PLACEHOLDER.sub(lambda m: texts.get(m.group(1), m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: fill_parameter(v, texts, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_parameter(v, texts, values) for v in value]
+    return value
 
 
 def _fill(stage: Stage, key: str, paths: Sequence[str], labels: dict[str, str]
@@ -50,7 +81,13 @@ def _fill(stage: Stage, key: str, paths: Sequence[str], labels: dict[str, str]
                             f"{{{sorted(unknown)[0]}}}, which is not in 'matrix' "
                             f"({', '.join(sorted(stage.matrix))}) nor {{stage}}; fix the name or "
                             "add it to 'matrix'", line=stage.line_of(key), key=key)
-        out.append(path.format_map(labels) if names else path)
+        filled = project_path(path.format_map(labels)) if names else path
+        if filled is None:
+            raise SpecError(stage.spec_path, f"'{key}' entry {path!r} becomes "
+                            f"{path.format_map(labels)!r} with the matrix values, which leaves "
+                            "the project; use values that are plain names",
+                            line=stage.line_of(key), key=key)
+        out.append(filled)
     return tuple(out)
 
 
@@ -62,13 +99,14 @@ def expand(stage: Stage) -> list[Stage]:
     members: list[Stage] = []
     made: dict[str, str] = {}  # output path -> the member that writes it
     for combo in itertools.product(*(list(enumerate(stage.matrix[k])) for k in keys)):
-        labels = {k: label(v, i) for k, (i, v) in zip(keys, combo, strict=True)}
-        name = "-".join([stage.name, *labels.values()])
+        name = "-".join([stage.name, *(label(v, i) for i, v in combo)])
+        labels = {k: as_written(v, i) for k, (i, v) in zip(keys, combo, strict=True)}
         labels["stage"] = name
+        values = {**{k: v for k, (_, v) in zip(keys, combo, strict=True)}, "stage": name}
+        parameters = {k: fill_parameter(v, labels, values) for k, v in stage.parameters.items()}
         member = replace(
             stage, name=name, group=stage.name, matrix={},
-            parameters={**stage.parameters, **{k: v for k, (_, v) in zip(keys, combo,
-                                                                          strict=True)}},
+            parameters={**parameters, **{k: v for k, (_, v) in zip(keys, combo, strict=True)}},
             outputs=_fill(stage, "outputs", stage.outputs, labels),
             inputs=_fill(stage, "inputs", stage.inputs, labels),
             metrics=_fill(stage, "metrics", stage.metrics, labels))

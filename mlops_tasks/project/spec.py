@@ -142,7 +142,7 @@ def _closest(word: str, options: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _project_path(value: str) -> str | None:
+def project_path(value: str) -> str | None:
     """Normalise a project-relative path; None when it is absolute or leaves the project."""
     text = value.replace("\\", "/").strip()
     if not text or text.startswith("/") or re.match(r"^[A-Za-z]:", text):
@@ -263,7 +263,7 @@ def _str_list(spec: _Raw, key: str) -> list[str]:
 def _paths(spec: _Raw, key: str) -> tuple[str, ...]:
     out: list[str] = []
     for item in _str_list(spec, key):
-        norm = _project_path(item)
+        norm = project_path(item)
         if norm is None:
             raise spec.fail(key, f"'{key}' entry {item!r} leaves the project; use a path "
                             "relative to the project root, such as data/raw.csv")
@@ -321,7 +321,7 @@ def _python(spec: _Raw) -> tuple[str | None, str | None]:
 
 def _notebook(spec: _Raw, exists: Any) -> str:
     raw = spec.data["notebook"]
-    notebook = _project_path(raw) if isinstance(raw, str) else None
+    notebook = project_path(raw) if isinstance(raw, str) else None
     if notebook is None:
         raise spec.fail("notebook", f"'notebook' must be a path inside the project, such as "
                         f"notebooks/03-train.ipynb; got {raw!r}")
@@ -335,7 +335,7 @@ def _notebook(spec: _Raw, exists: Any) -> str:
 
 def _env_dir(spec: _Raw, name: str) -> str:
     raw = spec.data.get("env_dir", f".venvs/{name}")
-    env_dir = _project_path(raw) if isinstance(raw, str) else None
+    env_dir = project_path(raw) if isinstance(raw, str) else None
     if env_dir is None or env_dir == ".":
         raise spec.fail("env_dir", f"'env_dir' must be a folder inside the project, such as "
                         f".venvs/{name}; got {raw!r}")

@@ -47,6 +47,30 @@ def test_names_from_values():
     assert label([1, 2], 4) == "5" and label(True, 0) == "true"
 
 
+def test_values_reach_paths_and_parameters_as_written():
+    """Only the stage name is normalised: the notebook's f"out/{key}.txt" is the declared
+    output, and `{key}` in a parameter's strings is the same text."""
+    spec = parse_stage("name: fit\nnotebook: nb.ipynb\nmatrix: {key: [CSIC_ICV], n: [3]}\n"
+                       "outputs: ['out/{key}.txt']\nmetrics: ['out/{key}-{n}.json']\n"
+                       "parameters:\n  path: out/{key}.txt\n  size: '{n}'\n"
+                       "  nested: {files: ['{key}/{stage}.csv']}\n  fmt: '{:.2f} {other}'\n",
+                       "env_specs/fit.yaml")
+    (member,) = expand(spec)
+    assert member.name == "fit-csic_icv-3"
+    assert member.outputs == ("out/CSIC_ICV.txt",) and member.metrics == ("out/CSIC_ICV-3.json",)
+    assert member.parameters == {"path": "out/CSIC_ICV.txt", "size": 3, "key": "CSIC_ICV",
+                                 "n": 3, "nested": {"files": ["CSIC_ICV/fit-csic_icv-3.csv"]},
+                                 "fmt": "{:.2f} {other}"}
+
+
+def test_a_value_that_leaves_the_project_is_refused():
+    spec = parse_stage("name: fit\nnotebook: nb.ipynb\nmatrix: {key: ['../up']}\n"
+                       "outputs: ['{key}/x.txt']\n", "env_specs/fit.yaml")
+    with pytest.raises(SpecError, match=r"env_specs/fit.yaml:4: 'outputs' entry '\{key\}/x.txt' "
+                       r"becomes '../up/x.txt'"):
+        expand(spec)
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("matrix: {model: []}", "matrix parameter 'model' needs a non-empty list of values"),
     ("matrix: {model: [a, b]}\noutputs: ['m/{modle}.pkl']",
