@@ -168,20 +168,7 @@ def make_project(root: Path, wheelhouse: Path, with_use: bool = True) -> Path:
     """A two-stage project (make -> use) that installs offline from the wheelhouse;
     `with_use=False` leaves only `make`, whose venv holds just ipykernel."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
-        [tool.doit]
-        dep_file = ".mlops/doit.db"
-        backend = "sqlite3-durable"
-        verbosity = 2
-        par_type = "thread"
-
-        [tool.mlops_tasks]
-        experiment = "test-pipeline"
-        index_policy = "offline"
-        wheels_cache = {json.dumps(str(wheelhouse))}
-    """), encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    scaffolded(root, "test-pipeline", wheelhouse)
     specs = root / "env_specs"
     specs.mkdir(exist_ok=True)
     (specs / "make.yaml").write_text(textwrap.dedent("""
@@ -218,12 +205,25 @@ def offline_pipeline(root: Path, wheelhouse: Path, experiment: str) -> Path:
     """An empty pipeline (dodo.py, pyproject.toml, env_specs/) that installs offline from
     the wheelhouse; the test adds its stages."""
     (root / "env_specs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f"[tool.mlops_tasks]\nexperiment = {json.dumps(experiment)}\nindex_policy = "
-        f'"offline"\nwheels_cache = {json.dumps(str(wheelhouse))}\n', encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    scaffolded(root, experiment, wheelhouse)
     return root
+
+
+def scaffolded(root: Path, experiment: str, wheelhouse: Path | None = None) -> None:
+    """dodo.py and pyproject.toml as `mlops-tasks init` writes them (scaffold's own text),
+    with only the wheel cache and the index policy of the tests: offline, from the session's
+    wheelhouse."""
+    from mlops_tasks.project import scaffold
+
+    settings = scaffold.MLOPS_SECTION.format(experiment=json.dumps(experiment), orchestrator="")
+    if wheelhouse is not None:
+        settings = settings.replace(
+            'index_policy = "offline-first"',
+            f'index_policy = "offline"\nwheels_cache = {json.dumps(str(wheelhouse))}')
+        assert "wheels_cache =" in settings, "scaffold's settings changed: update this helper"
+    (root / "pyproject.toml").write_text(f"{scaffold.DOIT_SECTION}\n{settings}",
+                                         encoding="utf-8")
+    (root / "dodo.py").write_text(scaffold.DODO, encoding="utf-8")
 
 
 def write_spec(root: Path, name: str, text: str) -> None:

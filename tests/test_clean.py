@@ -9,7 +9,7 @@ import pytest
 
 from mlops_tasks.project.output_rules import clean_plan
 
-from .helpers import doit, write_notebook, write_spec
+from .helpers import doit, scaffolded, write_notebook, write_spec
 
 
 def test_the_clean_plan_removes_only_recorded_unchanged_content():
@@ -23,10 +23,7 @@ def test_the_clean_plan_removes_only_recorded_unchanged_content():
 def bare_project(root: Path) -> Path:
     """A project as `mlops-tasks init` leaves it before `git init`: no git at all."""
     (root / "env_specs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[tool.mlops_tasks]\nexperiment = "c"\n',
-                                         encoding="utf-8")
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n", encoding="utf-8")
+    scaffolded(root, "c")
     write_notebook(root / "nb" / "s.ipynb", [(None, "print(1)")])
     return root
 

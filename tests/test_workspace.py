@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .helpers import PYTHON, clean_env, doit, write_notebook, write_spec
+from .helpers import PYTHON, clean_env, doit, scaffolded, write_notebook, write_spec
 
 
 def tiny_project(root: Path) -> Path:
@@ -21,9 +21,7 @@ def tiny_project(root: Path) -> Path:
         outputs: [out/s.txt]
     """)
     write_notebook(root / "nb" / "s.ipynb", [(None, "x = 1")])
-    (root / "pyproject.toml").write_text('[tool.mlops_tasks]\nexperiment = "t"\n')
-    (root / "dodo.py").write_text(
-        "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    scaffolded(root, "t")
     return root
 
 
