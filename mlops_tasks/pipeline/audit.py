@@ -98,6 +98,8 @@ def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
                   f"{len(drift.added)} added, {len(drift.removed)} removed, "
                   f"{len(drift.changed)} changed since the run before")
     lines = [head] + [f"    {name}: {state}" for name, state in checks]
+    lines += [f"    restored from run {done.restored_from} (stage cache; the notebook did not "
+              "run here)"] if done.restored_from else []
     lines.append(f"    env drift at that run: {drift_text}")
     lines += overrides_since(root, stage, done)
     return lines, all(state == "ok" for _, state in checks)
