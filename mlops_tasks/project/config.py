@@ -22,7 +22,7 @@ INSTALLERS = ("uv", "pip")
 INDEX_POLICIES = ("offline-first", "offline", "online")
 KEYS = ("tracking_uri", "experiment", "installer", "index_policy", "wheels_cache",
         "specs_dir", "artifact_max_mb", "workspace_busy", "stage_cache",
-        "cache_across_platforms", "orchestrator")
+        "cache_across_platforms", "orchestrator", "cache_trusted_producers")
 BUSY = ("wait", "fail")
 STAGE_CACHE = ("read-write", "read", "off")
 
@@ -123,6 +123,8 @@ class Config:
     workspace_busy: str = "wait"
     stage_cache: str = "read-write"
     cache_across_platforms: bool = False
+    # signers whose stage-cache entries are restored (with MLOPS_CACHE_KEY); empty: any
+    cache_trusted_producers: tuple[str, ...] = ()
     orchestrator: Orchestrator | None = None  # where CI installs mlops-tasks from
     profile: str = ""  # MLOPS_PROFILE: a smoke run in a scratch tree (pipeline/profiles.py)
 
@@ -148,6 +150,15 @@ def read_pyproject(root: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+
+
+def trusted_producers(path: Path, value: object) -> tuple[str, ...]:
+    """`cache_trusted_producers`: the names (MLOPS_CACHE_SIGNER, or the host) whose signed
+    stage-cache entries are restored."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{path}: [tool.mlops_tasks] cache_trusted_producers must be a list "
+                          f'of signer names, e.g. ["ci-agent-1", "ci-agent-2"]; got {value!r}')
+    return tuple(value)
 
 
 def load_config(root: Path) -> Config:
@@ -198,6 +209,7 @@ def load_config(root: Path) -> Config:
         workspace_busy=busy,
         stage_cache=cache,
         cache_across_platforms=across,
+        cache_trusted_producers=trusted_producers(path, table.get("cache_trusted_producers", [])),
         orchestrator=None if orchestrator is None else parse_orchestrator(
             path, orchestrator, project_name),
         profile=os.environ.get("MLOPS_PROFILE", ""),

@@ -484,7 +484,8 @@ def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
     transaction as an execution, recorded as a run of this invocation; the notebook does not run."""
     t0, started = time.perf_counter(), record.timestamp()
     plain = kernel_tracking.KernelTracking(config.resolved_tracking_uri(), hooked=False)
-    prep = prepare(config, stage, {}, snap, plain, restored_from=hit.run_id)
+    # the run that executed, also when the entry was itself a restore
+    prep = prepare(config, stage, {}, snap, plain, restored_from=hit.producer or hit.run_id)
     outputs = OutputSet(config.root, stage)
     try:
         outputs.begin()

@@ -268,19 +268,45 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
 
 
 def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, override: str | None,
-               by_reference: dict[str, Any]) -> dict[str, str]:
-    """The tags that offer a run to the shared stage cache, written after its last artifact;
-    none for an override run, a stage that does not offer, or a run whose outputs were not
-    all uploaded (said once)."""
-    if override or not stage_cache.offers(config, stage):
+               by_reference: dict[str, Any], uri: str = "", run_id: str = "") -> dict[str, str]:
+    """The tags that offer run `run_id` to the shared stage cache, written after its last
+    artifact (signed when the agent has a key); none for an override run, a restored run (it
+    names its producer instead), a stage that does not offer, or a run whose outputs were
+    not all uploaded (said once). A key that got an entry while this run executed keeps it:
+    this run is marked superseded by that entry, and its outputs stay this workspace's."""
+    if override or done.restored_from or not stage_cache.offers(config, stage):
         return {}
     if by_reference:
         console.say(f"not offered to the stage cache: {', '.join(by_reference)} "
                     f"{'is' if len(by_reference) == 1 else 'are'} over artifact_max_mb = "
                     f"{config.artifact_max_mb:g} and not uploaded", "log", stage.name)
         return {}
-    return {tag.CACHE_KEY: stage_cache.key_for(config, stage, done.key),
-            tag.CACHE_COMPLETE: "true"}
+    entry = stage_cache.winner(config, stage, uri, _experiment_of(config, done, run_id),
+                               done.key, step=None)
+    if entry is not None and entry.run_id != run_id:
+        console.say(f"run {entry.run_id} became this stage key's cache entry while this run "
+                    "executed; it stays the entry (the oldest wins), this run is marked "
+                    "superseded by it", "log", stage.name)
+        return {tag.CACHE_SUPERSEDED_BY: entry.run_id}
+    outputs = {rel: done.outputs.get(rel) for rel in stage.written}
+    return stage_cache.entry_tags(stage_cache.trust(config),
+                                  stage_cache.key_for(config, stage, done.key), outputs, run_id)
+
+
+def _experiment_of(config: Config, done: record.ExecuteRecord, run_id: str) -> str:
+    """The experiment of the run being logged (another one when the tracking URI changed)."""
+    if run_id == done.run_id:
+        return done.experiment_id
+    from mlops_tasks.run.execute import experiment
+
+    return experiment(config)[1]
+
+
+def run_metrics(uri: str, stage: Stage, run: Execution) -> dict[str, float]:
+    """The metrics to log: the metrics files'; for a restored run, first every metric of the
+    run that executed (those its notebook logged itself included)."""
+    copied = tracking.run_metrics(uri, run.done.restored_from) if run.done.restored_from else {}
+    return {**copied, **read_metrics(run.outputs, stage)}
 
 
 def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
@@ -303,9 +329,10 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     params = {**done.stage_parameters, "stage_name": stage.name}
     run_id = where_to_log(config, stage, done, uri)
     metrics = tracking.log_run(uri, run_id, params=redact_data(params),
-                     metrics=read_metrics(run.outputs, stage),
+                     metrics=run_metrics(uri, stage, run),
                      tags=redact_data(logged_tags(stage, done, drift)), artifacts=artifacts,
-                     final_tags=cache_tags(config, stage, done, override, by_reference))
+                     final_tags=cache_tags(config, stage, done, override, by_reference,
+                                           uri, run_id))
     logged = record.LogRecord(
         stage=stage.name, run_id=run_id, logged=record.timestamp(),
         tracking_uri=redact(uri), local_copy=local.relative_to(root).as_posix(),

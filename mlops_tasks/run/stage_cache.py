@@ -16,8 +16,8 @@ import hmac
 import json
 import os
 import platform
-import socket
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -181,7 +181,7 @@ def choose(who: Trust, cache_key: str, found: Sequence[Mapping[str, Any]]
            ) -> tuple[Entry | None, list[str]]:
     """The oldest run of `found` this agent may restore (start time, then run id: every
     agent picks the same one), and a line per run passed over on the way. Pure."""
-    skipped = []
+    skipped: list[str] = []
     for run in sorted(found, key=lambda r: (int(r["start"] or 0), str(r["run_id"]))):
         tags = dict(run["tags"])
         why = refusal(who, cache_key, run["run_id"], tags)

@@ -183,21 +183,10 @@ def log_run(
 
 def find_tagged_run(uri: str, experiment_id: str, tags: Mapping[str, str]
                     ) -> dict[str, Any] | None:
-    """The newest FINISHED run of the experiment carrying every tag of `tags` (one search,
-    on tags): its id, start time (ms) and tags; None when there is none."""
-    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    try:
-        runs = _client(uri).search_runs(
-            [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-    except Exception as err:
-        raise TrackingError(redact(f"cannot search runs at {uri}: {type(err).__name__}: "
-                                   f"{err}")) from None
-    if not runs:
-        return None
-    run = runs[0]
-    return {"run_id": run.info.run_id, "start": run.info.start_time,
-            "tags": dict(run.data.tags)}
+    """The oldest FINISHED run of the experiment carrying every tag of `tags` (the first
+    result sticks): its id, start time (ms) and tags; None when there is none."""
+    runs = find_tagged_runs(uri, experiment_id, tags, 1)
+    return runs[0] if runs else None
 
 
 def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
@@ -266,3 +255,29 @@ def serve_store(uri: str, artifact_root: Path) -> str:
         threading.Thread(target=server.serve_forever, name="mlflow-store", daemon=True).start()
         _served[uri] = f"http://127.0.0.1:{server.server_port}"
         return _served[uri]
+
+
+def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limit: int
+                     ) -> list[dict[str, Any]]:
+    """Up to `limit` FINISHED runs of the experiment carrying every tag of `tags` (one search,
+    on tags), oldest first: each run's id, start time (ms) and tags."""
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    try:
+        runs = _client(uri).search_runs(
+            [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC"], max_results=limit)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot search runs at {uri}: {type(err).__name__}: "
+                                   f"{err}")) from None
+    return [{"run_id": run.info.run_id, "start": run.info.start_time,
+             "tags": dict(run.data.tags)} for run in runs]
+
+
+def run_metrics(uri: str, run_id: str) -> dict[str, float]:
+    """A run's metrics (each one's latest value), those its notebook logged included."""
+    try:
+        metrics = _client(uri).get_run(run_id).data.metrics
+    except Exception as err:
+        raise TrackingError(redact(f"cannot read the metrics of run {run_id} at {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+    return {str(k): float(v) for k, v in metrics.items()}
