@@ -230,3 +230,10 @@ def test_agents_restore_only_what_they_trust(tmp_path, wheelhouse, mlflow_server
     laundered = stage_runs(client, "trust", "make")[-1]
     assert laundered.data.tags[tag.RESTORED_FROM] == plain
     assert tag.CACHE_COMPLETE not in laundered.data.tags
+
+
+def test_a_notebook_never_sees_the_signing_key(tmp_path):
+    from mlops_tasks.run.kernel_launch import kernel_manager
+
+    km = kernel_manager("s", "k", tmp_path, {}, (), None, tmp_path)
+    assert stage_cache.SIGNING_KEY_ENV in km.drop_env

@@ -14,6 +14,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from mlops_tasks.base import interrupt
+from mlops_tasks.run.stage_cache import SIGNING_KEY_ENV
 
 # nbclient adds this to the kernels it starts itself; a kernel started here gets it too, so
 # it never writes the user's IPython history database.
@@ -71,7 +72,7 @@ def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[
     km.extra_args = kernel_args
     # Let the stage kernel write bytecode into its own venv: later starts import fast.
     km.drop_env = ("PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH",
-                   *drop_env)
+                   SIGNING_KEY_ENV, *drop_env)  # a notebook never holds the cache's key
     return km
 
 
