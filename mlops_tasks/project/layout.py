@@ -206,3 +206,15 @@ def mlflow_db() -> str:
 
 def mlflow_artifacts() -> str:
     return f"{STATE}/mlartifacts"
+
+
+def experiment_pins() -> str:
+    """The experiment ids this project has used, per tracking store and name: a store whose
+    experiment was replaced under the same name is refused, not written to."""
+    return f"{STATE}/experiments.json"
+
+
+def to_publish(stage: Stage, run_id: str) -> str:
+    """Left beside a run's local copy while the run is not in the tracking store yet (it ran
+    while the store could not be reached); what it names was created there, if anything."""
+    return f"{run_copy(stage, run_id)}/to-publish.json"

@@ -93,7 +93,8 @@ def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str
 
 
 def experiment(config: Config) -> tuple[str, str]:
-    """The tracking URI and the experiment's id (store and experiment made on first use)."""
+    """The tracking URI and the experiment's id (store and experiment made on first use),
+    checked against the id this project pinned and against the store (artifact location)."""
     uri = config.resolved_tracking_uri()
     local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
     own = config.root / layout.mlflow_db()
@@ -102,8 +103,41 @@ def experiment(config: Config) -> tuple[str, str]:
         config.root / layout.mlflow_artifacts() if local else None,
         config.root / layout.mutex_file("tracking", "store"),
         own if uri == "sqlite:///" + own.as_posix() else None,
+        config.root / layout.experiment_pins(), layout.experiment_pins(),
     )
     return uri, exp_id
+
+
+LOCAL_RUN = "local-"  # a run id made here while the store could not be reached
+
+
+def local_run_id() -> str:
+    import uuid
+
+    return LOCAL_RUN + uuid.uuid4().hex
+
+
+def is_local_run(run_id: str) -> bool:
+    """A run that exists only in this project's records until log:S publishes it. Pure."""
+    return run_id.startswith(LOCAL_RUN)
+
+
+def offline_text(uri: str, why: str) -> str:
+    return (f"tracking server {redact(uri)} not reachable ({redact(why)}): executing without "
+            "the stage cache; the run is recorded locally and published by the next doit")
+
+
+def store_or_offline(config: Config) -> tuple[str, str, str | None]:
+    """The tracking URI, the experiment's id and, when the store does not answer its first
+    contact (one probe of at most tracking.PROBE_SECONDS), why: the stage then runs without
+    it, under the experiment id this project pinned ("" when none is)."""
+    uri = config.resolved_tracking_uri()
+    why = tracking.unreachable(uri, config.experiment_name())
+    if why is None:
+        return (*experiment(config), None)
+    pinned = tracking.pinned_experiment(config.root / layout.experiment_pins(), uri,
+                                        config.experiment_name())
+    return uri, pinned or "", why
 
 
 def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
@@ -115,6 +149,8 @@ def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
     except MlopsError:
         return
     if previous is None or (logged is not None and logged.run_id == previous.run_id):
+        return
+    if is_local_run(previous.run_id):  # never created in the store: nothing to close
         return
     if previous.tracking_uri != redact(uri):
         return
@@ -143,7 +179,8 @@ def close_killed_runs(config: Config) -> None:
             path.unlink(missing_ok=True)
             continue
         try:
-            tracking.close_run(uri, left.run_id, {tag.INTERRUPTED: "true"})
+            if not is_local_run(left.run_id):
+                tracking.close_run(uri, left.run_id, {tag.INTERRUPTED: "true"})
         except MlopsError as err:
             console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
                            f"left RUNNING by a killed doit: {err}")
@@ -306,12 +343,16 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     stats, stage_parameters = snap.inputs_stat, snap.stage_parameters
     marker = read_marker(root / stage.env_dir) or {}
     git = audit.git_info(root, depends_on_files(root, stage))
-    uri, exp_id = experiment(config)
+    uri, exp_id, offline = store_or_offline(config)
     run_name = f"{stage.name}@{git['sha'][:7]}"
-    close_unlogged_run(root, stage, uri)
-    run_id = tracking.start_run(uri, exp_id, run_name, creation_tags(
-        stage, git, marker, key, bool(overrides), restored_from,
-        os.environ.get("MLFLOW_RUN_ID"), config.profile))
+    if offline:  # created in the store by the log:S that publishes it
+        console.say(offline_text(uri, offline), "execute", stage.name)
+        run_id = local_run_id()
+    else:
+        close_unlogged_run(root, stage, uri)
+        run_id = tracking.start_run(uri, exp_id, run_name, creation_tags(
+            stage, git, marker, key, bool(overrides), restored_from,
+            os.environ.get("MLFLOW_RUN_ID"), config.profile))
     record.write(root / layout.running_record(stage), record.RunningRecord(
         stage.name, run_id, redact(uri), record.invocation_id(), record.timestamp(), key))
     console.step(f"MLflow run {run_id} ({run_name}), invocation {record.invocation_id()}",
@@ -323,7 +364,7 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
     if not restored_from:  # a kernel: parameters to check, a store to serve it
         warn_undeclared(stage, nb, stage_parameters)
         kernel = kernel.with_store_served(root)
-        if kernel.hooked:  # what its hook reads before the first cell
+        if kernel.hooked and not offline:  # what its hook reads before the first cell
             kernel_tracking.write_context(root / layout.kernel_context(stage),
                                           kernel.context(exp_id, run_id))
     parameters = context(stage, git, kernel.kernel_uri, run_id, stage_parameters)
@@ -406,8 +447,9 @@ def fail(prep: Prepared, outputs: OutputSet, err: BaseException, started: str) -
         created = kernel_tracking.created_runs(root / layout.notebook_runs(stage))
         if created:
             tags[tag.NOTEBOOK_RUNS] = kernel_tracking.runs_tag([r for r, _ in created])
-        tracking.close_run(prep.uri, prep.run_id, tags,
-                           "KILLED" if interrupted else "FAILED", artifacts)
+        if not is_local_run(prep.run_id):  # a local one is only in its failure record
+            tracking.close_run(prep.uri, prep.run_id, tags,
+                               "KILLED" if interrupted else "FAILED", artifacts)
     except MlopsError as err2:
         console.say(f"could not mark the run failed: {err2}", "execute", stage.name)
         return  # the running record stays: the next doit closes the run
@@ -517,8 +559,8 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
     snap = snapshot(config.root, stage, overrides)
     km, kernel = launch_kernel(config, stage)
     try:
-        if not overrides:
-            uri, exp_id = experiment(config)
+        uri, exp_id, offline = store_or_offline(config)
+        if not offline and not overrides:  # offline: prepare says so
             found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
             hit = found and stage_cache.fetch(config, stage, uri, found)
             if hit:

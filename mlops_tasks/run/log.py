@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.base import console
-from mlops_tasks.base.errors import MlopsError, RecordError, StageError
+from mlops_tasks.base.errors import MlopsError, RecordError, StageError, TrackingError
 from mlops_tasks.base.files import write_json
 from mlops_tasks.base.redact import redact, redact_data, redacted_copy
 from mlops_tasks.env.drift import Drift, freeze_drift
@@ -237,20 +237,20 @@ def read_execution(path: Path, root: Path, stage: Stage) -> record.ExecuteRecord
     return done
 
 
-def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str) -> str:
-    """The run to log into: the one execute:S created, or, when the tracking URI changed
+def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str,
+                 marker: Path) -> str:
+    """The run to log into: the one execute:S created; for a run that executed while the
+    store could not be reached, the run that publishes it (created once, named in `marker`
+    so that a retried log:S logs into the same one); or, when the tracking URI changed
     since (that run is in another store), a new run here with a message; the run left in
     the other store is closed there as superseded when that store can be reached."""
+    from mlops_tasks.run.execute import is_local_run
+
+    if is_local_run(done.run_id):
+        return publishing_run(config, stage, done, uri, marker)
     if done.tracking_uri == redact(uri):
         return done.run_id
-    from mlops_tasks.run.execute import creation_tags, experiment
-
-    _, experiment_id = experiment(config)
-    git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
-    tags = {**creation_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
-            tag.INVOCATION_ID: done.invocation_id,
-            tag.RECREATED_FROM: f"{done.run_id} at {done.tracking_uri}"}
-    run_id = tracking.start_run(uri, experiment_id, done.run_name, tags)
+    run_id = recreate(config, stage, done, uri, f"{done.run_id} at {done.tracking_uri}")
     console.say(f"the tracking URI changed since the stage ran: run {done.run_id} is at "
                 f"{done.tracking_uri}; recording the execution as run {run_id} at "
                 f"{redact(uri)}", "log", stage.name)
@@ -265,6 +265,51 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
         console.say(f"run {done.run_id} stays RUNNING at {done.tracking_uri}, which cannot be "
                     f"reached now: {err}", "log", stage.name)
     return run_id
+
+
+def recreate(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str,
+             recreated_from: str) -> str:
+    """A run in the store at `uri` for an execution recorded elsewhere, with the tags
+    execute:S would have given it."""
+    from mlops_tasks.run.execute import creation_tags, experiment
+
+    _, experiment_id = experiment(config)
+    git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
+    tags = {**creation_tags(stage, git, {"fingerprint": done.env_fingerprint}, done.key),
+            tag.INVOCATION_ID: done.invocation_id, tag.RECREATED_FROM: recreated_from}
+    return tracking.start_run(uri, experiment_id, done.run_name, tags)
+
+
+def publishing_run(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str,
+                   marker: Path) -> str:
+    """The store's run for a local one: the one an earlier attempt created (named in the
+    marker), else a new one, named in the marker before anything is logged into it."""
+    try:
+        known = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if known.get("published_as") and known.get("tracking_uri") == redact(uri):
+        return str(known["published_as"])
+    run_id = recreate(config, stage, done, uri, f"{done.run_id}, executed while "
+                      f"{done.tracking_uri} could not be reached")
+    write_json(marker, {"local_run": done.run_id, "tracking_uri": redact(uri),
+                        "published_as": run_id})
+    console.say(f"publishing run {done.run_id}, recorded while the store could not be "
+                f"reached, as run {run_id}", "log", stage.name)
+    return run_id
+
+
+def keep_to_publish(stage: Stage, done: record.ExecuteRecord, run: Execution, marker: Path,
+                    why: str) -> None:
+    """The store cannot be reached: the run stays in its local copy with a marker, and
+    log:S has no record (its target), so the next doit runs it again and publishes."""
+    if not marker.is_file():
+        write_json(marker, {"local_run": done.run_id, "tracking_uri": done.tracking_uri,
+                            "published_as": None})
+    run.log_record.unlink(missing_ok=True)
+    console.say(f"tracking server {done.tracking_uri} not reachable ({redact(why)}): run "
+                f"{done.run_id} is recorded in {marker.parent.name} under "
+                f"{layout.runs_dir(stage)}; the next doit publishes it", "log", stage.name)
 
 
 def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, override: str | None,
@@ -309,9 +354,13 @@ def run_metrics(uri: str, stage: Stage, run: Execution) -> dict[str, float]:
     return {**copied, **read_metrics(run.outputs, stage)}
 
 
-def log_stage(config: Config, stage: Stage, override: str | None = None) -> record.LogRecord:
+def log_stage(config: Config, stage: Stage, override: str | None = None
+              ) -> record.LogRecord | None:
     """Record the executed run (or the override run `override`, a run id): MLflow params,
-    metrics, tags, artifacts; a local copy."""
+    metrics, tags, artifacts; a local copy. A run that executed while the store could not be
+    reached is published now, or, if it still cannot be, kept to publish (None)."""
+    from mlops_tasks.run.execute import is_local_run
+
     root, uri, t0 = config.root, config.resolved_tracking_uri(), time.perf_counter()
     run = find_execution(root, stage, override)
     done = run.done
@@ -327,7 +376,17 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
     artifacts += [(run.outputs / rel, Path("outputs", rel).parent.as_posix())
                   for rel in uploaded]
     params = {**done.stage_parameters, "stage_name": stage.name}
-    run_id = where_to_log(config, stage, done, uri)
+    marker = root / layout.to_publish(stage, done.run_id)
+    why = tracking.unreachable(uri, config.experiment_name()) \
+        if is_local_run(done.run_id) else None
+    if why:
+        keep_to_publish(stage, done, run, marker, why)
+        return None
+    why = tracking.wait_for(uri, config.experiment_name())  # a restart is waited for
+    if why:
+        raise TrackingError(f"cannot log run {done.run_id} to {redact(uri)}: {redact(why)} "
+                            f"(waited {tracking.retry_seconds():g} s); the next doit logs it")
+    run_id = where_to_log(config, stage, done, uri, marker)
     metrics = tracking.log_run(uri, run_id, params=redact_data(params),
                      metrics=run_metrics(uri, stage, run),
                      tags=redact_data(logged_tags(stage, done, drift)), artifacts=artifacts,
@@ -341,6 +400,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None) -> reco
         outputs_not_uploaded=by_reference,
         recreated_from=None if run_id == done.run_id else done.run_id, metrics=metrics)
     record.write(run.log_record, logged)
+    marker.unlink(missing_ok=True)
     console.step(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
     if uri.startswith(("http://", "https://")) and run_id == done.run_id:
         console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"

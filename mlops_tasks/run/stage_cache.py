@@ -240,6 +240,8 @@ def lookup(config: Config, stage: Stage, uri: str, experiment_id: str,
     except MlopsError as err:
         console.say(f"the stage cache cannot be searched ({err}); executing", "execute",
                     stage.name)
+        if tracking.transient(err):  # gone since its first contact: run without it
+            tracking.mark_unreachable(uri, str(err))
         return None
 
 

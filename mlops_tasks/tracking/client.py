@@ -57,9 +57,187 @@ def _client(uri: str) -> Any:
         return _clients[uri]
 
 
+PROBE_SECONDS = 5.0  # the first contact with an http store: connect and first answer
+RETRY_SECONDS = 60.0  # how long calls are retried while the store answers 5xx or drops
+RETRY_ENV = "MLOPS_STORE_RETRY_SECONDS"  # a user's own bound for the retries
+_unreachable: dict[str, str | None] = {}  # uri -> why it did not answer (None: it did)
+
+
+class StoreUnreachable(TrackingError):
+    """The tracking server did not answer the first contact within PROBE_SECONDS."""
+
+
+def probe_verdict(status: int | None, error: BaseException | None) -> str | None:
+    """Why a probe's outcome means the store cannot be used now (refused, silent, 5xx);
+    None when it answered (any answer below 500, an auth refusal included). Pure."""
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    if status is None:
+        return f"no answer within {PROBE_SECONDS:g} s"
+    return f"it answered HTTP {status}" if status >= 500 else None
+
+
+def _probe(uri: str, name: str) -> str | None:
+    """One request to the server's experiment API, bounded by PROBE_SECONDS in all (a
+    socket that accepts and never answers included)."""
+    import requests
+
+    outcome: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            outcome["status"] = requests.get(
+                uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name",
+                params={"experiment_name": name}, timeout=PROBE_SECONDS).status_code
+        except requests.exceptions.SSLError:
+            outcome["status"] = 0  # it answered; MLflow's own call says what is wrong
+        except Exception as err:
+            outcome["error"] = err
+
+    asking = threading.Thread(target=ask, name="mlflow-probe", daemon=True)
+    asking.start()
+    asking.join(PROBE_SECONDS)
+    return probe_verdict(outcome.get("status"), outcome.get("error"))
+
+
+def unreachable(uri: str, name: str) -> str | None:
+    """Why the store at `uri` cannot be reached now (None: it can), asked once per process:
+    a local store always can; an http server gets one short probe."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    if uri not in _unreachable:
+        _unreachable[uri] = _probe(uri, name)
+    return _unreachable[uri]
+
+
+def wait_for(uri: str, name: str) -> str | None:
+    """Wait, probing with backoff for up to retry_seconds(), until the server answers (a
+    restart, a database failover); None once it does, else why it still does not."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    deadline, attempt = time.monotonic() + retry_seconds(), 0
+    while True:
+        why = _probe(uri, name)
+        _unreachable[uri] = why
+        if why is None or time.monotonic() + backoff(attempt) > deadline:
+            return why
+        time.sleep(backoff(attempt))
+        attempt += 1
+
+
+def mark_unreachable(uri: str, why: str) -> None:
+    """The store stopped answering after its first contact: the rest of this process works
+    without it, as if the probe had failed."""
+    if uri.startswith(("http://", "https://")):
+        _unreachable[uri] = why
+
+
+def transient(err: BaseException) -> bool:
+    """A failure that a moment's wait may cure: the server answered 5xx, refused, dropped
+    the connection or timed out. Pure (on the error's type and text)."""
+    text = f"{type(err).__name__}: {err}"
+    markers = ("Max retries exceeded", "Connection refused", "Connection aborted",
+               "RemoteDisconnected", "ConnectionError", "ConnectionReset", "timed out",
+               "Timeout", "too many 5", "TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR",
+               "error code 5", "response code 5", "status code 5")
+    return any(marker in text for marker in markers)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (0, 1, ...): 0.5, 1, 2, 4, then 5. Pure."""
+    return min(0.5 * 2 ** attempt, 5.0)
+
+
+def retry_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(RETRY_ENV, RETRY_SECONDS)))
+    except ValueError:
+        return RETRY_SECONDS
+
+
+def _patiently(call: Any, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)`, retried with backoff while its failure is transient, until
+    `deadline` (time.monotonic(); by default retry_seconds() from now). Every call retried
+    here is idempotent or skips what is done (params already logged)."""
+    if deadline is None:
+        deadline = time.monotonic() + retry_seconds()
+    attempt = 0
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            wait = backoff(attempt)
+            if not transient(err) or time.monotonic() + wait > deadline:
+                raise
+        time.sleep(wait)
+        attempt += 1
+
+
+def location_problem(uri: str, location: str) -> str | None:
+    """Why an experiment's artifact location may not be used with the store at `uri`; None
+    when it may. An http store's artifacts live on the server's side (`mlflow-artifacts:`,
+    s3:, gs:, ...): a local path or `file:` location would put a run's files on this
+    machine, outside the project, where nobody else sees them. Pure."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    scheme, sep, _ = location.partition(":")
+    local = not sep or scheme.lower() == "file" or len(scheme) == 1 or "/" in scheme
+    if not local:
+        return None
+    return (f"the experiment's artifact location {location} is on this machine, but the "
+            f"tracking store {redact(uri)} is a server: runs would write their files there, "
+            "outside the project and out of everyone else's sight. Check who changed the "
+            "experiment; use one whose artifacts are on the server (mlflow-artifacts:, s3:, "
+            "gs:, ...) or set `experiment` in [tool.mlops_tasks] to another name")
+
+
+def pin_problem(uri: str, name: str, pinned: str | None, found: str, pins_rel: str
+                ) -> str | None:
+    """Why the experiment found may not be used: it has another id than the one this
+    project pinned for that name at that store (replaced: renamed, and a new one made
+    under the name); None when it is the pinned one or none was pinned. Pure."""
+    if pinned is None or pinned == found:
+        return None
+    return (f"the experiment '{name}' at {redact(uri)} was {pinned}, now {found}: someone "
+            f"replaced it; check the server, then `rm {pins_rel}` to accept the new one")
+
+
+def read_pins(pins: Path) -> dict[str, dict[str, str]]:
+    """{store URI (redacted): {experiment name: id}} as pinned by this project."""
+    try:
+        data = json.loads(pins.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def pinned_experiment(pins: Path, uri: str, name: str) -> str | None:
+    found = read_pins(pins).get(redact(uri), {}).get(name)
+    return str(found) if found is not None else None
+
+
+def _pin(pins: Path, uri: str, name: str, exp_id: str, pins_rel: str) -> None:
+    """Check the experiment against its pin, and pin it when it is the first (under the
+    store's mutex)."""
+    data = read_pins(pins)
+    known = data.get(redact(uri), {})
+    problem = pin_problem(uri, name, known.get(name), exp_id, pins_rel)
+    if problem:
+        raise TrackingError(problem)
+    if known.get(name) != exp_id:
+        data[redact(uri)] = {**known, name: exp_id}
+        pins.parent.mkdir(parents=True, exist_ok=True)
+        temporary = pins.with_name(pins.name + ".tmp")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, pins)
+
+
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_file: Path,
-                      own_store: Path | None = None) -> str:
-    """Create (once, under a mutex) the store and the experiment; return its id.
+                      own_store: Path | None = None, pins: Path | None = None,
+                      pins_rel: str = "") -> str:
+    """Create (once, under a mutex) the store and the experiment; check it against its pin
+    in `pins` (the first one seen is pinned) and its artifact location against the store;
+    return its id.
 
     A fresh sqlite store is migrated here, before any stage logs, so stages logging in
     parallel never race on schema creation. `own_store`: the project's embedded sqlite file,
@@ -71,15 +249,14 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_fil
     mutex_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(mutex_file), timeout=600):
-            client = _client(uri)
-            found = client.get_experiment_by_name(name)
-            if found is not None:
-                exp_id = found.experiment_id
-                if artifact_root is not None:
-                    _follow_the_project(found.artifact_location, artifact_root, own_store)
-            else:
-                location = artifact_root.as_uri() if artifact_root else None
-                exp_id = client.create_experiment(name, artifact_location=location)
+            exp_id, location = _find_or_create(uri, name, artifact_root)
+            if pins is not None:
+                _pin(pins, uri, name, exp_id, pins_rel or str(pins))
+            problem = location_problem(uri, location)
+            if problem:
+                raise TrackingError(f"experiment '{name}' ({exp_id}): {problem}")
+            if artifact_root is not None:
+                _follow_the_project(location, artifact_root, own_store)
     except TrackingError:
         raise
     except Exception as err:
@@ -87,6 +264,17 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_fil
                                    f"{type(err).__name__}: {err}")) from None
     _experiments[key] = exp_id
     return exp_id
+
+
+def _find_or_create(uri: str, name: str, artifact_root: Path | None) -> tuple[str, str]:
+    """The experiment's id and artifact location (created when there is none)."""
+    client = _client(uri)
+    found = _patiently(client.get_experiment_by_name, name)
+    if found is None:
+        location = artifact_root.as_uri() if artifact_root else None
+        exp_id = str(_patiently(client.create_experiment, name, artifact_location=location))
+        found = _patiently(client.get_experiment, exp_id)
+    return str(found.experiment_id), str(found.artifact_location)
 
 
 def moved_roots(location: str, expected: str, tail: str) -> tuple[str, str] | None:
@@ -132,7 +320,8 @@ def _follow_the_project(location: str, artifact_root: Path, own_store: Path | No
 
 def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
     try:
-        run = _client(uri).create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        run = _patiently(_client(uri).create_run, experiment_id, run_name=run_name,
+                         tags=dict(tags))
     except Exception as err:
         raise TrackingError(redact(f"cannot create a run at {uri}: {err}")) from None
     return str(run.info.run_id)
@@ -155,26 +344,31 @@ def log_run(
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
+    deadline = time.monotonic() + retry_seconds()  # one bound for the whole step
     try:
-        before = client.get_run(run_id).data
+        run = _patiently(client.get_run, run_id, deadline=deadline)
+        problem = location_problem(uri, run.info.artifact_uri)
+        if problem:
+            raise TrackingError(f"run {run_id}: {problem}")
+        before = run.data
         existing = before.params
         param_list = [Param(k, _param_text(v)) for k, v in params.items()
                       if k not in existing]
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
-            params=param_list,
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
-        )
+        _patiently(client.log_batch, run_id,
+                   metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+                   params=param_list, tags=[RunTag(k, str(v)) for k, v in tags.items()],
+                   deadline=deadline)
         for path, dest in artifacts:
             if path.is_dir():  # a folder output: logged as a folder of artifacts
                 folder = f"{dest}/{path.name}" if dest else path.name
-                client.log_artifacts(run_id, str(path), folder)
+                _patiently(client.log_artifacts, run_id, str(path), folder, deadline=deadline)
             else:
-                client.log_artifact(run_id, str(path), dest)
+                _patiently(client.log_artifact, run_id, str(path), dest, deadline=deadline)
         for key, value in (final_tags or {}).items():
-            client.set_tag(run_id, key, value)
-        client.set_terminated(run_id, status=status)
+            _patiently(client.set_tag, run_id, key, value, deadline=deadline)
+        _patiently(client.set_terminated, run_id, status=status, deadline=deadline)
+    except TrackingError:
+        raise
     except Exception as err:
         raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
                                    f"{type(err).__name__}: {err}")) from None
