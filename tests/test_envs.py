@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from mlops_tasks.env.install_errors import missing_requirements
 from mlops_tasks.env.interpreters import Interpreter
-from mlops_tasks.env.venv import describe_change, env_problem, missing_requirements, plan_env
+from mlops_tasks.env.plan import describe_change, env_problem, plan_env
 from mlops_tasks.project.spec import Stage
 
 from .helpers import (
@@ -103,7 +104,7 @@ def test_only_venvs_are_discarded(tmp_path, monkeypatch):
 
 def test_a_lock_file_older_than_the_spec_is_refused():
     from mlops_tasks.base.errors import EnvBuildError
-    from mlops_tasks.env.venv import check_pins_cover
+    from mlops_tasks.env.plan import check_pins_cover
 
     stage = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",
                   packages=("pandas>=2", "XGBoost"))
@@ -122,7 +123,7 @@ def test_a_lock_file_older_than_the_spec_is_refused():
 def test_index_options_by_policy(tmp_path, policy, empty, filled):
     """`online` adds a filled wheel cache to the index, never `--no-index`; the other
     policies install offline from a filled cache."""
-    from mlops_tasks.env.venv import wheel_sources
+    from mlops_tasks.env.installers import wheel_sources
     from mlops_tasks.project.config import Config
 
     config = Config(root=tmp_path, index_policy=policy, wheels_cache="wheels")
@@ -138,7 +139,7 @@ def test_index_options_by_policy(tmp_path, policy, empty, filled):
 
 
 def test_freeze_names_the_interpreter():
-    from mlops_tasks.env.venv import freeze_header
+    from mlops_tasks.env.plan import freeze_header
 
     assert freeze_header(Interpreter("/py", "3.12.1", "cpython")) == "# python 3.12.1 (cpython)\n"
 
@@ -147,7 +148,7 @@ def test_uv_lookup_is_safe_from_threads():
     """`doit -n 2` builds venvs from two threads; uv's own lookup is not thread-safe."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlops_tasks.env.venv import find_uv
+    from mlops_tasks.env.installers import find_uv
 
     with ThreadPoolExecutor(8) as pool:
         found = set(pool.map(lambda _: find_uv(), range(32)))
@@ -417,7 +418,7 @@ print(json.dumps({"start": start, "end": time.monotonic(), "failed": failed and 
 def test_concurrent_builds_of_one_stage_build_once(tmp_path, wheelhouse):
     """Two processes build one stage's venv at the same moment: the venv mutex lets one
     build while the other waits, then finds the env valid and reuses it."""
-    from mlops_tasks.env.venv import env_problem, plan_for
+    from mlops_tasks.env.plan import env_problem, plan_for
     from mlops_tasks.project.load import load_project
 
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.env.venv import _progress, failed_builds, missing_requirements
+from mlops_tasks.env.install_errors import failed_builds, missing_requirements
+from mlops_tasks.env.venv import _progress
 from mlops_tasks.project.spec import Stage
 
 from .helpers import clean_env, doit, make_project, set_config, write_spec
@@ -49,7 +50,7 @@ def test_a_source_build_is_announced_while_it_runs(capsys):
 
 
 def test_an_unreachable_index_is_told_apart_from_a_missing_package():
-    from mlops_tasks.env.venv import unreachable_index
+    from mlops_tasks.env.install_errors import unreachable_index
 
     uv = ("error: Failed to fetch: `http://127.0.0.1:9/simple/idna/`\n"
           "  Caused by: Request failed after 0 retries\n"
@@ -169,7 +170,7 @@ PIP_BUILD_LOG = """  error: subprocess-exited-with-error
 
 
 def test_failures_are_told_apart():
-    from mlops_tasks.env.venv import Missing, diagnose
+    from mlops_tasks.env.install_errors import Missing, diagnose
 
     needs = diagnose(UV_BUILD_REQUIRES)
     assert (needs.kind, needs.names, needs.needed_to_build) == (

@@ -122,7 +122,7 @@ def test_a_windows_cache_filled_from_linux_is_complete(tmp_path, registry):
     assert any(cache.glob("colorama-*.whl")) and any(cache.glob("pyzmq-*-win_amd64.whl"))
     after = doit(root, "wheels", "--check", *target)
     assert "a (Python 3.10 on win_amd64): complete" in after.stdout
-    from mlops_tasks.env.venv import find_uv
+    from mlops_tasks.env.installers import find_uv
 
     req = tmp_path / "req.in"
     req.write_text("ipykernel\nidna\n")
@@ -216,7 +216,7 @@ def test_the_orchestrator_installs_with_no_index(tmp_path, orchestrator_cache):
 
 @pytest.mark.integration
 def test_doit_wheels_in_an_orchestrator_made_by_uv(tmp_path, orchestrator_cache):
-    from mlops_tasks.env.venv import find_uv
+    from mlops_tasks.env.installers import find_uv
 
     src, cache = orchestrator_cache
     uv, venv = find_uv(), tmp_path / "uv-venv"

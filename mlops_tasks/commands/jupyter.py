@@ -9,7 +9,7 @@ from typing import Any
 from mlops_tasks.base import console
 from mlops_tasks.commands.base import ProjectCommand
 from mlops_tasks.env.kernelspecs import remove_user_kernelspec, write_user_kernelspec
-from mlops_tasks.env.venv import read_marker
+from mlops_tasks.env.plan import read_marker
 from mlops_tasks.project.load import Project
 from mlops_tasks.project.spec import Stage
 

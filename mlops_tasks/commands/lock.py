@@ -9,8 +9,8 @@ from mlops_tasks.base import command, console
 from mlops_tasks.base.errors import CommandFailed, MlopsError
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.commands.base import ProjectCommand
+from mlops_tasks.env.installers import find_uv, wheel_sources
 from mlops_tasks.env.interpreters import Resolver
-from mlops_tasks.env.venv import find_uv, wheel_sources
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import install_requirements

@@ -13,8 +13,8 @@ from filelock import FileLock
 from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.commands.base import ProjectCommand
+from mlops_tasks.env.installers import find_uv
 from mlops_tasks.env.interpreters import Resolver
-from mlops_tasks.env.venv import find_uv
 from mlops_tasks.env.wheel_cache import Need, check, fill, orchestrator_requirements
 from mlops_tasks.env.wheelset import (
     Target,

@@ -14,7 +14,8 @@ from typing import Any
 
 from mlops_tasks.base import command, console
 from mlops_tasks.base.errors import CommandFailed, MlopsError
-from mlops_tasks.env.venv import diagnose, find_uv, missing_requirements
+from mlops_tasks.env.install_errors import diagnose, missing_requirements
+from mlops_tasks.env.installers import find_uv
 from mlops_tasks.env.wheelset import (
     Target,
     download_argv,

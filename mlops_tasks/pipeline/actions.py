@@ -15,7 +15,8 @@ from doit.exceptions import TaskFailed
 
 from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError, NoSpaceLeft
-from mlops_tasks.env.venv import build_env, plan_for, read_marker
+from mlops_tasks.env.plan import plan_for, read_marker
+from mlops_tasks.env.venv import build_env
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.spec import Stage

@@ -16,7 +16,7 @@ from typing import Any
 from doit.tools import config_changed
 
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.env.venv import env_problem, plan_for
+from mlops_tasks.env.plan import env_problem, plan_for
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (

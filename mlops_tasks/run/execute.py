@@ -19,7 +19,7 @@ from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError, StageError, StageFailed
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact, redacted_copy
-from mlops_tasks.env.venv import read_marker
+from mlops_tasks.env.plan import read_marker
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
