@@ -105,7 +105,7 @@ def test_the_invocation_id_from_the_environment_is_on_every_run(served, mlflow_s
 
 def test_server_down_mid_pipeline_then_back(tmp_path, wheelhouse, mlflow_server):
     root = make_project(tmp_path / "proj", wheelhouse)
-    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, MLOPS_STORE_RETRY_SECONDS="2")
     doit(root, "run", "execute:make", env=env)
     run_id = json.loads((root / ".mlops/executed/make.json").read_text())["run_id"]
     mlflow_server.stop()
