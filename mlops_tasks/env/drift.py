@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
-
 
 @dataclass(frozen=True)
 class Drift:
@@ -32,6 +30,8 @@ class Drift:
 
 def parse_freeze(text: str) -> dict[str, str]:
     """name -> version (or the whole pin for URL/VCS requirements)."""
+    from packaging.utils import canonicalize_name  # not at import: run records load this
+
     pins: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()

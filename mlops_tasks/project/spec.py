@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from packaging.utils import canonicalize_name
 
 from mlops_tasks.base.doit_names import RESERVED_NAMES
 from mlops_tasks.base.errors import SpecError
@@ -45,6 +44,25 @@ class Warning_:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: warning: {self.message}"
+
+
+class InputPath(str):
+    """An input's project-relative path that also knows the declared outputs inside it (an
+    input folder the pipeline writes into): `skip`, relative to the input, is left out of
+    its content hash, so the stage's own results never make it stale. Equal to, and stored
+    as, its plain path."""
+
+    skip: tuple[str, ...]
+
+    def __new__(cls, path: str, skip: tuple[str, ...] = ()) -> InputPath:
+        made = super().__new__(cls, path)
+        made.skip = skip
+        return made
+
+
+def input_skip(rel: str) -> tuple[str, ...]:
+    """What an input's content hash leaves out (nothing for a plain path)."""
+    return getattr(rel, "skip", ())
 
 
 @dataclass(frozen=True)
@@ -86,7 +104,10 @@ class Stage:
 
 
 def normalise_req_name(name: str) -> str:
-    """PEP 503 normalisation: 'Scikit_Learn' -> 'scikit-learn' (packaging's, as everywhere)."""
+    """PEP 503 normalisation: 'Scikit_Learn' -> 'scikit-learn' (packaging's, as everywhere;
+    imported when first needed: packaging.utils costs `doit list` 20 ms)."""
+    from packaging.utils import canonicalize_name
+
     return str(canonicalize_name(name))
 
 
