@@ -24,6 +24,7 @@ from mlops_tasks.project.fingerprint import (
     content_hash,
     content_stat,
     parameters_digest,
+    tree_files,
 )
 from mlops_tasks.project.notebooks import (
     cell_digests,
@@ -32,7 +33,7 @@ from mlops_tasks.project.notebooks import (
     notebook_code,
     read_notebook,
 )
-from mlops_tasks.project.spec import Stage
+from mlops_tasks.project.spec import Stage, input_skip
 from mlops_tasks.run import record
 
 
@@ -183,10 +184,30 @@ class KeptWithTheTask(Check):
         raise NotImplementedError
 
 
+def describe_files_change(old: Mapping[str, str], new: Mapping[str, str], most: int = 3
+                          ) -> str:
+    """Which files of a folder differ, the first few by name, then a count."""
+    names = [f"+{f}" for f in new if f not in old] + [f"-{f}" for f in old if f not in new]
+    names += [f for f in new if f in old and old[f] != new[f]]
+    if not names:
+        return ""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(sorted(names, key=lambda n: n.lstrip("+-"))[:most]) + more
+
+
+def folder_files(path: Path, rel: str) -> dict[str, str] | None:
+    """An input folder's files and (short) content hashes, its declared outputs left out."""
+    if not path.is_dir():
+        return None
+    return {f: sha[:16] for f, sha in tree_files(path, input_skip(rel)).items()}
+
+
 class InputsUnchanged(KeptWithTheTask):
     """execute:S reruns when an input's content differs from what its last run read (files
-    or folders; touching one changes nothing). The hashes are those taken before that run
-    started, so an input edited during a run counts as changed."""
+    or folders; touching one changes nothing; declared outputs inside an input folder do not
+    count, see project/load.py). The hashes are those taken before that run started, so an
+    input edited during a run counts as changed. A folder's files are kept with the task
+    too, so `doit info` names the files that changed."""
 
     def __init__(self, root: Path, stage: Stage):
         super().__init__()
@@ -194,13 +215,21 @@ class InputsUnchanged(KeptWithTheTask):
         self.label = "inputs"
 
     def saved(self, done: record.ExecuteRecord) -> dict[str, Any]:
-        return {"_inputs": done.inputs, "_inputs_stat": done.inputs_stat}
+        files = {rel: folder_files(self.root / rel, rel) for rel in self.stage.inputs}
+        return {"_inputs": done.inputs, "_inputs_stat": done.inputs_stat,
+                "_inputs_files": {rel: f for rel, f in files.items() if f is not None}}
+
+    def _changed(self, rel: str, before: Mapping[str, str] | None) -> str:
+        now = folder_files(self.root / rel, rel)
+        which = describe_files_change(before, now) if before and now is not None else ""
+        return f"{rel} changed" + (f": {which}" if which else "")
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
         hashes, stats = values.get("_inputs"), values.get("_inputs_stat") or {}
         if hashes is None:
             self.reason = "never executed"
             return False
+        files = values.get("_inputs_files") or {}
         changed = [f"+{rel}" for rel in self.stage.inputs if rel not in hashes]
         changed += [f"-{rel}" for rel in hashes if rel not in self.stage.inputs]
         for rel in self.stage.inputs:
@@ -208,8 +237,8 @@ class InputsUnchanged(KeptWithTheTask):
             if stat is None:
                 changed.append(f"{rel} is missing")
             elif rel in hashes and stats.get(rel) != stat and (
-                    content_hash(self.root / rel) != hashes[rel]):
-                changed.append(f"{rel} changed")
+                    content_hash(self.root / rel, input_skip(rel)) != hashes[rel]):
+                changed.append(self._changed(rel, files.get(rel)))
         self.reason = ", ".join(changed)
         return not changed
 

@@ -31,22 +31,42 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_tree(folder: Path) -> str:
-    """A folder's content: every file's relative name and content, in name order. Empty
-    folders and mtimes do not count."""
-    digest = hashlib.sha256()
+def _skipped(rel: str, skip: Iterable[str]) -> bool:
+    return any(rel == s or rel.startswith(s + "/") for s in skip)
+
+
+def tree_files(folder: Path, skip: Iterable[str] = ()) -> dict[str, str]:
+    """Each file's name relative to folder and its sha256, in name order, without the paths
+    in `skip` (relative to folder; a folder there skips what it holds)."""
+    skip = tuple(skip)
+    files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
+        if not _skipped(rel, skip):
+            files[rel] = sha256_file(path)
+    return files
+
+
+def tree_digest(files: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for rel, sha in files.items():
+        digest.update(f"{rel}\0{sha}\n".encode())
     return digest.hexdigest()
 
 
-def content_hash(path: Path) -> str | None:
-    """A file's or a folder's content hash; None when there is nothing at path."""
+def sha256_tree(folder: Path, skip: Iterable[str] = ()) -> str:
+    """A folder's content: every file's relative name and content, in name order. Empty
+    folders and mtimes do not count, nor the paths in `skip` (relative to folder)."""
+    return tree_digest(tree_files(folder, skip))
+
+
+def content_hash(path: Path, skip: Iterable[str] = ()) -> str | None:
+    """A file's or a folder's content hash (a folder's without `skip`, see sha256_tree); None
+    when there is nothing at path."""
     if path.is_file():
         return sha256_file(path)
     if path.is_dir():
-        return sha256_tree(path)
+        return sha256_tree(path, skip)
     return None
 
 

@@ -14,7 +14,13 @@ from mlops_tasks.project.config import Config, load_config
 from mlops_tasks.project.graph import Graph, build_graph, producer_of
 from mlops_tasks.project.matrix import expand, resolve
 from mlops_tasks.project.output_rules import check_outputs
-from mlops_tasks.project.spec import Stage, Warning_, decode_spec, parse_stage
+from mlops_tasks.project.spec import (
+    InputPath,
+    Stage,
+    Warning_,
+    decode_spec,
+    parse_stage,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def load_project(root: Path) -> Project:
                             f"the matrix in {next(s for s in stages if s.group == group).spec_path}"
                             f" (`doit run {group}` runs all its stages); rename one",
                             line=seen[group].line_of("name"), key="name")
-    stages = resolve(stages)
+    stages = outputs_in_input_folders(resolve(stages))
     if config.profile:  # a profile's overrides, for the stages that define it
         stages = [replace(s, parameters={**s.parameters, **s.profiles.get(config.profile, {})})
                   for s in stages]
@@ -71,6 +77,26 @@ def load_project(root: Path) -> Project:
                                 "it", line=stage.line_of("inputs"), key="inputs")
     warnings = tuple(w for s in stages for w in s.warnings)
     return Project(config, tuple(stages), graph, warnings)
+
+
+def outputs_in_input_folders(stages: list[Stage]) -> list[Stage]:
+    """An input folder that holds declared outputs (the data folder a pipeline also writes
+    its results into): those outputs are left out of the folder's content hash, so a run
+    never makes its own stage, or another, stale through them. Another stage's outputs in
+    there become inputs of their own, so a stage that reads them still follows them. Pure."""
+    written = [(s.name, p) for s in stages for p in s.written]
+    out = []
+    for stage in stages:
+        inputs: list[str] = []
+        extra: list[str] = []
+        for rel in stage.inputs:
+            inside = [(owner, p) for owner, p in written if p.startswith(rel + "/")]
+            inputs.append(InputPath(rel, tuple(p[len(rel) + 1:] for _, p in inside))
+                          if inside else rel)
+            extra += [p for owner, p in inside if owner != stage.name]
+        inputs += [p for p in dict.fromkeys(extra) if p not in inputs]
+        out.append(replace(stage, inputs=tuple(inputs)))
+    return out
 
 
 def _check_unique(stage: Stage, seen: dict[str, Stage],

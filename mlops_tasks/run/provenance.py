@@ -14,6 +14,7 @@ from mlops_tasks.base import command
 from mlops_tasks.base.errors import CommandFailed
 from mlops_tasks.base.redact import redact
 from mlops_tasks.project.fingerprint import content_hash
+from mlops_tasks.project.spec import input_skip
 
 
 def untracked_of(porcelain: str) -> list[str]:
@@ -68,5 +69,5 @@ def content_hashes(root: Path, paths: list[str] | tuple[str, ...]) -> dict[str, 
     out: dict[str, str | None] = {}
     for rel in paths:
         path = root / rel
-        out[rel] = content_hash(path)
+        out[rel] = content_hash(path, input_skip(rel))  # an input folder's outputs: out
     return out
