@@ -116,6 +116,37 @@ def test_run_status_finds_producers_once_and_walks_a_long_chain_without_recursio
     assert Deps.calls == n and built == [1]
 
 
+def test_a_task_up_to_date_itself_waits_on_a_stale_upstream():
+    """execute:b is up to date on its own, but log:a before it would run: W, naming a."""
+    from mlops_tasks.commands.doit import RunStatus, wait_lines
+
+    class Task:
+        def __init__(self, name: str, task_dep: list[str]):
+            self.name, self.task_dep, self.file_dep, self.targets = name, task_dep, set(), []
+            self.actions = ["x"]
+
+    stale = {"execute:a"}
+
+    class Deps:
+        def status_is_ignore(self, task: Any) -> bool:
+            return False
+
+        def get_status(self, task: Any, tasks: Any, get_log: bool = False) -> Any:
+            return type("S", (), {"status": "run" if task.name in stale else "up-to-date"})
+
+    tasks = {t.name: t for t in [Task("execute:a", []), Task("log:a", ["execute:a"]),
+                                 Task("kernel:b", []),
+                                 Task("execute:b", ["kernel:b", "log:a"]),
+                                 Task("log:b", ["execute:b"])]}
+    run = RunStatus(Deps(), tasks)
+    assert [run.shown(n) for n in tasks] == ["run", "wait", "up-to-date", "wait", "wait"]
+    assert wait_lines(run, "execute:b") == [
+        "waits on upstream stage 'a' (execute:a would run): execute:b reruns if a's outputs "
+        "change"]
+    stale.clear()
+    assert RunStatus(Deps(), tasks).shown("execute:b") == "up-to-date"
+
+
 # -- doit info on a group --------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import sys
 from collections.abc import Container, Mapping
@@ -259,6 +260,22 @@ class RunStatus:
                 stack.append((dep, iter(self.deps(self.tasks[dep]))))
         return order
 
+    def shown(self, name: str) -> str:
+        """A task's status as `list --status` and `info` show it: its own, or "wait" when it
+        is up to date on its own but something it depends on would run (it reruns if what
+        that upstream makes changes; doit decides once the upstream has run)."""
+        task = self.tasks[name]
+        own = self.own(task)
+        if own == "up-to-date" and any(self.status(dep) != "up-to-date"
+                                       for dep in self.deps(task) if dep in self.tasks):
+            return "wait"
+        return own
+
+    def stale_upstream(self, name: str) -> list[str]:
+        """The tasks `name` depends on, directly or not, that would run on their own."""
+        return [dep for dep in self.order(name)[:-1]
+                if self.own(self.tasks[dep]) not in ("up-to-date", "ignore")]
+
     def status(self, name: str) -> str:
         """"up-to-date" when neither the task nor anything it depends on would run."""
         if name not in self.runs:
@@ -275,10 +292,20 @@ def is_group(task: Any) -> bool:
     return not task.actions and bool(task.task_dep)
 
 
+STATUS_MAP = {**DoitList.STATUS_MAP, "wait": "W"}
+STATUS_HELP = ("print task status: (R)un, (W)aits on upstream (up to date itself, reruns if "
+               "a stale upstream's outputs change), (U)p-to-date, (I)gnored, (E)rror")
+
+
 @quiet_when_reader_leaves
 class List(DoitList):
     """`doit list --status` with groups (a stage, `venv`, `execute`, ...) marked up to date
-    when every task they run is (doit's own marks a group R forever)."""
+    when every task they run is (doit's own marks a group R forever), and a task up to date
+    itself but downstream of a stale one marked W (waits on upstream), not U."""
+
+    STATUS_MAP = STATUS_MAP
+    cmd_options = tuple({**o, "help": STATUS_HELP} if o["name"] == "status" else o
+                        for o in DoitList.cmd_options)
 
     def _print_task(self, template: str, task: Any, status: bool, list_deps: bool,
                     tasks: dict[str, Any]) -> None:
@@ -288,7 +315,7 @@ class List(DoitList):
         if getattr(self, "_run_status", None) is None:  # one for the whole listing
             self._run_status = RunStatus(self.dep_manager, tasks)
         state = (self._run_status.status(task.name) if is_group(task)
-                 else self._run_status.own(task))
+                 else self._run_status.shown(task.name))
         self.outstream.write(template.format(name=task.name, doc=task.doc,
                                              status=self.STATUS_MAP[state]))
         if list_deps:  # as doit's own
@@ -326,6 +353,25 @@ def brief_reasons(reasons: Mapping[str, Any], most: int = 3) -> list[str]:
     return lines
 
 
+def wait_lines(run: RunStatus, name: str, most: int = 3) -> list[str]:
+    """Why a task up to date on its own may still run: the upstream stages that would run,
+    each once (the first few, then a count)."""
+    by_stage: dict[str, list[str]] = {}
+    for task in run.stale_upstream(name):
+        by_stage.setdefault(task.partition(":")[2] or task, []).append(task)
+    own_stage = name.partition(":")[2]
+    lines = []
+    for stage, stale in list(by_stage.items())[:most]:
+        what = (f"upstream stage '{stage}'" if stage != own_stage
+                else f"its own {', '.join(stale)}")
+        made = f"{stage}'s outputs change" if stage != own_stage else "what that makes changes"
+        lines.append(f"waits on {what} ({', '.join(stale)} would run): {name} reruns if "
+                     f"{made}")
+    if len(by_stage) > most:
+        lines.append(f"and {len(by_stage) - most} more upstream stages that would run")
+    return lines
+
+
 def group_lines(name: str, run: RunStatus, closure: list[str], hide_status: bool
                 ) -> list[str]:
     """The `tasks` entry of `doit info` for a group: its own tasks (`<prefix>:<name>` and
@@ -339,14 +385,15 @@ def group_lines(name: str, run: RunStatus, closure: list[str], hide_status: bool
         if not task.actions:
             continue
         own = current in named or current.partition(":")[2] == name
-        state = "up-to-date" if hide_status else run.own(task)
+        state = "up-to-date" if hide_status else run.shown(current)
         if state == "up-to-date" and not own:
             others += 1
             continue
-        lines.append(f" - {current}" if hide_status else
-                     f" - {DoitList.STATUS_MAP[state]} {current}")
+        lines.append(f" - {current}" if hide_status else f" - {STATUS_MAP[state]} {current}")
         if state in ("run", "error"):
             lines += ["     " + line for line in brief_reasons(run.checked[current].reasons)]
+        elif state == "wait":
+            lines += ["     " + line for line in wait_lines(run, current)]
     if others:
         lines.append(f" - and {others} more task{'s' if others > 1 else ''} it runs first"
                      + ("" if hide_status else ", up to date"))
@@ -366,10 +413,30 @@ class Info(DoitInfo):
             tasks = {t.name: t for t in self.task_list}
             if pos_args[0] in tasks and is_group(tasks[pos_args[0]]):
                 return self._group_info(tasks[pos_args[0]], tasks, hide_status)
+            if pos_args[0] in tasks and not hide_status:
+                run = RunStatus(self.dep_manager, tasks)
+                if run.shown(pos_args[0]) == "wait":
+                    return self._waiting_info(pos_args, wait_lines(run, pos_args[0]))
         code = super()._execute(pos_args, hide_status=hide_status)
         if code == 1 and is_pipeline(self) and pos_args and pos_args[0].startswith("execute:"):
             self._stage_cache_line(pos_args[0].partition(":")[2])
         return code
+
+    def _waiting_info(self, pos_args: list[str], why: list[str]) -> int:
+        """doit's info of a task up to date on its own whose upstream would run: its status
+        is "waits on upstream", with the stages it waits on (exit 1: not up to date)."""
+        out: Any = self.outstream  # type: ignore[has-type]  # doit's, untyped
+        self.outstream = buffer = io.StringIO()  # doit's info, then its status line replaced
+        try:
+            super()._execute(pos_args)
+            text = buffer.getvalue()
+        finally:
+            self.outstream = out
+        status = f"\n{'status':11s}: up-to-date\n"
+        waiting = (f"\n{'status':11s}: waits on upstream\n"
+                   + "".join(f" * {line}\n" for line in why))
+        out.write(text.replace(status, waiting, 1))
+        return 1
 
     def _stage_cache_line(self, stage: str) -> None:
         from mlops_tasks.run.restorable import cached_run_line
