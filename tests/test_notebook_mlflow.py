@@ -169,7 +169,8 @@ def runs_of(client, experiment: str) -> list:
 
 
 def stage_run(client, stage: str):
-    (run,) = [r for r in runs_of(client, "pipeline") if r.data.tags.get("mlops.stage") == stage]
+    (run,) = [r for r in runs_of(client, "pipeline") if r.data.tags.get("mlops.stage") == stage
+              and "mlops.stage_run_id" not in r.data.tags]  # not a run its notebook made
     return run
 
 

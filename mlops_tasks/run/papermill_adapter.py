@@ -52,13 +52,31 @@ def _local(path: str) -> str:
     return path[len(REDACTED):] if path.startswith(REDACTED) else path
 
 
-def redacted_notebook(text: str) -> str:
+# output file -> the kernelspec written into its metadata (the stage's, not the source's)
+_kernelspecs: dict[str, dict[str, str]] = {}
+
+
+def kernelspec_of(km: StageKernelManager) -> dict[str, str]:
+    """The stage kernel's name, display name and language, as Jupyter keeps them in a
+    notebook's metadata, so an executed notebook opens on the stage's interpreter."""
+    try:
+        spec = km.kernel_spec
+    except (NoSuchKernel, OSError, ValueError):
+        spec = None
+    return {"name": km.kernel_name,
+            "display_name": getattr(spec, "display_name", None) or km.kernel_name,
+            "language": getattr(spec, "language", None) or "python"}
+
+
+def redacted_notebook(text: str, kernelspec: Mapping[str, str] | None = None) -> str:
     """A notebook's JSON with credentials in URLs hidden in every string (cell outputs,
-    sources, metadata), written as nbformat writes it."""
+    sources, metadata), written as nbformat writes it; with `kernelspec` as its kernel."""
     try:
         nb = json.loads(text)
     except ValueError:
         return redact(text)
+    if kernelspec and isinstance(nb.get("metadata"), dict):
+        nb["metadata"]["kernelspec"] = dict(kernelspec)
     papermill_meta = nb.get("metadata", {}).get("papermill", {})
     if isinstance(papermill_meta.get("output_path"), str):
         papermill_meta["output_path"] = _local(papermill_meta["output_path"])
@@ -73,7 +91,9 @@ class _RedactedNotebooks:
         return Path(_local(path)).read_text(encoding="utf-8")
 
     def write(self, buf: str, path: str) -> None:
-        Path(_local(path)).write_text(redacted_notebook(buf), encoding="utf-8")
+        local = _local(path)
+        Path(local).write_text(redacted_notebook(buf, _kernelspecs.get(local)),
+                               encoding="utf-8")
 
     def pretty_path(self, path: str) -> str:
         return _local(path)
@@ -166,6 +186,7 @@ def run_notebook(
     kernel_name = km.kernel_name
     log_start = _size(log)
     _running.stage, _running.cells = stage, _cell_count(notebook) + 1  # + the injected one
+    _kernelspecs[os.path.abspath(output)] = kernelspec_of(km)
     try:
         nb = papermill.execute_notebook(
             str(notebook),
@@ -187,6 +208,7 @@ def run_notebook(
         raise _naming_log(failure, log, cwd) from None
     finally:
         _running.stage = None
+        _kernelspecs.pop(os.path.abspath(output), None)
         stop(km)
         _redact_log(log, log_start)
     stopped = early_exit_cell(nb.cells)

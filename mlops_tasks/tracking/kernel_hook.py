@@ -13,7 +13,9 @@ it. The rule (DESIGN.md section 5):
 | `start_run(nested=True)` inside a run             | a child of that run (MLflow's rule)   |
 
 A linked run carries `mlflow.parentRunId` and `mlops.stage_run_id`; every run the notebook
-creates is appended to the file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists.
+creates carries `mlops.stage` (the stage that made it) and, when the notebook gave it no name,
+the name `<stage>/<n>` (its nth run) instead of MLflow's random one; each is appended to the
+file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists.
 
 The kernel starts before the stage's run exists (it boots while doit creates the run): the
 run's id and the store's address reach it in the file named by MLOPS_KERNEL_CONTEXT, read
@@ -30,6 +32,7 @@ import os
 import sys
 from typing import Any
 
+STAGE_TAG = "mlops.stage"
 STAGE_RUN_TAG = "mlops.stage_run_id"
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlops.notebook_run_name"
@@ -39,6 +42,8 @@ class _Stage:
     run_id: str | None = None
     experiment_id: str | None = None
     runs_file: str | None = None
+    name: str | None = None  # the stage's name (MLOPS_STAGE)
+    created = 0  # runs the notebook has created so far
     taken = False  # the notebook has resumed the stage run once
 
 
@@ -68,6 +73,16 @@ def _record(run: Any) -> None:
     if _Stage.runs_file and run is not None:
         with open(_Stage.runs_file, "a", encoding="utf-8") as f:
             f.write(f"{run.info.run_id}\t{run.info.experiment_id}\n")
+
+
+def mark_created(given: dict[str, Any], tags: dict[str, Any], stage: str | None,
+                 number: int) -> None:
+    """A run the notebook creates: tagged with its stage, named `<stage>/<number>` unless
+    the notebook named it."""
+    if stage:
+        tags.setdefault(STAGE_TAG, stage)
+        if not given.get("run_name") and "mlflow.runName" not in tags:
+            given["run_name"] = f"{stage}/{number}"
 
 
 def _wrap(start_run: Any, fluent: Any) -> Any:
@@ -103,6 +118,8 @@ def _wrap(start_run: Any, fluent: Any) -> Any:
             tags.setdefault(PARENT_TAG, _Stage.run_id)
         if not given.get("run_id"):
             tags.setdefault(STAGE_RUN_TAG, _Stage.run_id)
+            _Stage.created += 1
+            mark_created(given, tags, _Stage.name, _Stage.created)
             given["tags"] = tags
         elif given["run_id"] == _Stage.run_id:
             _Stage.taken = True
@@ -165,6 +182,7 @@ def install(environ: Any = os.environ) -> None:
     _Stage.run_id = environ.pop("MLOPS_STAGE_RUN_ID", None)
     _Stage.experiment_id = environ.get("MLFLOW_EXPERIMENT_ID")
     _Stage.runs_file = environ.pop("MLOPS_NOTEBOOK_RUNS", None)
+    _Stage.name = environ.get("MLOPS_STAGE")
     # The stage run is resumed through this hook only: MLflow would resume it for any first
     # start_run, whatever experiment that asked for.
     environ.pop("MLFLOW_RUN_ID", None)
