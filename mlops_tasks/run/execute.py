@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.base import console
-from mlops_tasks.base.errors import MlopsError, StageError, StageFailed
+from mlops_tasks.base.errors import MlopsError, StageError, StageFailed, TrackingError
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact, redacted_copy
 from mlops_tasks.env.plan import read_marker
@@ -98,6 +98,12 @@ def experiment(config: Config) -> tuple[str, str]:
     uri = config.resolved_tracking_uri()
     local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
     own = config.root / layout.mlflow_db()
+    if uri.startswith("sqlite:") and "'" in uri and '"' in uri:
+        # MLflow's first migration writes the folder into an SQL string and breaks on it
+        raise TrackingError(f"the MLflow store {redact(uri)} cannot be created or opened: its "
+                            "path holds both ' and \" (MLflow's sqlite store breaks on that); "
+                            "rename a folder of the path, or set tracking_uri in "
+                            "[tool.mlops_tasks] (or MLFLOW_TRACKING_URI) to a store elsewhere")
     exp_id = tracking.ensure_experiment(
         uri, config.experiment_name(),
         config.root / layout.mlflow_artifacts() if local else None,
