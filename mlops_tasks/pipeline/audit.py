@@ -11,7 +11,7 @@ from mlops_tasks.pipeline.checks import describe_parameter_change, interrupted_t
 from mlops_tasks.project import layout
 from mlops_tasks.project.fingerprint import content_hash, parameters_digest, spec_hash
 from mlops_tasks.project.notebooks import code_digest, notebook_code, read_notebook
-from mlops_tasks.project.spec import Stage
+from mlops_tasks.project.spec import Stage, input_skip
 from mlops_tasks.run import record
 
 
@@ -56,8 +56,10 @@ def compare_spec(root: Path, stage: Stage, done: record.ExecuteRecord
     else:
         change = describe_parameter_change(done.stage_parameters, dict(stage.parameters))
         checks.append(("parameters", f"CHANGED in {stage.spec_path}: {change}"))
-    changed = [rel for rel in sorted(set(done.inputs) | set(stage.inputs))
-               if content_hash(root / rel) != done.inputs.get(rel)]
+    declared = {str(rel): rel for rel in stage.inputs}  # an input folder knows what to skip
+    changed = [rel for rel in sorted(set(done.inputs) | set(declared))
+               if content_hash(root / rel, input_skip(declared.get(rel, rel)))
+               != done.inputs.get(rel)]
     checks.append(("inputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
     checks.append(("spec", "ok" if spec_hash(stage) == done.spec_sha256 else
                    f"CHANGED: {stage.spec_path} says something else than at the run"))
