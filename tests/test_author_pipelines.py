@@ -138,6 +138,8 @@ def test_matrix_values_as_written_in_paths_and_parameters(pipeline):
 @pytest.mark.integration
 def test_an_input_folder_holding_outputs_is_up_to_date_after_its_run(pipeline):
     assert ran(doit(pipeline).stdout) == set()
+    audit = doit(pipeline, "audit", check=False)  # hashes the folder as the run did
+    assert audit.returncode == 0 and "inputs: CHANGED" not in audit.stdout, audit.stdout
 
 
 @pytest.mark.integration
