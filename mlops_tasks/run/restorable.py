@@ -9,15 +9,14 @@ from pathlib import Path
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project.load import load_project
 from mlops_tasks.run.execute import current_key, experiment
-from mlops_tasks.run.stage_cache import key_for, reads
-from mlops_tasks.tracking import client as tracking
+from mlops_tasks.run.stage_cache import reads, winner
 from mlops_tasks.tracking import tags as tag
 
 
 def cached_run_line(root: Path, name: str) -> str | None:
     """For `doit info`: the complete run the stage would be restored from now, in words
-    (None when there is none, or the stage's key cannot be computed yet). Writes nothing."""
-
+    (None when there is none, or the stage's key cannot be computed yet): the entry a lookup
+    would take, signature and producers checked. Writes nothing."""
     try:
         project = load_project(root)
         stage = project.stage(name)
@@ -25,12 +24,11 @@ def cached_run_line(root: Path, name: str) -> str | None:
         if key is None or not reads(project.config, stage):
             return None
         uri, experiment_id = experiment(project.config)
-        found = tracking.find_tagged_run(uri, experiment_id, {
-            tag.CACHE_KEY: key_for(project.config, stage, key), tag.CACHE_COMPLETE: "true"})
+        found = winner(project.config, stage, uri, experiment_id, key, step=None)
     except (MlopsError, KeyError, OSError):
         return None
     if found is None:
         return "no complete run has this stage's key; it will execute"
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime((found["start"] or 0) / 1000))
-    return (f"run {found['run_id']} ({found['tags'].get(tag.HOST, 'unknown host')}, "
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(found.start_ms / 1000))
+    return (f"run {found.run_id} ({found.tags.get(tag.HOST, 'unknown host')}, "
             f"{when}) has this stage's key: it will be restored, not executed")
