@@ -40,10 +40,7 @@ from mlops_tasks.run import record
 def last_execution(root: Path, stage: Stage) -> record.ExecuteRecord | None:
     """The stage's last execution record; None when there is none or it is unusable (the
     checks then say the stage runs)."""
-    try:
-        return record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
-    except MlopsError:
-        return None
+    return record.read_or_none(record.ExecuteRecord, root / layout.execute_record(stage), root)
 
 
 def fixed_signature(cls: type) -> type:

@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact
 from mlops_tasks.project import layout
@@ -19,6 +18,7 @@ from mlops_tasks.project.spec import Stage
 from mlops_tasks.render.report_page import StageView, page
 from mlops_tasks.run import record
 from mlops_tasks.run.log import read_metrics
+from mlops_tasks.tracking.client import run_url
 
 Status = Callable[[str], tuple[str, str]]  # task name -> (doit status, reason in words)
 
@@ -42,13 +42,6 @@ def reason_words(reasons: Mapping[str, Any]) -> str:
     return "; ".join(said) or "not run since its dependencies changed"
 
 
-def _read(cls: Any, path: Path, root: Path) -> Any:
-    try:
-        return record.read(cls, path, root)
-    except MlopsError:
-        return None
-
-
 def run_metrics(root: Path, stage: Stage, logged: record.LogRecord | None) -> dict[str, float]:
     """The stage's metrics: its metrics files, and what its last logged run holds, which
     includes the metrics the notebook logged itself (mlflow.log_metric) and wins: the page
@@ -61,9 +54,9 @@ def run_metrics(root: Path, stage: Stage, logged: record.LogRecord | None) -> di
 
 def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Status
                ) -> StageView:
-    done = _read(record.ExecuteRecord, root / layout.execute_record(stage), root)
-    logged = _read(record.LogRecord, root / layout.log_record(stage), root)
-    failed = _read(record.FailureRecord, root / layout.failure_record(stage), root)
+    done = record.read_or_none(record.ExecuteRecord, root / layout.execute_record(stage), root)
+    logged = record.read_or_none(record.LogRecord, root / layout.log_record(stage), root)
+    failed = record.read_or_none(record.FailureRecord, root / layout.failure_record(stage), root)
     state, reason = "up-to-date", ""
     for task in CHAIN:
         code, why = status(f"{task}:{stage.name}")
@@ -82,8 +75,7 @@ def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Stat
         return StageView(stage.name, state, reason, upstream, parameters=stage.parameters)
     run_id = logged.run_id if logged else done.run_id
     uri = logged.tracking_uri if logged else done.tracking_uri
-    url = (f"{uri.rstrip('/')}/#/experiments/{done.experiment_id}/runs/{run_id}"
-           if uri.startswith(("http://", "https://")) and "***" not in uri else None)
+    url = run_url(uri, done.experiment_id, run_id) if "***" not in uri else None
     notebook = None
     if logged:
         page_file = root / logged.local_copy / f"{stage.name}.html"

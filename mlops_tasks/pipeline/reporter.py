@@ -12,7 +12,6 @@ from typing import Any
 from doit.reporter import ConsoleReporter
 
 from mlops_tasks.base import console, interrupt
-from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.project import layout
 from mlops_tasks.render.junit import Case, junit_xml
@@ -112,10 +111,7 @@ class PipelineReporter(ConsoleReporter):
         """The failure record the execute step wrote for this invocation, if any."""
         if not task.name.startswith("execute:"):
             return None
-        try:
-            found = self._read(record.FailureRecord, layout.failure_record(_stage(task)))
-        except MlopsError:
-            return None
+        found = self._read(record.FailureRecord, layout.failure_record(_stage(task)))
         if found is None or found.invocation_id != record.invocation_id():
             return None
         return found
@@ -123,13 +119,10 @@ class PipelineReporter(ConsoleReporter):
     def _restored(self, task: Any) -> str | None:
         if not task.name.startswith("execute:"):
             return None
-        try:
-            done = self._read(record.ExecuteRecord, layout.execute_record(_stage(task)))
-        except MlopsError:
-            return None
+        done = self._read(record.ExecuteRecord, layout.execute_record(_stage(task)))
         if done is None or done.invocation_id != record.invocation_id():
             return None
         return done.restored_from
 
     def _read(self, cls: Any, rel: str) -> Any:
-        return record.read(cls, self.root / rel, self.root)
+        return record.read_or_none(cls, self.root / rel, self.root)

@@ -402,7 +402,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None
     record.write(run.log_record, logged)
     marker.unlink(missing_ok=True)
     console.step(f"run {run_id} logged in {time.perf_counter() - t0:.1f} s", "log", stage.name)
-    if uri.startswith(("http://", "https://")) and run_id == done.run_id:
-        console.say(f"view it at {redact(uri).rstrip('/')}/#/experiments/"
-                    f"{done.experiment_id}/runs/{run_id}", "log", stage.name)
+    url = tracking.run_url(redact(uri), done.experiment_id, run_id)
+    if url and run_id == done.run_id:
+        console.say(f"view it at {url}", "log", stage.name)
     return logged

@@ -236,3 +236,12 @@ def read(cls: type[R], path: Path, root: Path | None = None) -> R | None:
         raise RecordError(f"{where}: not valid JSON ({err}); the stage runs again to "
                           "replace it") from None
     return from_json(cls, data, where)
+
+
+def read_or_none(cls: type[R], path: Path, root: Path | None = None) -> R | None:
+    """The record at path; None when there is none or it is unusable (readers that only
+    show or compare: the checks then say the stage runs, the report leaves it out)."""
+    try:
+        return read(cls, path, root)
+    except RecordError:
+        return None

@@ -475,3 +475,10 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
         raise TrackingError(redact(f"cannot read the metrics of run {run_id} at {uri}: "
                                    f"{type(err).__name__}: {err}")) from None
     return {str(k): float(v) for k, v in metrics.items()}
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """A run's page in the tracking server's UI; None for a store with no UI (local). Pure."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
