@@ -51,7 +51,9 @@ def load_project(root: Path) -> Project:
     for path in spec_files(root, config.specs_dir):
         rel = path.relative_to(root).as_posix()
         text = decode_spec(path.read_bytes(), rel)
-        for stage in expand(parse_stage(text, rel, exists=lambda p: (root / p).is_file())):
+        # a file; a folder when the path ends with '/' (workdir)
+        exists = lambda p: (root / p).is_dir() if p.endswith("/") else (root / p).is_file()  # noqa: E731
+        for stage in expand(parse_stage(text, rel, exists=exists)):
             _check_unique(stage, seen, owners)
             seen[stage.name] = stage
             stages.append(stage)

@@ -21,7 +21,7 @@ from mlops_tasks.base.redact import redact
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
     "parameters", "inputs", "outputs", "depends_on", "metrics", "timeout", "notes",
-    "allow_early_exit", "cache", "matrix", "profiles",
+    "allow_early_exit", "cache", "matrix", "profiles", "workdir", "env",
 )  # fmt: skip
 
 # libyaml's loader when PyYAML has it (ten times faster on many specs); both keep marks.
@@ -91,6 +91,9 @@ class Stage:
     env_of: str | None = None  # the stage whose venv and kernel tasks build the shared env
     # profile name -> parameter overrides for runs under that profile (MLOPS_PROFILE)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    # the notebook's working folder, project-relative ("." the root; see _workdir)
+    workdir: str = "."
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)  # the kernel's variables
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
     warnings: tuple[Warning_, ...] = field(default=(), compare=False)
 
@@ -481,6 +484,62 @@ def _written(spec: _Raw, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...
     return outputs, metrics
 
 
+def _workdir(spec: _Raw, notebook: str, exists: Any) -> str:
+    """`workdir`: the folder the notebook runs in, inside the project; `notebook`: the
+    notebook's own folder. Declared inputs and outputs stay relative to the project root."""
+    raw = spec.data.get("workdir")
+    if raw is None:
+        return "."
+    if raw == "notebook":
+        return posixpath.dirname(notebook) or "."
+    folder = project_path(raw) if isinstance(raw, str) else None
+    if folder is None:
+        raise spec.fail("workdir", f"'workdir' must be a folder inside the project (relative "
+                        f"to its root, such as src) or the word notebook (the notebook's own "
+                        f"folder); got {raw!r}")
+    if exists is not None and folder != "." and not exists(folder + "/"):
+        raise spec.fail("workdir", f"'workdir' folder {folder!r} does not exist; create it, "
+                        "fix the path (relative to the project root) or write workdir: "
+                        "notebook")
+    return folder
+
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# the kernel's variables the tool sets itself: a stage never overrides them
+TOOL_ENV = frozenset({
+    "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "PATH", "VIRTUAL_ENV", "PYTHONHOME",
+    "PYTHONPATH",
+})
+
+
+def _env_problem(name: Any, value: Any) -> str:
+    """Why one `env` entry is refused ('' when it is taken). Pure."""
+    if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+        return (f"variable name {name!r} is not a valid environment variable name; use "
+                "letters, digits and '_', not starting with a digit")
+    if name.upper() in TOOL_ENV or name.upper().startswith("MLOPS_"):
+        return (f"'{name}' is set by mlops-tasks itself for the stage's kernel (its MLflow "
+                "run, its venv, its hooks) and cannot be overridden; remove it from 'env'")
+    if not isinstance(value, str):
+        shown = "true or false" if isinstance(value, bool) else f"{value!r}"
+        return (f"'{name}' must be a string; got {shown} — quote it: {name}: \"{value}\"")
+    return ""
+
+
+def _env(spec: _Raw) -> dict[str, str]:
+    """`env`: NAME: "value" pairs put in the kernel's environment (part of the stage key)."""
+    raw = spec.data.get("env") or {}
+    if not isinstance(raw, dict):
+        raise spec.fail("env", f"'env' must be a mapping of NAME: \"value\", e.g. env: "
+                        f"{{OMP_NUM_THREADS: \"4\"}}; got {raw!r}")
+    for name, value in raw.items():
+        problem = _env_problem(name, value)
+        if problem:
+            raise spec.fail("env", problem)
+    return dict(raw)
+
+
 def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
     """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip).
     An error quotes what the spec says, with the credentials of any URL in it hidden."""
@@ -508,5 +567,6 @@ def _parse_stage(text: str, path: str, exists: Any) -> Stage:
         depends_on=tuple(_str_list(spec, "depends_on")), metrics=metrics,
         timeout=_timeout(spec), notes=None if notes is None else str(notes),
         allow_early_exit=_flag(spec, "allow_early_exit"), cache=_flag(spec, "cache", True),
-        matrix=_matrix(spec), profiles=_profiles(spec), lines=spec.lines, warnings=tuple(warnings),
+        matrix=_matrix(spec), profiles=_profiles(spec), workdir=_workdir(spec, notebook, exists),
+        env=_env(spec), lines=spec.lines, warnings=tuple(warnings),
     )

@@ -156,3 +156,33 @@ def test_not_a_mapping_and_empty():
 def test_yaml_is_loaded_safely():
     err = error_of("name: !!python/object/apply:os.system ['echo hacked']\nnotebook: x.ipynb\n")
     assert "invalid YAML" in str(err)
+
+
+# -- workdir and env -------------------------------------------------------------------------
+
+NB = "name: s\nnotebook: src/nb.ipynb\n"
+
+
+def test_workdir_defaults_to_the_root_and_takes_the_notebooks_folder_or_a_project_folder():
+    assert parse(NB).workdir == "."
+    assert parse(NB + "workdir: notebook\n").workdir == "src"
+    assert parse("name: s\nnotebook: nb.ipynb\nworkdir: notebook\n").workdir == "."
+    assert parse(NB + "workdir: ./data/../src/\n").workdir == "src"
+
+
+def test_a_workdir_outside_the_project_or_missing_is_refused_with_its_line_and_fix():
+    err = error_of(NB + "workdir: ../elsewhere\n")
+    assert err.line == 3 and "inside the project" in str(err) and "notebook" in str(err)
+    err = error_of(NB + "workdir: nowhere\n", exists=lambda p: not p.endswith("/"))
+    assert err.line == 3 and "'nowhere' does not exist" in str(err)
+
+
+def test_env_takes_string_values_and_refuses_bad_names_numbers_and_the_tools_variables():
+    assert parse(NB + "env:\n  OMP_NUM_THREADS: '4'\n").env == {"OMP_NUM_THREADS": "4"}
+    err = error_of(NB + "env:\n  OMP_NUM_THREADS: 4\n")
+    assert err.line == 3 and "must be a string" in str(err) and 'OMP_NUM_THREADS: "4"' in str(err)
+    assert "valid environment variable name" in str(error_of(NB + "env:\n  1X: a\n"))
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "PATH"):
+        err = error_of(NB + f"env:\n  {name}: x\n")
+        assert "set by mlops-tasks itself" in str(err) and err.line == 3, name
+    assert "mapping" in str(error_of(NB + "env: [A]\n"))
