@@ -105,6 +105,8 @@ def env_problem(env_dir: Path, plan: EnvPlan, freeze: Path) -> str | None:
     python = env_dir / marker["python"] if marker.get("python") else None
     if python is None or not python.exists():
         return "the venv's interpreter is missing"
+    if marker.get("changed_in_run"):
+        return f"a notebook changed it during a run ({marker['changed_in_run']})"
     if not freeze.is_file():
         return "pip-freeze.txt is missing"
     if sha256_text(freeze.read_text(encoding="utf-8")) != marker.get("freeze_sha256"):

@@ -131,6 +131,8 @@ def spec_hash(stage: Stage) -> str:
         "depends_on": list(stage.depends_on),
         "timeout": stage.timeout,
         **({"allow_early_exit": True} if stage.allow_early_exit else {}),
+        **({"workdir": stage.workdir} if stage.workdir != "." else {}),
+        **({"env": dict(stage.env)} if stage.env else {}),
     }
     return sha256_text(canonical_json(payload))
 
@@ -145,12 +147,15 @@ def inputs_digest(input_hashes: Mapping[str, str | None]) -> str:
 
 
 def stage_key(freeze: str, code: str, parameters: str,
-              input_hashes: Mapping[str, str | None]) -> str:
+              input_hashes: Mapping[str, str | None],
+              env: Mapping[str, str] | None = None) -> str:
     """The identity of one stage execution: the env as it resolved (the freeze, whose first
-    line names the Python version), the notebook's code, the parameters and the inputs'
-    contents. Every part is a content digest or a relative path, so two machines or two
-    clones at different paths compute the same key for the same work."""
+    line names the Python version), the notebook's code, the parameters, the inputs'
+    contents and the spec's environment variables (left out when there are none, so keys
+    made before `env` existed stay the same). Every part is a content digest or a relative
+    path, so two machines or two clones at different paths compute the same key for the
+    same work."""
     return sha256_text(canonical_json({
         "freeze": freeze, "code": code, "parameters": parameters,
-        "inputs": inputs_digest(input_hashes),
+        "inputs": inputs_digest(input_hashes), **({"env": dict(env)} if env else {}),
     }))

@@ -7,11 +7,13 @@ executed nor recorded as executed."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +225,7 @@ class Prepared:
     parameters: dict[str, Any]  # as injected, context included
     kernel: kernel_tracking.KernelTracking
     restored_from: str | None = None  # the run whose outputs were restored, not executed
+    venv_changed: tuple[str, ...] = ()  # what the notebook installed into its venv
 
 
 def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
@@ -240,7 +243,7 @@ def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, An
     freeze = sha256_file(root / layout.freeze_file(stage))
     params = parameters_digest(parameters)
     inputs = audit.content_hashes(root, stage.inputs)
-    key = stage_key(freeze, code, params, inputs)
+    key = stage_key(freeze, code, params, inputs, stage.env)
     return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
 
 
@@ -389,15 +392,26 @@ def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.Ke
                                        config.resolved_tracking_uri())
     context_file = root / layout.kernel_context(stage)
     context_file.unlink(missing_ok=True)
-    env = kernel.launch_env(root, stage.name, layout.notebook_runs(stage),
-                            layout.kernel_context(stage))
+    env = {**stage.env, **kernel.launch_env(root, stage.name, layout.notebook_runs(stage),
+                                            layout.kernel_context(stage))}
+    env.update(kernel_shell(root, stage, env.get("PYTHONPATH", "")))
     km = kernel_manager(stage.name, stage.kernel_name, root / layout.kernels_dir(), env,
                         tuple(tracking.ORCHESTRATOR_ONLY_ENV), root / layout.kernel_sockets(),
-                        root, kernel.kernel_args())
+                        root, kernel.kernel_args(), root / stage.workdir)
     log = root / layout.stage_log(stage)
     log.parent.mkdir(parents=True, exist_ok=True)
-    launch(km, root, log)
+    launch(km, root / stage.workdir, log)
     return km, kernel
+
+
+def kernel_shell(root: Path, stage: Stage, pythonpath: str) -> dict[str, str]:
+    """PATH, VIRTUAL_ENV and PYTHONPATH of the stage's kernel: its venv's shell, with the
+    notebook's own folder importable whatever its working folder."""
+    from mlops_tasks.run.kernel_launch import shell_env
+
+    folder = os.path.abspath(root / (os.path.dirname(stage.notebook) or "."))
+    return shell_env(os.path.abspath(root / stage.env_dir), os.environ.get("PATH", ""),
+                     (folder,), pythonpath, os.name == "nt")
 
 
 def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
@@ -418,7 +432,8 @@ def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
             output=root / layout.partial_notebook(stage),
             failed=root / layout.failed_notebook(stage), km=km,
             parameters=prep.parameters, cwd=root, timeout=stage.timeout,
-            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path, log=log)
+            allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path, log=log,
+            workdir=stage.workdir)
     if prep.kernel.hooked and kernel_tracking.context_unread(
             root / layout.kernel_context(stage)):
         console.warn("the kernel did not load mlops-tasks' hook (see "
@@ -523,7 +538,66 @@ def build_record(prep: Prepared, outputs_root: Path, executed: Path, started: st
         executed_notebook_sha256=sha256_file(executed),
         host=audit.host_info(), tools=audit.tool_versions(), inputs_stat=prep.inputs_stat,
         notebook_runs=[list(r) for r in kernel_tracking.created_runs(
-            prep.root / layout.notebook_runs(stage))], restored_from=prep.restored_from)
+            prep.root / layout.notebook_runs(stage))], restored_from=prep.restored_from,
+        env=redacted_env(stage.env), venv_changed=list(prep.venv_changed))
+
+
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def redacted_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A stage's variables as records keep them: "***" for a name that looks secret, URL
+    credentials hidden in the others. Pure."""
+    return {name: "***" if SECRET_NAME.search(name) else redact(value)
+            for name, value in env.items()}
+
+
+def site_packages_stamp(env_dir: Path) -> int:
+    """The latest mtime of the venv's site-packages folders: an install or an uninstall
+    adds or removes a folder there, so an unchanged stamp spares the freeze."""
+    found = [*env_dir.glob("lib/python*/site-packages"), *env_dir.glob("Lib/site-packages")]
+    return max((p.stat().st_mtime_ns for p in found if p.is_dir()), default=0)
+
+
+def freeze_changes(before: str, after: str) -> list[str]:
+    """What changed between two freezes: "+name==v", "-name==v", "name 1 -> 2". Pure."""
+    def pins(text: str) -> dict[str, str]:
+        lines = (line.strip() for line in text.splitlines())
+        return {re.split(r"[=@ ]", line, maxsplit=1)[0].lower(): line
+                for line in lines if line and not line.startswith("#")}
+
+    old, new = pins(before), pins(after)
+    out = [f"+{new[n]}" for n in sorted(new.keys() - old.keys())]
+    out += [f"{old[n]} -> {new[n]}" for n in sorted(new.keys() & old.keys()) if old[n] != new[n]]
+    return out + [f"-{old[n]}" for n in sorted(old.keys() - new.keys())]
+
+
+def check_venv(root: Path, stage: Stage, stamp: int) -> tuple[str, ...]:
+    """After a run: what the notebook installed into (or removed from) its venv, said on the
+    console and written into the venv's marker, so venv:S rebuilds it next time."""
+    env_dir = root / stage.env_dir
+    marker = read_marker(env_dir)
+    if marker is None or site_packages_stamp(env_dir) == stamp:
+        return ()
+    from mlops_tasks.base import command
+    from mlops_tasks.env.installers import freeze_text, installer_env, installer_for
+
+    installer, _ = installer_for(str(marker.get("options", {}).get("installer", "pip")))
+    try:
+        now = command.run(installer.freeze_argv(root / layout.venv_python(stage.env_dir)),
+                          env=installer_env(), echo=False)
+        recorded = (root / layout.freeze_file(stage)).read_text(encoding="utf-8")
+    except (MlopsError, OSError):
+        return ()
+    changes = freeze_changes(recorded, freeze_text(now))
+    if changes:
+        console.warn(f"the notebook changed its venv {stage.env_dir} during the run ("
+                     f"{', '.join(changes)}); installs from a notebook are not reproducible: "
+                     f"put the package in 'packages' of {stage.spec_path}. venv:{stage.name} "
+                     "rebuilds it next time", "execute", stage.name)
+        marker["changed_in_run"] = ", ".join(changes)
+        atomic_write(env_dir / layout.MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    return tuple(changes)
 
 
 def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
@@ -578,11 +652,15 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
         raise
     outputs = OutputSet(config.root, stage)
     started, t0 = record.timestamp(), time.perf_counter()
+    stamp = site_packages_stamp(config.root / stage.env_dir)
     try:
         run(prep, outputs, km)
     except BaseException as err:
         fail(prep, outputs, err, started)
         raise
+    finally:  # failed or not, a changed venv is said and rebuilt
+        changed = check_venv(config.root, stage, stamp)
+    prep = replace(prep, venv_changed=changed)
     seconds = time.perf_counter() - t0
     done = (finish_override if overrides else finish)(prep, outputs, started, seconds)
     (config.root / layout.running_record(stage)).unlink(missing_ok=True)

@@ -53,20 +53,44 @@ class StageKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
 
 
+def venv_bin(venv: str, windows: bool) -> str:
+    """The folder of a venv's executables: Scripts on Windows, bin elsewhere. Pure."""
+    return venv.rstrip("\\/") + "\\Scripts" if windows else venv.rstrip("/") + "/bin"
+
+
+def shell_env(venv: str, path: str, importable: tuple[str, ...], pythonpath: str,
+              windows: bool) -> dict[str, str]:
+    """The variables that make a notebook's shell the stage's own: its venv's bin folder
+    first on PATH and VIRTUAL_ENV, so `!python` and `!pip` act on the stage's venv, never
+    on the orchestrator's Python; `importable` folders first on PYTHONPATH. Pure."""
+    sep = ";" if windows else ":"
+    first = venv_bin(venv, windows)
+    rest = [p for p in path.split(sep) if p and p != first]
+    env = {"PATH": sep.join([first, *rest]), "VIRTUAL_ENV": venv}
+    folders = [*importable, *(p for p in pythonpath.split(sep) if p)]
+    if folders:
+        env["PYTHONPATH"] = sep.join(dict.fromkeys(folders))
+    return env
+
+
 def kernel_manager(stage: str, kernel_name: str, kernel_dir: Path, env: Mapping[str, str],
                    drop_env: tuple[str, ...], sockets: Path | None, cwd: Path,
-                   kernel_args: tuple[str, ...] = ()) -> StageKernelManager:
-    """The stage's kernel, from the project's kernelspecs, with the stage's environment."""
+                   kernel_args: tuple[str, ...] = (), workdir: Path | None = None
+                   ) -> StageKernelManager:
+    """The stage's kernel, from the project's kernelspecs, with the stage's environment.
+    `cwd` is the project root (doit's cwd); `workdir` the kernel's, when it is another."""
     ksm = KernelSpecManager(kernel_dirs=[str(kernel_dir)])
     km = StageKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
-    if sockets is not None and os.name != "nt":
+    path = str(sockets / f"{stage}-{os.getpid()}") if sockets is not None else ""
+    # a relative socket path would be read from two folders when the kernel runs elsewhere
+    relative_ok = workdir is None or workdir == cwd
+    if sockets is not None and os.name != "nt" and (len(path) < 90 or relative_ok):
         # Local sockets instead of TCP ports on 127.0.0.1: no other user of the machine can
         # connect, and ipykernel has no cause to warn about unencrypted TCP. A deep project
         # gets a path relative to its root (the cwd of doit and of the kernel), to stay
         # short of the 107-byte limit of a socket path.
         sockets.mkdir(parents=True, exist_ok=True)
         km.transport = "ipc"
-        path = str(sockets / f"{stage}-{os.getpid()}")
         km.ip = path if len(path) < 90 else os.path.relpath(path, cwd)
     km.extra_env = dict(env)
     km.extra_args = kernel_args

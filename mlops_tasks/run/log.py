@@ -196,6 +196,8 @@ def logged_tags(stage: Stage, done: record.ExecuteRecord, drift: Drift | None) -
     }
     if drift:
         tags[tag.ENV_DRIFT_SUMMARY] = drift.summary()
+    if done.venv_changed:
+        tags[tag.VENV_CHANGED_IN_RUN] = ", ".join(done.venv_changed)
     if done.restored_from:
         tags[tag.RESTORED_FROM] = done.restored_from
     if done.notebook_runs:

@@ -178,10 +178,13 @@ def run_notebook(
     allow_early_exit: bool = False,
     spec_path: str = "",
     log: Path | None = None,
+    workdir: str = ".",
 ) -> None:
     """Execute notebook into output on the stage's kernel (launched already, or started here
-    when its launch failed). Raise StageFailed naming the stage, cell and cause. The kernel
-    is stopped as this returns."""
+    when its launch failed, in its working folder `workdir`, project-relative). `cwd` stays
+    the project root: papermill changes the whole process's folder to it, and other stages
+    run in other threads. Raise StageFailed naming the stage, cell and cause. The kernel is
+    stopped as this returns."""
     _setup_logging()
     kernel_name = km.kernel_name
     log_start = _size(log)
@@ -205,6 +208,10 @@ def run_notebook(
         failure = stage_failure(err, stage, output, failed, kernel_name, timeout)
         if failure is err:
             raise
+        if isinstance(err, PapermillExecutionError) and isinstance(failure, StageFailed) \
+                and err.ename == "ModuleNotFoundError":
+            failure = StageFailed(stage, failure.cause + import_hint(workdir, spec_path),
+                                  cell=failure.cell, notebook=failure.notebook)
         raise _naming_log(failure, log, cwd) from None
     finally:
         _running.stage = None
@@ -217,6 +224,15 @@ def run_notebook(
                           "sys.exit() and the cells after it never ran. If stopping there is "
                           f"intended, set allow_early_exit: true in {spec_path}",
                           cell=stopped, notebook=str(failed))
+
+
+def import_hint(workdir: str, spec_path: str) -> str:
+    """What to try when a notebook cannot import a module. Pure."""
+    where = "the project root" if workdir == "." else f"{workdir}/"
+    return (f"\nThe notebook ran in {where} (its working folder), with its own folder "
+            "importable. A module of the project that sits elsewhere: set 'workdir' in "
+            f"{spec_path or 'the stage spec'} to its folder (workdir: notebook for the "
+            "notebook's own folder). A package: add it to 'packages' there.")
 
 
 def _size(path: Path | None) -> int:

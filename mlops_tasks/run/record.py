@@ -104,6 +104,8 @@ class ExecuteRecord:
     # runs the notebook created itself: [run id, experiment id] (see tracking/kernel_hook.py)
     notebook_runs: list[list[str]] = field(default_factory=list)
     restored_from: str | None = None  # a stage-cache hit: the run whose outputs these are
+    env: dict[str, str] = field(default_factory=dict)  # the spec's variables, secrets hidden
+    venv_changed: list[str] = field(default_factory=list)  # what the notebook installed
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ GIT_DIRTY = "mlops.git_dirty"
 ENV_FINGERPRINT = "mlops.env_fingerprint"
 NOTEBOOK_CODE_SHA256 = "mlops.notebook_code_sha256"
 SPEC_SHA256 = "mlops.spec_sha256"
+VENV_CHANGED_IN_RUN = "mlops.venv_changed_in_run"  # packages a notebook installed
 FREEZE_SHA256 = "mlops.freeze_sha256"
 INVOCATION_ID = "mlops.invocation_id"
 PYTHON_VERSION = "mlops.python_version"
