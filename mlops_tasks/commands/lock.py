@@ -13,6 +13,7 @@ from mlops_tasks.env.installers import find_uv, wheel_sources
 from mlops_tasks.env.interpreters import Resolver
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
+from mlops_tasks.project.environments import one_per_env
 from mlops_tasks.project.fingerprint import install_requirements
 from mlops_tasks.project.load import Project
 from mlops_tasks.project.spec import Stage
@@ -42,8 +43,9 @@ class Lock(ProjectCommand):
     doc_description = (
         "Resolves each stage's packages (and ipykernel) for the stage's Python version and "
         "writes the pins next to its spec, e.g. env_specs/stage_train.lock. While that file "
-        "exists, venv:<stage> installs exactly those pins. Offline from wheels_cache/ when it "
-        "is filled and index_policy is not 'online'."
+        "exists, venv:<stage> installs exactly those pins. A shared environment is pinned once, "
+        "into env_specs/environments/<name>.lock. Offline from wheels_cache/ when it is filled "
+        "and index_policy is not 'online'."
     )
     cmd_options = (
         {"name": "universal", "long": "universal", "type": bool, "default": False,
@@ -59,7 +61,7 @@ class Lock(ProjectCommand):
             raise MlopsError("`doit lock` needs uv: pip install uv")
         sources, _ = wheel_sources(config)  # the same index options as venv builds
         resolver = Resolver(root / layout.interpreter_cache())
-        for stage in stages:
+        for stage in one_per_env(stages):  # a shared environment or a matrix: once
             version = resolver.resolve(stage.name, stage.python, stage.python_exe).short
             req = layout.pins_input(stage)
             atomic_write(root / req, "\n".join(install_requirements(stage)) + "\n")
@@ -70,7 +72,9 @@ class Lock(ProjectCommand):
                 raise MlopsError(f"lock: stage '{stage.name}' could not be resolved: "
                                  f"{err.stderr_tail}") from None
             target = root / layout.pins_file(stage)
-            atomic_write(target, pins_header(stage.spec_path, version, universal) + pins)
+            source = f"environment '{stage.environment}'" if stage.environment else \
+                stage.spec_path
+            atomic_write(target, pins_header(source, version, universal) + pins)
             count = sum(1 for line in pins.splitlines() if line and not line.startswith(" ")
                         and not line.startswith("#"))
             console.say(f"{layout.pins_file(stage)} pins {count} packages", "lock")

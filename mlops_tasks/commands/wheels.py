@@ -21,6 +21,7 @@ from mlops_tasks.env.wheelset import (
 )
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config, read_pyproject
+from mlops_tasks.project.environments import one_per_env
 from mlops_tasks.project.fingerprint import install_requirements
 from mlops_tasks.project.load import Project
 from mlops_tasks.project.spec import Stage
@@ -85,7 +86,7 @@ class Wheels(ProjectCommand):
                 Target(version or own, platform))]
         resolver = Resolver(config.root / layout.interpreter_cache())
         needs = []
-        for stage in stages:
+        for stage in one_per_env(stages):  # a shared environment or a matrix: once
             python = version or resolver.resolve(stage.name, stage.python,
                                                  stage.python_exe).short
             pins = config.root / layout.pins_file(stage)

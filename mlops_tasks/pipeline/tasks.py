@@ -9,6 +9,7 @@ from typing import Any
 from mlops_tasks.pipeline import actions, checks
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
+from mlops_tasks.project.environments import task_name
 from mlops_tasks.project.fingerprint import canonical_json, sha256_text
 from mlops_tasks.project.graph import Graph
 from mlops_tasks.project.spec import Stage
@@ -30,10 +31,11 @@ def _python_label(stage: Stage) -> str:
 
 
 def venv_task(config: Config, stage: Stage) -> dict[str, Any]:
+    shared = f"environment '{stage.environment}': " if stage.environment else ""
     return {
         "basename": "venv",
-        "name": stage.name,
-        "doc": f"build {stage.env_dir} ({_python_label(stage)}, "
+        "name": task_name(stage),
+        "doc": f"build {shared}{stage.env_dir} ({_python_label(stage)}, "
                f"{len(stage.packages)} packages + ipykernel)",
         "actions": [(actions.build_venv, [config, stage])],
         "targets": [layout.freeze_file(stage)],
@@ -47,7 +49,7 @@ def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
     venv_python = os.path.abspath(config.root / layout.venv_python(stage.env_dir))
     return {
         "basename": "kernel",
-        "name": stage.name,
+        "name": task_name(stage),
         "doc": f"register kernel '{stage.kernel_name}' for {stage.env_dir}",
         "actions": [(actions.write_kernel, [config, stage])],
         "file_dep": [layout.freeze_file(stage)],
@@ -77,7 +79,7 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
         "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
         "actions": [(actions.execute_stage, [config, stage])],
         "file_dep": [layout.freeze_file(stage)],  # inputs (files or folders): InputsUnchanged
-        "task_dep": [f"kernel:{stage.env_of or stage.name}",
+        "task_dep": [f"kernel:{task_name(stage)}",
                      *(f"log:{up}" for up in graph.upstream[stage.name])],
         "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
                     *stage.written],
@@ -114,8 +116,9 @@ def group_task(stage: Stage, graph: Graph) -> dict[str, Any]:
 
 def stage_tasks(config: Config, stage: Stage, graph: Graph,
                 by_name: Mapping[str, Stage]) -> list[dict[str, Any]]:
-    """The four tasks of one stage plus its group task (a matrix stage whose venv another
-    member builds has no venv and kernel task of its own)."""
+    """The four tasks of one stage plus its group task (a matrix member or a stage on a
+    shared environment whose venv another stage builds has no venv and kernel task of its
+    own; the builder's are named after the environment: venv:<environment>)."""
     env = [venv_task(config, stage), kernel_task(config, stage)] \
         if stage.env_of in (None, stage.name) else []
     return [*env, execute_task(config, stage, graph, by_name), log_task(config, stage),

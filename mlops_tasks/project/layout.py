@@ -29,7 +29,10 @@ def venv_python(env_dir: str, windows: bool | None = None) -> str:
 
 
 def pins_file(stage: Stage) -> str:
-    """Pinned requirements for a stage: its spec file with the .lock suffix."""
+    """Pinned requirements for a stage: its spec file, or its shared environment's file
+    (env_specs/environments/<name>.yaml), with the .lock suffix."""
+    if stage.environment:
+        return f"{os.path.dirname(stage.spec_path) or '.'}/environments/{stage.environment}.lock"
     return os.path.splitext(stage.spec_path)[0] + ".lock"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mlops_tasks.base.doit_names import RESERVED_NAMES
 from mlops_tasks.base.errors import SpecError
 from mlops_tasks.base.gitindex import tracked
 from mlops_tasks.project.config import Config, load_config
+from mlops_tasks.project.environments import Environment, apply, load_environments, owner_of, share
 from mlops_tasks.project.graph import Graph, build_graph, producer_of
 from mlops_tasks.project.matrix import expand, resolve
 from mlops_tasks.project.output_rules import check_outputs
@@ -48,13 +50,14 @@ def load_project(root: Path) -> Project:
     stages: list[Stage] = []
     seen: dict[str, Stage] = {}
     owners: dict[tuple[str, str], str] = {}  # (key, value) -> the spec that has it first
+    environments = load_environments(root, config.specs_dir)
     for path in spec_files(root, config.specs_dir):
         rel = path.relative_to(root).as_posix()
         text = decode_spec(path.read_bytes(), rel)
         # a file; a folder when the path ends with '/' (workdir)
         exists = lambda p: (root / p).is_dir() if p.endswith("/") else (root / p).is_file()  # noqa: E731
-        for stage in expand(parse_stage(text, rel, exists=exists)):
-            _check_unique(stage, seen, owners)
+        for stage in expand(apply(parse_stage(text, rel, exists=exists), environments)):
+            _check_unique(stage, seen, owners, environments)
             seen[stage.name] = stage
             stages.append(stage)
     if not stages:
@@ -70,6 +73,7 @@ def load_project(root: Path) -> Project:
         stages = [replace(s, parameters={**s.parameters, **s.profiles.get(config.profile, {})})
                   for s in stages]
     graph = build_graph(stages)
+    stages = share(stages, graph.order)  # one venv and kernel per shared environment
     check_outputs(stages, tracked(root))
     for stage in stages:
         for rel in stage.inputs:
@@ -77,7 +81,7 @@ def load_project(root: Path) -> Project:
                 raise SpecError(stage.spec_path, f"input {rel!r} does not exist and no stage "
                                 "lists it in 'outputs'; add the file or the stage that makes "
                                 "it", line=stage.line_of("inputs"), key="inputs")
-    warnings = tuple(w for s in stages for w in s.warnings)
+    warnings = tuple(dict.fromkeys(w for s in stages for w in s.warnings))
     return Project(config, tuple(stages), graph, warnings)
 
 
@@ -101,10 +105,11 @@ def outputs_in_input_folders(stages: list[Stage]) -> list[Stage]:
     return out
 
 
-def _check_unique(stage: Stage, seen: dict[str, Stage],
-                  owners: dict[tuple[str, str], str]) -> None:
-    """Names are unique; a venv and a kernel belong to one spec (a matrix's stages share
-    theirs). `owners` records, as stages come, which spec has each venv and kernel."""
+def _check_unique(stage: Stage, seen: dict[str, Stage], owners: dict[tuple[str, str], str],
+                  environments: Mapping[str, Environment]) -> None:
+    """Names are unique; a venv and a kernel belong to one spec or one shared environment (a
+    matrix's stages share theirs). `owners` records, as stages come, which spec or
+    environment file has each venv and kernel."""
     rel = stage.spec_path
     made = f" (made from the matrix in {rel})" if stage.group else ""
     if stage.name in seen:
@@ -116,8 +121,9 @@ def _check_unique(stage: Stage, seen: dict[str, Stage],
                         "prefix; rename the spec or its values", line=stage.line_of("name"),
                         key="name")
     for key in ("env_dir", "kernel_name"):
-        other = owners.setdefault((key, str(getattr(stage, key))), rel)
-        if other != rel:
+        mine = owner_of(stage, environments)
+        other = owners.setdefault((key, str(getattr(stage, key))), mine)
+        if other != mine:
             raise SpecError(rel, f"'{key}' {getattr(stage, key)!r} is also used by "
                             f"{other}; give each stage its own",
                             line=stage.line_of(key), key=key)

@@ -21,8 +21,10 @@ from mlops_tasks.base.redact import redact
 KNOWN_KEYS = (
     "name", "python_exe", "python", "env_dir", "kernel_name", "notebook", "packages",
     "parameters", "inputs", "outputs", "depends_on", "metrics", "timeout", "notes",
-    "allow_early_exit", "cache", "matrix", "profiles", "workdir", "env",
+    "allow_early_exit", "cache", "matrix", "profiles", "workdir", "env", "environment",
 )  # fmt: skip
+# what a shared environment (`environment:`) defines, so a spec using one gives none of them
+ENVIRONMENT_KEYS = ("python", "python_exe", "packages", "env_dir", "kernel_name")
 
 # libyaml's loader when PyYAML has it (ten times faster on many specs); both keep marks.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -94,6 +96,7 @@ class Stage:
     # the notebook's working folder, project-relative ("." the root; see _workdir)
     workdir: str = "."
     env: Mapping[str, str] = field(default_factory=dict, hash=False)  # the kernel's variables
+    environment: str | None = None  # a shared environment's name (project/environments.py)
     lines: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
     warnings: tuple[Warning_, ...] = field(default=(), compare=False)
 
@@ -540,6 +543,25 @@ def _env(spec: _Raw) -> dict[str, str]:
     return dict(raw)
 
 
+def _environment(spec: _Raw) -> str | None:
+    """`environment`: a shared environment's name (env_specs/environments/<name>.yaml gives
+    the Python, packages, venv and kernel), so the spec gives none of those itself."""
+    raw = spec.data.get("environment")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not NAME_RE.match(raw):
+        raise spec.fail("environment", "'environment' must name a file of environments/ "
+                        "beside the specs (a-z, 0-9, '_' and '-'), such as environment: base; "
+                        f"got {raw!r}")
+    for key in ENVIRONMENT_KEYS:
+        if key in spec.data:
+            raise spec.fail(key, f"'{key}' and 'environment' (line "
+                            f"{spec.lines['environment']}) are both given; the environment "
+                            f"'{raw}' defines the Python, packages, venv and kernel: remove "
+                            f"'{key}' (or remove 'environment' to give this stage its own)")
+    return raw
+
+
 def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
     """Validate one spec. `exists(relpath) -> bool` checks project files (None: skip).
     An error quotes what the spec says, with the credentials of any URL in it hidden."""
@@ -554,6 +576,7 @@ def _parse_stage(text: str, path: str, exists: Any) -> Stage:
     spec = _Raw(path, *_compose(text, path))
     _check_keys(spec)
     name = _name(spec)
+    environment = _environment(spec)  # first: a key it excludes is reported as such
     python, python_exe = _python(spec)
     notebook = _notebook(spec, exists)
     packages, warnings = _packages(spec)
@@ -568,5 +591,6 @@ def _parse_stage(text: str, path: str, exists: Any) -> Stage:
         timeout=_timeout(spec), notes=None if notes is None else str(notes),
         allow_early_exit=_flag(spec, "allow_early_exit"), cache=_flag(spec, "cache", True),
         matrix=_matrix(spec), profiles=_profiles(spec), workdir=_workdir(spec, notebook, exists),
-        env=_env(spec), lines=spec.lines, warnings=tuple(warnings),
+        env=_env(spec), environment=environment, lines=spec.lines,
+        warnings=tuple(warnings),
     )
