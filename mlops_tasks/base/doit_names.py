@@ -9,7 +9,7 @@ from doit.doit_cmd import DoitMain
 DOIT_COMMANDS = frozenset(cmd.get_name() for cmd in DoitMain.DOIT_CMDS)
 # This package's commands (the entry points under doit.COMMAND in pyproject.toml).
 OWN_COMMANDS = frozenset({"wheels", "lock", "gc", "audit", "jenkinsfile", "report", "mlproject",
-                          "jupyter"})
+                          "jupyter", "reproduce"})
 # The task prefixes of every stage, and doit's words for task selection.
 TASK_PREFIXES = frozenset({"venv", "kernel", "execute", "log", "default", "all"})
 # doit commands this package replaces with versions that take the workspace mutex and stop

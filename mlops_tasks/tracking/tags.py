@@ -39,6 +39,8 @@ SUPERSEDED = "mlops.superseded"
 INTERRUPTED = "mlops.interrupted"
 RECREATED_FROM = "mlops.recreated_from"
 RECREATED_AS = "mlops.recreated_as"
+REPRODUCES = "mlops.reproduces"  # `doit reproduce`: the run id this run rebuilt
+REPRODUCE_VERDICT = "mlops.reproduce_verdict"  # identical, same metrics..., different
 # the stage cache
 CACHE_KEY = "mlops.cache_key"
 CACHE_COMPLETE = "mlops.cache_complete"  # written after every artifact: the run is usable

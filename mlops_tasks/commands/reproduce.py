@@ -1,0 +1,60 @@
+"""`doit reproduce RUN_ID`: rebuild a recorded run in an isolated folder and say whether it
+gives the same outputs (run/reproduce.py does the work)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import Command
+
+from mlops_tasks.base import console
+from mlops_tasks.base.errors import MlopsError
+from mlops_tasks.project.config import load_config
+
+
+class Reproduce(Command):
+    name = "reproduce"
+    doc_purpose = "rebuild a recorded run in an isolated folder and compare its outputs"
+    doc_usage = "[--json] [--keep] [--into DIR] RUN_ID | STAGE"
+    doc_description = (
+        "Checks out the run's commit (plus its recorded diff) in .mlops/reproduce/RUN_ID, "
+        "finds its inputs by content hash, builds its environment from the recorded freeze, "
+        "executes the notebook with the recorded parameters, logs a run tagged "
+        "mlops.reproduces, and compares every declared output and metric. A stage name means "
+        "its last logged run. Exit 0: identical; 1: same metrics but different bytes, or "
+        "different; 3: could not reproduce (the reason is said). The workspace is not touched."
+    )
+    cmd_options = (
+        {"name": "into", "long": "into", "type": str, "default": "",
+         "help": "build in this (new or empty) folder instead of .mlops/reproduce/RUN_ID"},
+        {"name": "keep", "long": "keep", "type": bool, "default": False,
+         "help": "keep the isolated folder (tree, venv, executed notebook) afterwards"},
+        {"name": "json", "long": "json", "type": bool, "default": False,
+         "help": "print the outcome as JSON"},
+    )
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        from mlops_tasks.run.reproduce import reproduce
+
+        console.safe_streams()
+        if len(args) != 1:
+            late = [a for a in args[1:] if a.startswith("-")]
+            console.error("name one run: doit reproduce [OPTIONS] RUN_ID (a folder name under "
+                          ".mlops/runs/<stage>/) or STAGE (its last run)" + (
+                              f"; options go before it: doit reproduce {' '.join(late)} "
+                              f"{args[0]}" if late else ""))
+            return 3
+        try:
+            config = load_config(Path.cwd().resolve())
+        except MlopsError as err:
+            console.error(str(err))
+            return 3
+        into = Path(params["into"]).absolute() if params["into"] else None
+        outcome = reproduce(config, args[0], into, params["keep"])
+        if params["json"]:
+            console.say(json.dumps(outcome.to_json(), indent=2))
+        else:
+            console.say("\n".join(outcome.lines()))
+        return outcome.exit_code

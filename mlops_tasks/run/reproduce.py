@@ -1,0 +1,439 @@
+"""`doit reproduce RUN_ID`: rebuild a recorded run in an isolated folder (its commit and diff,
+its inputs found by content, its exact freeze, its parameters) and compare what it writes
+with what the run recorded. The workspace is never written to: everything happens in the
+isolated folder, and the new run goes to the tracking store tagged `mlops.reproduces`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_tasks.base import command, console
+from mlops_tasks.base.errors import CommandFailed, MlopsError
+from mlops_tasks.base.files import atomic_write
+from mlops_tasks.env.install_errors import diagnose
+from mlops_tasks.env.installers import installer_env, installer_for, wheel_sources
+from mlops_tasks.env.interpreters import Resolver
+from mlops_tasks.env.kernelspecs import kernelspec
+from mlops_tasks.project import layout
+from mlops_tasks.project.config import Config
+from mlops_tasks.project.fingerprint import content_hash
+from mlops_tasks.project.load import load_project
+from mlops_tasks.project.spec import Stage
+from mlops_tasks.run import record
+from mlops_tasks.tracking import client as tracking
+from mlops_tasks.tracking import kernel_context as kernel_tracking
+from mlops_tasks.tracking import tags as tag
+
+IDENTICAL, SAME_METRICS, DIFFERENT, FAILED = (
+    "identical", "same metrics, different bytes", "different", "could not reproduce")
+
+
+class CannotReproduce(MlopsError):
+    """Something the run used cannot be had again: the message names it and where it was
+    looked for."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded run as the local records hold it."""
+
+    done: record.ExecuteRecord
+    copy: Path  # its local copy, .mlops/runs/<stage>/<run_id>/
+
+
+@dataclass
+class Outcome:
+    """What a reproduction found: per file both hashes, per metric both values."""
+
+    run_id: str
+    stage: str = ""
+    verdict: str = FAILED
+    reason: str = ""
+    files: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    metrics: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    new_run_id: str = ""
+    folder: str = ""  # kept with --keep
+
+    @property
+    def exit_code(self) -> int:
+        return {IDENTICAL: 0, SAME_METRICS: 1, DIFFERENT: 1}.get(self.verdict, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "stage": self.stage, "verdict": self.verdict,
+            "reason": self.reason, "new_run_id": self.new_run_id, "folder": self.folder or None,
+            "files": {rel: {"recorded": old, "new": new, "identical": old == new}
+                      for rel, (old, new) in self.files.items()},
+            "metrics": {name: {"recorded": was, "new": now, "identical": was == now}
+                        for name, (was, now) in self.metrics.items()},
+        }
+
+    def lines(self) -> list[str]:
+        """The outcome in words. Pure."""
+        out = [f"reproduce {self.run_id}" + (f" (stage '{self.stage}')" if self.stage else "")]
+        for rel, (old, new) in self.files.items():
+            state = "identical" if old == new else "DIFFERENT"
+            out.append(f"  {rel}: {state} (recorded {_short(old)}, new {_short(new)})")
+        for name, (was, now) in self.metrics.items():
+            state = "identical" if was == now else "DIFFERENT"
+            out.append(f"  metric {name}: {state} (recorded {was}, new {now})")
+        if self.new_run_id:
+            out.append(f"  new run: {self.new_run_id} (tag {tag.REPRODUCES}={self.run_id})")
+        if self.folder:
+            out.append(f"  kept in {self.folder}")
+        verdict = self.verdict + (f": {self.reason}" if self.reason else "")
+        return [*out, f"verdict: {verdict}"]
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "missing"
+
+
+def decide(files: dict[str, tuple[str | None, str | None]],
+           metrics: dict[str, tuple[float | None, float | None]]) -> tuple[str, str]:
+    """The verdict and, when not identical, what differs. Pure."""
+    bytes_differ = [rel for rel, (old, new) in files.items() if old != new]
+    metrics_differ = [name for name, (old, new) in metrics.items() if old != new]
+    if metrics_differ:
+        return DIFFERENT, "metrics differ: " + ", ".join(metrics_differ)
+    if not bytes_differ:
+        return IDENTICAL, ""
+    if metrics:
+        return SAME_METRICS, "files differ: " + ", ".join(bytes_differ)
+    return DIFFERENT, "files differ: " + ", ".join(bytes_differ)
+
+
+# -- finding the run --------------------------------------------------------------------------
+
+
+def find_run(root: Path, ref: str) -> Recorded:
+    """The run `ref` names: a run id in the local records, or a stage (its last logged run)."""
+    runs = root / layout.STATE / "runs"
+    for audit in sorted(runs.glob(f"*/{ref}/{layout.AUDIT}")):
+        done = record.read(record.ExecuteRecord, audit, root)
+        if done is not None:
+            return Recorded(done, audit.parent)
+    logged = _stage_log(root, ref)
+    if logged is not None:
+        done = record.read(record.ExecuteRecord, root / logged.local_copy / layout.AUDIT, root)
+        if done is not None:
+            return Recorded(done, root / logged.local_copy)
+    raise CannotReproduce(f"no recorded run {ref!r}: looked for {runs.relative_to(root)}/*/"
+                          f"{ref}/{layout.AUDIT} and for a stage of that name with a logged "
+                          f"run; run ids are the folder names under {runs.relative_to(root)}/")
+
+
+def _stage_log(root: Path, name: str) -> record.LogRecord | None:
+    try:
+        stage = load_project(root).stage(name)
+    except (MlopsError, KeyError, StopIteration):
+        return None
+    return record.read_or_none(record.LogRecord, root / layout.log_record(stage), root)
+
+
+def all_runs(root: Path) -> list[Recorded]:
+    found = []
+    for audit in sorted((root / layout.STATE / "runs").glob(f"*/*/{layout.AUDIT}")):
+        done = record.read_or_none(record.ExecuteRecord, audit, root)
+        if done is not None:
+            found.append(Recorded(done, audit.parent))
+    return found
+
+
+# -- the isolated tree ------------------------------------------------------------------------
+
+
+def check_untracked(run: Recorded) -> None:
+    """An untracked file the run depended on is usable only when it was kept with the run
+    (an input is found by its content instead)."""
+    lost = [rel for rel in run.done.git.untracked
+            if rel not in run.done.inputs and not (run.copy / "untracked" / rel).exists()
+            and not (run.copy / Path(rel).name).exists()]
+    if lost:
+        raise CannotReproduce(
+            f"run {run.done.run_id} used file(s) git did not track and the run did not keep: "
+            f"{', '.join(lost)}; commit them (or declare them as inputs) and run the stage "
+            "again, then reproduce that run")
+
+
+def check_out(root: Path, run: Recorded, tree: Path) -> None:
+    """The recorded commit in `tree` (a detached worktree), its recorded diff applied, the
+    untracked files the run kept copied in."""
+    done = run.done
+    try:
+        command.run(["git", "-C", str(root), "worktree", "add", "--detach", "--force",
+                     str(tree), done.git.sha], echo=False)
+    except CommandFailed as err:
+        raise CannotReproduce(f"commit {done.git.sha} of run {done.run_id} cannot be checked "
+                              f"out ({err.stderr_tail.strip()}); fetch it into this "
+                              "repository (git fetch) and try again") from None
+    diff = run.copy / "git.diff"
+    if done.git.dirty and diff.is_file() and diff.read_text(encoding="utf-8").strip():
+        try:
+            command.run(["git", "apply", "--whitespace=nowarn", str(diff.resolve())],
+                        cwd=tree, echo=False)
+        except CommandFailed as err:
+            raise CannotReproduce(f"the recorded diff of run {done.run_id} ({diff}) does not "
+                                  f"apply to {done.git.sha}: {err.stderr_tail.strip()}") from None
+    kept = run.copy / "untracked"
+    for rel in done.git.untracked:
+        source = kept / rel if (kept / rel).exists() else run.copy / Path(rel).name
+        if source.is_file() and not (tree / rel).exists():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tree / rel)
+
+
+def remove_tree(root: Path, tree: Path) -> None:
+    try:
+        command.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                    echo=False)
+    except CommandFailed:
+        shutil.rmtree(tree, ignore_errors=True)
+    try:
+        command.run(["git", "-C", str(root), "worktree", "prune"], echo=False)
+    except CommandFailed as err:
+        console.notice(f"git worktree prune failed: {err}")
+
+
+# -- inputs by content ------------------------------------------------------------------------
+
+
+def _place(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)
+
+
+def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path) -> None:
+    """Each recorded input, by its hash: from the workspace, else from the recorded outputs
+    of a run that produced it. A missing one is named with where it was looked for."""
+    for rel, sha in run.done.inputs.items():
+        if sha is None:  # absent when the run started: absent now
+            continue
+        if content_hash(root / rel) == sha:
+            _place(root / rel, tree / rel)
+            continue
+        looked = [f"the workspace's {rel} (" + ("missing" if content_hash(root / rel) is None
+                                               else "other content") + ")"]
+        if not _from_producers(root, rel, sha, tree, uri, work, looked):
+            raise CannotReproduce(
+                f"input {rel} of run {run.done.run_id} (sha256 {sha[:12]}) was not found; "
+                f"looked in {'; '.join(looked)}. Put that content back at {rel}, or rerun the "
+                "stage that made it from its recorded commit")
+
+
+def _from_producers(root: Path, rel: str, sha: str, tree: Path, uri: str, work: Path,
+                    looked: list[str]) -> bool:
+    producers = [r for r in all_runs(root)
+                 if any(h == sha for h in r.done.outputs.values())]
+    if not producers:
+        looked.append("the outputs of every locally recorded run (none has that hash)")
+    for producer in producers:
+        name = next(o for o, h in producer.done.outputs.items() if h == sha)
+        dest = work / "inputs" / producer.done.run_id
+        try:
+            got = tracking.download(uri, producer.done.run_id, f"outputs/{name}", dest)
+        except MlopsError as err:
+            looked.append(f"output {name} of run {producer.done.run_id} ({err})")
+            continue
+        if content_hash(got) != sha:
+            looked.append(f"output {name} of run {producer.done.run_id} (other content)")
+            continue
+        _place(got, tree / rel)
+        return True
+    return False
+
+
+# -- the environment --------------------------------------------------------------------------
+
+
+def recorded_pins(freeze: str) -> list[str]:
+    """The requirement lines of a recorded pip-freeze.txt (no header, no comments). Pure."""
+    return [line.strip() for line in freeze.splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "-"))]
+
+
+def build_env(config: Config, run: Recorded, work: Path) -> tuple[Path, str]:
+    """A venv in `work` from the recorded Python version and freeze, pin by pin, no
+    resolution; (its python, the version). Fails before anything runs."""
+    done = run.done
+    freeze_file = run.copy / layout.FREEZE
+    if not freeze_file.is_file():
+        raise CannotReproduce(f"run {done.run_id} kept no {layout.FREEZE} in {run.copy}: its "
+                              "environment is unknown")
+    pins = work / "pins.txt"
+    pins.write_text("\n".join(recorded_pins(freeze_file.read_text("utf-8"))) + "\n", "utf-8")
+    interpreter = Resolver().resolve(done.stage, done.python.version, None)
+    installer, _ = installer_for(config.installer)
+    env_dir = work / "venv"
+    venv_py = Path(layout.venv_python(str(env_dir)))
+    sources, offline = wheel_sources(config)
+    console.step(f"building the recorded environment (Python {interpreter.version}, "
+                 f"{installer.name}{', offline' if offline else ''})", "reproduce", done.stage)
+    try:
+        command.run(installer.venv_argv(interpreter.path, env_dir), env=installer_env())
+        command.run(installer.install_argv(venv_py, pins, True) + sources, env=installer_env())
+    except CommandFailed as err:
+        why = diagnose(err.stderr_tail)
+        names = ", ".join(why.names) or "a pin"
+        where = f"{config.wheels_cache}/" if offline else "the package index"
+        raise CannotReproduce(
+            f"the recorded freeze of run {done.run_id} cannot be installed: {names} not "
+            f"available from {where} ({err.stderr_tail.strip().splitlines()[-1:]}); fill the "
+            "cache with `doit wheels` on a machine online (or pip download that exact "
+            "version into it); nothing was executed") from None
+    return venv_py, interpreter.version
+
+
+# -- executing and comparing ------------------------------------------------------------------
+
+KERNEL_CONTEXT = ".mlops/reproduce-kernel-context.json"  # in the isolated tree
+NOTEBOOK_RUNS = ".mlops/reproduce-notebook-runs.txt"
+
+
+def tree_stage(tree: Path, name: str) -> Stage:
+    """The stage as the recorded commit (and diff) defines it."""
+    try:
+        project = load_project(tree)
+    except MlopsError as err:
+        raise CannotReproduce(f"the project at the recorded commit does not load: {err}") from None
+    found = [s for s in project.stages if s.name == name]
+    if not found:
+        raise CannotReproduce(f"the recorded commit has no stage {name!r}")
+    return found[0]
+
+
+def start_kernel(config: Config, stage: Stage, tree: Path, work: Path, venv_py: Path,
+                 version: str) -> tuple[Any, kernel_tracking.KernelTracking]:
+    """A kernel of the rebuilt env, from a kernelspec in the isolated folder's Jupyter dir."""
+    from mlops_tasks.run.kernel_launch import kernel_manager, launch, shell_env
+
+    name = f"mlops-reproduce-{stage.name}"
+    kernels = work / "jupyter" / "kernels"
+    spec = kernelspec(stage, os.path.abspath(venv_py), version)
+    atomic_write(kernels / name / "kernel.json", json.dumps(spec, indent=1) + "\n")
+    kernel = kernel_tracking.for_stage(tree, work / "pins.txt", config.resolved_tracking_uri())
+    env = {**stage.env, **kernel.launch_env(tree, stage.name, NOTEBOOK_RUNS, KERNEL_CONTEXT)}
+    folder = os.path.abspath(tree / (os.path.dirname(stage.notebook) or "."))
+    env.update(shell_env(os.path.abspath(venv_py.parent.parent), os.environ.get("PATH", ""),
+                         (folder,), env.get("PYTHONPATH", ""), os.name == "nt"))
+    km = kernel_manager(stage.name, name, kernels, env, tuple(tracking.ORCHESTRATOR_ONLY_ENV),
+                        None, tree, kernel.kernel_args(), tree / stage.workdir)
+    launch(km, tree / stage.workdir, work / "kernel.log")
+    return km, kernel.with_store_served(config.root)
+
+
+def injected(done: record.ExecuteRecord, run_id: str, uri: str) -> dict[str, Any]:
+    """The recorded parameters as injected, with the new run's context (a spec parameter of
+    the same name keeps its recorded value). Pure."""
+    fresh = {"mlflow_run_id": run_id, "mlflow_tracking_uri": uri}
+    return {**done.parameters, **{k: v for k, v in fresh.items()
+                                  if k not in done.stage_parameters}}
+
+
+def execute(config: Config, run: Recorded, tree: Path, work: Path, venv_py: Path,
+            version: str) -> str:
+    """The recorded notebook on the rebuilt env, in its own new MLflow run; its id."""
+    from mlops_tasks.base.redact import redact
+    from mlops_tasks.run.kernel_launch import stop
+    from mlops_tasks.run.papermill_adapter import run_notebook
+
+    done, uri = run.done, config.resolved_tracking_uri()
+    stage = tree_stage(tree, done.stage)
+    km, kernel = start_kernel(config, stage, tree, work, venv_py, version)
+    try:
+        run_id = tracking.start_run(uri, done.experiment_id, f"{stage.name}@{done.git.sha[:7]}"
+                                    " (reproduce)", {tag.REPRODUCES: done.run_id,
+                                                    tag.STAGE: stage.name,
+                                                    tag.GIT_SHA: done.git.sha})
+        if kernel.hooked:
+            kernel_tracking.write_context(tree / KERNEL_CONTEXT,
+                                          kernel.context(done.experiment_id, run_id))
+    except BaseException:
+        stop(km, now=True)
+        raise
+    console.step(f"executing {done.notebook} in run {run_id}", "reproduce", stage.name)
+    for rel in stage.written:  # as the output transaction leaves them: parents exist
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+    executed = work / f"{stage.name}.ipynb"
+    try:
+        run_notebook(stage=stage.name, notebook=tree / done.notebook, output=executed,
+                     failed=work / f"{stage.name}.failed.ipynb", km=km,
+                     parameters=injected(done, run_id, redact(kernel.kernel_uri)), cwd=tree,
+                     timeout=stage.timeout, allow_early_exit=stage.allow_early_exit,
+                     spec_path=stage.spec_path, log=work / "kernel.log", workdir=stage.workdir)
+    except MlopsError as err:
+        tracking.close_run(uri, run_id, {tag.FAILED: "true"}, "FAILED")
+        raise CannotReproduce(f"the notebook failed: {err}") from None
+    return run_id
+
+
+def compare(config: Config, run: Recorded, tree: Path, work: Path, outcome: Outcome) -> None:
+    """Both hashes of every declared output and metrics file, both values of every metric;
+    the verdict; the new run logged with its metrics and verdict."""
+    from mlops_tasks.run.log import read_metrics
+
+    done, uri = run.done, config.resolved_tracking_uri()
+    stage = tree_stage(tree, done.stage)
+    outcome.files = {rel: (sha, content_hash(tree / rel)) for rel, sha in done.outputs.items()}
+    new = read_metrics(tree, stage, strict=False)
+    new_all = {**tracking.run_metrics(uri, outcome.new_run_id), **new}
+    old_all = tracking.run_metrics(uri, done.run_id)
+    outcome.metrics = {name: (old_all.get(name), new_all.get(name))
+                       for name in sorted(old_all.keys() | new_all.keys())}
+    outcome.verdict, outcome.reason = decide(outcome.files, outcome.metrics)
+    executed = work / f"{stage.name}.ipynb"
+    tracking.log_run(uri, outcome.new_run_id, params=done.stage_parameters, metrics=new,
+                     tags={tag.REPRODUCE_VERDICT: outcome.verdict},
+                     artifacts=[(executed, "notebook")] if executed.is_file() else [])
+
+
+def _prepare_folder(root: Path, work: Path, chosen: bool) -> None:
+    if work.exists() and any(work.iterdir()):
+        if chosen:
+            raise CannotReproduce(f"--into {work} is not empty; name an empty or new folder")
+        remove_tree(root, work / "tree")  # left by an earlier --keep
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+
+
+def reproduce(config: Config, ref: str, into: Path | None = None, keep: bool = False
+              ) -> Outcome:
+    """Rebuild run `ref` in an isolated folder and compare; the outcome says why not when
+    it cannot be done. The folder is removed unless `keep`."""
+    root, outcome = config.root, Outcome(ref)
+    made: Path | None = None  # the folder this made, removed unless kept
+    try:
+        run = find_run(root, ref)
+        outcome.run_id, outcome.stage = run.done.run_id, run.done.stage
+        work = (into or root / layout.STATE / "reproduce" / run.done.run_id).absolute()
+        check_untracked(run)
+        _prepare_folder(root, work, into is not None)
+        made = work
+        tree = work / "tree"
+        check_out(root, run, tree)
+        venv_py, version = build_env(config, run, work)
+        fetch_inputs(root, run, tree, config.resolved_tracking_uri(), work)
+        outcome.new_run_id = execute(config, run, tree, work, venv_py, version)
+        compare(config, run, tree, work, outcome)
+    except MlopsError as err:
+        outcome.verdict, outcome.reason = FAILED, str(err)
+    finally:
+        if made is not None and made.exists():
+            if keep:
+                outcome.folder = str(made)
+            else:
+                remove_tree(root, made / "tree")
+                shutil.rmtree(made, ignore_errors=True)
+    return outcome

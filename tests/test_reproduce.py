@@ -1,0 +1,162 @@
+"""`doit reproduce RUN_ID`: a recorded run rebuilt in an isolated folder (commit, diff,
+freeze, parameters) and compared with its record; the workspace stays byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_tasks.run.reproduce import DIFFERENT, IDENTICAL, SAME_METRICS, decide, recorded_pins
+from mlops_tasks.tracking.tags import REPRODUCES
+from tests.helpers import doit, local_client, make_project, write_notebook, write_spec
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+
+def test_verdict_from_hashes_and_metrics():
+    same = {"out/a": ("x", "x")}
+    assert decide(same, {"m": (1.0, 1.0)}) == (IDENTICAL, "")
+    assert decide({"out/a": ("x", "y")}, {"m": (1.0, 1.0)})[0] == SAME_METRICS
+    assert decide(same, {"m": (1.0, 2.0)}) == (DIFFERENT, "metrics differ: m")
+    assert decide({"out/a": ("x", None)}, {})[0] == DIFFERENT
+
+
+def test_recorded_pins_leave_out_the_header():
+    assert recorded_pins("# python 3.11.7 (cpython)\nidna==3.6\n\n-e ./x\n") == ["idna==3.6"]
+
+
+# -- one real project for every integration test below -----------------------------------------
+
+
+def _commit(root: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", message], cwd=root, check=True)
+
+
+def _set_repeat(root: Path, n: int) -> None:
+    spec = root / "env_specs" / "make.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text("\n".join(f"  repeat: {n}" if line.strip().startswith("repeat:") else line
+                              for line in text.splitlines()) + "\n", encoding="utf-8")
+
+
+def _runs(root: Path, stage: str) -> set[str]:
+    return {p.name for p in (root / ".mlops" / "runs" / stage).iterdir() if p.is_dir()}
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    """Every file of the project but git's own folder and the tracking store's database."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith(".git/") and "mlflow.db" not in rel:
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, wheelhouse):
+    """make (run clean, then from a dirty tree, then after two commits) and rand (unseeded
+    random numbers as its metric); the workspace's files hashed after its last run."""
+    root = make_project(tmp_path_factory.mktemp("reproduce") / "p", wheelhouse, with_use=False)
+    write_spec(root, "rand", """
+    name: rand
+    notebook: notebooks/rand.ipynb
+    outputs:
+      - out/sample.txt
+    metrics:
+      - out/rand.json
+    """)
+    write_notebook(root / "notebooks" / "rand.ipynb", [
+        (None, "import json, random\nfrom pathlib import Path\nx = random.random()\n"
+               "Path('out/sample.txt').write_text(str(x))\n"
+               "Path('out/rand.json').write_text(json.dumps({'score': x}))"),
+    ])
+    _commit(root, "rand")
+    doit(root)
+    runs = {"clean": _runs(root, "make").pop(), "rand": _runs(root, "rand").pop()}
+    _set_repeat(root, 3)  # not committed: the run is dirty, its diff recorded
+    doit(root, "run", "make")
+    runs["dirty"] = (_runs(root, "make") - {runs["clean"]}).pop()
+    for n in (4, 5):  # the workspace moves on by two commits
+        _set_repeat(root, n)
+        _commit(root, f"repeat {n}")
+    doit(root, "run", "make")
+    runs["last"] = (_runs(root, "make") - {runs["clean"], runs["dirty"]}).pop()
+    return root, runs, _tree_hashes(root)
+
+
+def _reproduce(root: Path, *args: str) -> tuple[int, dict]:
+    proc = doit(root, "reproduce", "--json", *args, check=False)
+    try:
+        return proc.returncode, json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}") from None
+
+
+@pytest.mark.integration
+def test_a_run_reproduces_identically_after_the_workspace_moved_on(project):
+    root, runs, _ = project
+    code, out = _reproduce(root, runs["clean"])
+    assert out["verdict"] == IDENTICAL, out
+    assert code == 0
+    assert out["files"]["out/greeting.txt"]["identical"]
+    assert (root / "out" / "greeting.txt").read_text() == "hi hi hi hi hi"  # untouched
+    assert not (root / ".mlops" / "reproduce" / runs["clean"]).exists()
+
+
+@pytest.mark.integration
+def test_a_dirty_run_reproduces_from_its_recorded_diff(project):
+    root, runs, _ = project
+    code, out = _reproduce(root, runs["dirty"])
+    assert (code, out["verdict"]) == (0, IDENTICAL), out
+
+
+@pytest.mark.integration
+def test_unseeded_randomness_is_reported_as_different_with_its_values(project):
+    root, runs, _ = project
+    proc = doit(root, "reproduce", runs["rand"], check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "metric score: DIFFERENT (recorded 0." in proc.stdout
+    assert "verdict: different: metrics differ: score" in proc.stdout
+
+
+@pytest.mark.integration
+def test_a_pin_missing_from_the_wheel_cache_is_refused_before_executing(project):
+    root, runs, _ = project
+    freeze = root / ".mlops" / "runs" / "make" / runs["last"] / "pip-freeze.txt"
+    recorded = freeze.read_bytes()
+    lines = [("ipykernel==0.0.1" if line.startswith("ipykernel==") else line)
+             for line in recorded.decode().splitlines()]
+    freeze.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        code, out = _reproduce(root, "make")  # a stage: its last run
+    finally:
+        freeze.write_bytes(recorded)
+    assert code == 3, out
+    assert out["run_id"] == runs["last"] and "ipykernel" in out["reason"], out
+    assert "nothing was executed" in out["reason"] and not out["new_run_id"]
+
+
+@pytest.mark.integration
+def test_the_workspace_is_byte_identical_afterwards(project):
+    """Only the reproduce runs' own records (in the store and its artifacts) are new."""
+    root, runs, before = project
+    code, out = _reproduce(root, runs["clean"])
+    assert code == 0, out
+    after = _tree_hashes(root)
+    new_files = sorted(set(after) - set(before))
+    new_runs = {rel.split("/")[2] for rel in new_files if rel.startswith(".mlops/mlartifacts/")}
+    assert out["new_run_id"] in new_runs
+    client = local_client(root)
+    for run_id in new_runs:
+        assert client.get_run(run_id).data.tags.get(REPRODUCES), run_id
+    assert all(rel.startswith(".mlops/mlartifacts/") for rel in new_files), new_files
+    assert {rel: after.get(rel) for rel in before} == before
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout
+    assert len(worktrees.splitlines()) == 1, worktrees
