@@ -65,8 +65,9 @@ STAGE = "data_prep"
 TASKS = [f"execute:{STAGE}", f"log:{STAGE}"]
 SIDES = ("doit", "papermill")
 WRAPPED = {
-    "mlops_tasks.run.execute": ["snapshot", "launch_kernel", "experiment", "prepare", "run",
-                            "finish", "execute_stage"],
+    "mlops_tasks.run.execute": ["snapshot", "launch_kernel", "prepare", "run", "finish",
+                                "execute_stage"],
+    "mlops_tasks.run.lifecycle": ["experiment"],
     "mlops_tasks.run.stage_cache": ["lookup"],
     "mlops_tasks.run.kernel_launch": ["stop"],
     "mlops_tasks.run.log": ["log_stage"],

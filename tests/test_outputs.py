@@ -10,8 +10,8 @@ import pytest
 
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project.spec import Stage
-from mlops_tasks.run.execute import parse_overrides
 from mlops_tasks.run.outputs import OutputSet
+from mlops_tasks.run.parameters import parse_overrides
 
 STAGE = Stage("s", "env_specs/s.yaml", "n.ipynb", ".venvs/s", "k",
               outputs=("out/a.csv", "out/b.csv", "out/new.csv"))

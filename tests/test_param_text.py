@@ -16,7 +16,7 @@ from mlops_tasks.base.errors import StageError
 from mlops_tasks.project.mlproject import doit_args, mlproject_text
 from mlops_tasks.project.notebooks import parameter_types, value_from_text
 from mlops_tasks.project.spec import parse_stage
-from mlops_tasks.run.execute import parse_overrides
+from mlops_tasks.run.parameters import parse_overrides
 
 from .helpers import (
     clean_env,

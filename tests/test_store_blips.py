@@ -4,6 +4,7 @@ a server restarting during log:S is waited for, a replaced experiment is refused
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlops_tasks.base.errors import TrackingError
-from mlops_tasks.run.execute import is_local_run, local_run_id
+from mlops_tasks.run.lifecycle import is_local_run, local_run_id
 from mlops_tasks.tracking import client as tracking
 
 from .helpers import clean_env, closed_port, doit, make_project, ran, set_config
@@ -135,10 +136,8 @@ class SilentPort:
     def close(self) -> None:
         for conn in self.accepted:
             conn.close()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in the thread
-        except OSError:
-            pass
         self.sock.close()
         self.thread.join(5)
 

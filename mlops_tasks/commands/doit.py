@@ -49,7 +49,7 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
     if runs_tasks:  # a run that runs nothing leaves no results for Jenkins to publish again
         (root / layout.junit_report()).unlink(missing_ok=True)
     if runs_tasks and any(root.glob(layout.running_records())):
-        from mlops_tasks.run.execute import close_killed_runs
+        from mlops_tasks.run.lifecycle import close_killed_runs
 
         close_killed_runs(config)
 

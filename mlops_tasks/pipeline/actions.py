@@ -127,20 +127,22 @@ def remove_env(config: Config, stage: Stage, dryrun: bool = False) -> None:
 
 
 @user_errors
-def execute_stage(config: Config, stage: Stage, param: list[str] | None = None) -> None:
-    from mlops_tasks.run.execute import execute_stage as execute
-    from mlops_tasks.run.execute import parse_overrides
+def run_execute(config: Config, stage: Stage, param: list[str] | None = None) -> None:
+    """execute:S, with `--param` overrides read from text; an override run is logged at once
+    (log:S does not run for it)."""
+    from mlops_tasks.run.execute import execute_stage
+    from mlops_tasks.run.log import log_stage
+    from mlops_tasks.run.parameters import parse_overrides
 
     overrides = parse_overrides(stage, param or [])
-    done = execute(config, stage, overrides)
-    if overrides:  # log:S does not run for an override run: record it now
-        from mlops_tasks.run.log import log_stage as log
-
-        log(config, stage, override=done.run_id)
+    done = execute_stage(config, stage, overrides)
+    if overrides:
+        log_stage(config, stage, override=done.run_id)
 
 
 @user_errors
-def log_stage(config: Config, stage: Stage) -> None:
-    from mlops_tasks.run.log import log_stage as log
+def run_log(config: Config, stage: Stage) -> None:
+    """log:S."""
+    from mlops_tasks.run.log import log_stage
 
-    log(config, stage)
+    log_stage(config, stage)

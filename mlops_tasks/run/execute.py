@@ -18,190 +18,33 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.base import console
-from mlops_tasks.base.errors import MlopsError, StageError, StageFailed, TrackingError
+from mlops_tasks.base.errors import MlopsError, StageFailed
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact, redacted_copy
 from mlops_tasks.env.plan import read_marker
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
-    content_stat,
-    inputs_digest,
-    parameters_digest,
     sha256_file,
     spec_hash,
-    stage_key,
-)
-from mlops_tasks.project.notebooks import (
-    code_digest,
-    declared_parameters,
-    notebook_code,
-    parameter_types,
-    parameters_from_text,
-    parse_notebook,
-    read_notebook,
 )
 from mlops_tasks.project.spec import Stage
 from mlops_tasks.run import provenance as audit
 from mlops_tasks.run import record, stage_cache
+from mlops_tasks.run.lifecycle import (
+    close_unlogged_run,
+    creation_tags,
+    is_local_run,
+    local_run_id,
+    offline_text,
+    store_or_offline,
+)
 from mlops_tasks.run.outputs import OutputSet, move
+from mlops_tasks.run.parameters import context, warn_undeclared
+from mlops_tasks.run.snapshot import Snapshot, depends_on_files, snapshot
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import kernel_context as kernel_tracking
 from mlops_tasks.tracking import tags as tag
-
-
-def parse_overrides(stage: Stage, items: list[str], root: Path | None = None
-                    ) -> dict[str, Any]:
-    """`--param=name=value` pairs, each value of the type the notebook's parameters cell
-    (in `root`, by default the project folder doit runs in) or the spec says; a string is
-    the text as given (see notebooks.value_from_text)."""
-    given: dict[str, str] = {}
-    for item in items:
-        if item.startswith("-"):
-            raise StageError("execute", stage.name, "write --param=name=value with '=' after "
-                             "--param (doit takes a separate name=value as a doit variable)")
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            raise StageError("execute", stage.name, f"--param={item} must look like "
-                             "--param=name=value, e.g. --param=n_estimators=200")
-        given[name] = text
-    if not given:
-        return {}
-    return parameters_from_text(stage, given, cell_types(
-        (Path.cwd() if root is None else root) / stage.notebook))
-
-
-def cell_types(notebook: Path) -> dict[str, str]:
-    """The types its parameters cell declares; none from a notebook that cannot be read (the
-    execution that follows says why)."""
-    try:
-        return parameter_types(read_notebook(notebook))
-    except MlopsError:
-        return {}
-
-
-def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
-    declared = declared_parameters(nb)
-    if declared is None:
-        if parameters:
-            console.warn(f"{stage.notebook} has no cell tagged 'parameters'; papermill "
-                         "injects the values at the top", "execute", stage.name)
-        return
-    for name in parameters:
-        if name not in declared:
-            console.warn(f"parameter '{name}' is not declared in the parameters cell of "
-                         f"{stage.notebook}; it is injected anyway", "execute", stage.name)
-
-
-def experiment(config: Config) -> tuple[str, str]:
-    """The tracking URI and the experiment's id (store and experiment made on first use),
-    checked against the id this project pinned and against the store (artifact location)."""
-    uri = config.resolved_tracking_uri()
-    local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
-    own = config.root / layout.mlflow_db()
-    if uri.startswith("sqlite:") and "'" in uri and '"' in uri:
-        # MLflow's first migration writes the folder into an SQL string and breaks on it
-        raise TrackingError(f"the MLflow store {redact(uri)} cannot be created or opened: its "
-                            "path holds both ' and \" (MLflow's sqlite store breaks on that); "
-                            "rename a folder of the path, or set tracking_uri in "
-                            "[tool.mlops_tasks] (or MLFLOW_TRACKING_URI) to a store elsewhere")
-    exp_id = tracking.ensure_experiment(
-        uri, config.experiment_name(),
-        config.root / layout.mlflow_artifacts() if local else None,
-        config.root / layout.mutex_file("tracking", "store"),
-        own if uri == "sqlite:///" + own.as_posix() else None,
-        config.root / layout.experiment_pins(), layout.experiment_pins(),
-    )
-    return uri, exp_id
-
-
-LOCAL_RUN = "local-"  # a run id made here while the store could not be reached
-
-
-def local_run_id() -> str:
-    import uuid
-
-    return LOCAL_RUN + uuid.uuid4().hex
-
-
-def is_local_run(run_id: str) -> bool:
-    """A run that exists only in this project's records until log:S publishes it. Pure."""
-    return run_id.startswith(LOCAL_RUN)
-
-
-def offline_text(uri: str, why: str) -> str:
-    return (f"tracking server {redact(uri)} not reachable ({redact(why)}): executing without "
-            "the stage cache; the run is recorded locally and published by the next doit")
-
-
-def store_or_offline(config: Config) -> tuple[str, str, str | None]:
-    """The tracking URI, the experiment's id and, when the store does not answer its first
-    contact (one probe of at most tracking.PROBE_SECONDS), why: the stage then runs without
-    it, under the experiment id this project pinned ("" when none is)."""
-    uri = config.resolved_tracking_uri()
-    why = tracking.unreachable(uri, config.experiment_name())
-    if why is None:
-        return (*experiment(config), None)
-    pinned = tracking.pinned_experiment(config.root / layout.experiment_pins(), uri,
-                                        config.experiment_name())
-    return uri, pinned or "", why
-
-
-def close_unlogged_run(root: Path, stage: Stage, uri: str) -> None:
-    """A run executed but never logged (its execution is about to be replaced) would stay
-    RUNNING in MLflow forever: end it as KILLED, tagged as superseded."""
-    try:
-        previous = record.read(record.ExecuteRecord, root / layout.execute_record(stage), root)
-        logged = record.read(record.LogRecord, root / layout.log_record(stage), root)
-    except MlopsError:
-        return
-    if previous is None or (logged is not None and logged.run_id == previous.run_id):
-        return
-    if is_local_run(previous.run_id):  # never created in the store: nothing to close
-        return
-    if previous.tracking_uri != redact(uri):
-        return
-    try:
-        tracking.close_run(uri, previous.run_id, {tag.SUPERSEDED: "true"})
-    except MlopsError as err:
-        console.say(f"could not close the unlogged run {previous.run_id}: {err}",
-                    "execute", stage.name)
-
-
-def close_killed_runs(config: Config) -> None:
-    """Runs whose doit was killed (SIGKILL, power loss) stay RUNNING in MLflow: the next doit,
-    holding the workspace, closes each as KILLED and records the interruption."""
-    root, uri = config.root, config.resolved_tracking_uri()
-    for path in sorted(root.glob(layout.running_records())):
-        try:
-            left = record.read(record.RunningRecord, path, root)
-        except MlopsError:
-            path.unlink(missing_ok=True)
-            continue
-        if left is None:
-            continue
-        if left.tracking_uri != redact(uri):
-            console.notice(f"run {left.run_id} of stage '{left.stage}' was left RUNNING at "
-                           f"{left.tracking_uri}, not the current store; close it there")
-            path.unlink(missing_ok=True)
-            continue
-        try:
-            if not is_local_run(left.run_id):
-                tracking.close_run(uri, left.run_id, {tag.INTERRUPTED: "true"})
-        except MlopsError as err:
-            console.notice(f"could not close run {left.run_id} of stage '{left.stage}' "
-                           f"left RUNNING by a killed doit: {err}")
-            continue
-        record.write(root / layout.failure_record(left.stage),
-                     record.FailureRecord(
-                         stage=left.stage, task="execute", outcome="interrupted",
-                         cause="doit was killed during the run", cell=None, notebook=None,
-                         run_id=left.run_id, invocation_id=left.invocation_id,
-                         start=left.start, end=record.timestamp(), key=left.key))
-        path.unlink()
-        console.notice(f"closed run {left.run_id} of stage '{left.stage}' as KILLED: the doit "
-                       "running it was killed")
 
 
 @dataclass(frozen=True)
@@ -226,122 +69,6 @@ class Prepared:
     kernel: kernel_tracking.KernelTracking
     restored_from: str | None = None  # the run whose outputs were restored, not executed
     venv_changed: tuple[str, ...] = ()  # what the notebook installed into its venv
-
-
-def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], str]:
-    """Read the notebook once; keep the bytes that were read as the copy that runs."""
-    raw = (root / stage.notebook).read_bytes()
-    nb = parse_notebook(raw, stage.notebook)
-    source = root / layout.source_snapshot(stage)
-    atomic_write(source, raw)
-    return source, nb, code_digest(notebook_code(nb))
-
-
-def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, Any]
-                ) -> tuple[record.StageKey, dict[str, str | None]]:
-    """The stage key of this execution, from what is on disk before the notebook starts."""
-    freeze = sha256_file(root / layout.freeze_file(stage))
-    params = parameters_digest(parameters)
-    inputs = audit.content_hashes(root, stage.inputs)
-    key = stage_key(freeze, code, params, inputs, stage.env)
-    return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
-
-
-def current_key(root: Path, stage: Stage) -> record.StageKey | None:
-    """The stage key as things are now, writing nothing (None before the venv exists)."""
-    if not (root / layout.freeze_file(stage)).is_file():
-        return None
-    nb = parse_notebook((root / stage.notebook).read_bytes(), stage.notebook)
-    return compute_key(root, stage, code_digest(notebook_code(nb)), stage.parameters)[0]
-
-
-def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
-    return {rel: content_stat(root / rel) or [] for rel in stage.inputs}
-
-
-def creation_tags(stage: Stage, git: Mapping[str, Any], marker: Mapping[str, Any],
-             key: record.StageKey, override: bool = False,
-             restored_from: str | None = None, project_run: str | None = None,
-             profile: str = "") -> dict[str, str]:
-    """Tags set when the run is created, so a run can be found by its stage key."""
-    tags = {
-        tag.STAGE: stage.name,
-        tag.GIT_SHA: git["sha"],
-        tag.GIT_BRANCH: git["branch"],
-        tag.GIT_DIRTY: str(git["dirty"]).lower(),
-        tag.ENV_FINGERPRINT: str(marker.get("fingerprint", "")),
-        tag.INVOCATION_ID: record.invocation_id(),
-        tag.STAGE_KEY: key.key,
-        tag.KEY_FREEZE: key.freeze,
-        tag.KEY_CODE: key.code,
-        tag.KEY_PARAMETERS: key.parameters,
-        tag.KEY_INPUTS: key.inputs,
-        "mlflow.source.name": stage.notebook,
-        "mlflow.source.type": "NOTEBOOK",
-    }
-    if override:
-        tags[tag.OVERRIDE] = "true"
-    if restored_from:
-        tags[tag.RESTORED_FROM] = restored_from
-    if profile:
-        tags[tag.PROFILE] = profile
-    if project_run:  # started by `mlflow run` (MLflow Projects): a child of its run
-        tags[tag.PROJECT_RUN_ID] = project_run
-        tags["mlflow.parentRunId"] = project_run
-    return tags
-
-
-def check_language(stage: Stage, nb: Mapping[str, Any]) -> None:
-    """Stage kernels run Python: a notebook written for another kernel fails before one
-    starts, not with a NameError in its first cell."""
-    language = str(notebook_code(nb)["language"]).lower()
-    if language != "python":
-        raise StageFailed(stage.name, f"{stage.notebook} is a {language} notebook (its "
-                          "metadata names that kernel language); stages run on Python "
-                          "kernels. Port it to Python or run it outside this pipeline")
-
-
-def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
-            stage_parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters injected: the spec's, then the context. A spec parameter named like a
-    context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's).
-    `uri` is the one the kernel can use (see kernel_tracking)."""
-    names = {"stage_name": stage.name, "git_commit": git["sha"],
-             "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
-    for name in names.keys() & stage_parameters.keys():
-        console.warn(f"parameter '{name}' is also a context name; the spec's value is "
-                     "injected (the kernel's environment keeps the tool's MLflow settings)",
-                     "execute", stage.name)
-    return {**names, **stage_parameters}
-
-
-def depends_on_files(root: Path, stage: Stage) -> list[str]:
-    """The project files a run depends on: what `dirty` and the untracked list look at."""
-    files = [stage.notebook, stage.spec_path, "pyproject.toml", *stage.inputs]
-    if (root / layout.pins_file(stage)).is_file():
-        files.append(layout.pins_file(stage))
-    return [rel for rel in files if (root / rel).exists()]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the stage key is computed from, read once before anything runs."""
-
-    source: Path
-    nb: dict[str, Any]
-    key: record.StageKey
-    inputs: dict[str, str | None]
-    inputs_stat: dict[str, list[int]]
-    stage_parameters: dict[str, Any]
-
-
-def snapshot(root: Path, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot:
-    source, nb, code = snapshot_notebook(root, stage)
-    check_language(stage, nb)
-    stage_parameters = {**stage.parameters, **overrides}
-    stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
-    key, inputs = compute_key(root, stage, code, stage_parameters)
-    return Snapshot(source, nb, key, inputs, stats, stage_parameters)
 
 
 def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Snapshot,

@@ -246,7 +246,7 @@ def where_to_log(config: Config, stage: Stage, done: record.ExecuteRecord, uri: 
     so that a retried log:S logs into the same one); or, when the tracking URI changed
     since (that run is in another store), a new run here with a message; the run left in
     the other store is closed there as superseded when that store can be reached."""
-    from mlops_tasks.run.execute import is_local_run
+    from mlops_tasks.run.lifecycle import is_local_run
 
     if is_local_run(done.run_id):
         return publishing_run(config, stage, done, uri, marker)
@@ -273,7 +273,7 @@ def recreate(config: Config, stage: Stage, done: record.ExecuteRecord, uri: str,
              recreated_from: str) -> str:
     """A run in the store at `uri` for an execution recorded elsewhere, with the tags
     execute:S would have given it."""
-    from mlops_tasks.run.execute import creation_tags, experiment
+    from mlops_tasks.run.lifecycle import creation_tags, experiment
 
     _, experiment_id = experiment(config)
     git = {"sha": done.git.sha, "branch": done.git.branch, "dirty": done.git.dirty}
@@ -344,7 +344,7 @@ def _experiment_of(config: Config, done: record.ExecuteRecord, run_id: str) -> s
     """The experiment of the run being logged (another one when the tracking URI changed)."""
     if run_id == done.run_id:
         return done.experiment_id
-    from mlops_tasks.run.execute import experiment
+    from mlops_tasks.run.lifecycle import experiment
 
     return experiment(config)[1]
 
@@ -361,7 +361,7 @@ def log_stage(config: Config, stage: Stage, override: str | None = None
     """Record the executed run (or the override run `override`, a run id): MLflow params,
     metrics, tags, artifacts; a local copy. A run that executed while the store could not be
     reached is published now, or, if it still cannot be, kept to publish (None)."""
-    from mlops_tasks.run.execute import is_local_run
+    from mlops_tasks.run.lifecycle import is_local_run
 
     root, uri, t0 = config.root, config.resolved_tracking_uri(), time.perf_counter()
     run = find_execution(root, stage, override)

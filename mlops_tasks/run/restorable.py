@@ -8,7 +8,8 @@ from pathlib import Path
 
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.project.load import load_project
-from mlops_tasks.run.execute import current_key, experiment
+from mlops_tasks.run.lifecycle import experiment
+from mlops_tasks.run.snapshot import current_key
 from mlops_tasks.run.stage_cache import reads, winner
 from mlops_tasks.tracking import tags as tag
 

@@ -7,7 +7,7 @@ import pytest
 
 from mlops_tasks.base.errors import TrackingError
 from mlops_tasks.project.config import load_config
-from mlops_tasks.run.execute import experiment
+from mlops_tasks.run.lifecycle import experiment
 
 
 def test_a_path_with_both_quotes_is_named_with_the_fix(tmp_path, monkeypatch):
