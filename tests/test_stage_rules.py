@@ -150,7 +150,8 @@ def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(p
     finally:
         spec.write_text(original)
     marks = {line.split()[1]: line.split()[0] for line in status.splitlines()}
-    assert marks["execute:make"] == "R" and marks["log:make"] == "U", status
+    # log:make is up to date itself and waits on execute:make, which would run
+    assert marks["execute:make"] == "R" and marks["log:make"] == "W", status
     assert marks["make"] == "R" and marks["execute"] == "R" and marks["venv"] == "U", status
 
 
