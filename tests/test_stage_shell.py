@@ -5,10 +5,17 @@ for parameters injected into a notebook without a parameters cell."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from mlops_tasks.project.fingerprint import stage_key
 from mlops_tasks.run.execute import freeze_changes, redacted_env
 from mlops_tasks.run.kernel_launch import shell_env, venv_bin
 from mlops_tasks.run.papermill_adapter import import_hint
+
+from .helpers import doit
 
 # -- as data ---------------------------------------------------------------------------------
 
@@ -47,3 +54,95 @@ def test_an_import_failure_names_the_working_folder_and_workdir_notebook():
     hint = import_hint("data", "env_specs/a.yaml")
     assert "ran in data/" in hint and "workdir: notebook" in hint and "env_specs/a.yaml" in hint
     assert "the project root" in import_hint(".", "env_specs/a.yaml")
+
+
+# -- on a real pipeline ------------------------------------------------------------------------
+
+SRC = [(None, "import utils\nfrom pathlib import Path\n"
+              "text = Path('../data/x.csv').read_text() + utils.VALUE\n"
+              "Path('../out').mkdir(exist_ok=True)\nPath('../out/src.txt').write_text(text)")]
+SHELL = [(None, "import os, sys, json\nfrom pathlib import Path\n"
+                "prefix = !python -c 'import sys; print(sys.prefix)'\n"
+                "site = Path(sys.prefix, 'lib', f'python{sys.version_info.major}."
+                "{sys.version_info.minor}', 'site-packages')\n"
+                "Path('out').mkdir(exist_ok=True)\n"
+                "Path('out/shell.json').write_text(json.dumps({'prefix': prefix[-1], "
+                "'greeting': os.environ['GREETING'], "
+                "'path0': os.environ['PATH'].split(os.pathsep)[0], "
+                "'venv': os.environ['VIRTUAL_ENV']}))\n"
+                "if os.environ.get('INSTALL') == 'yes':  # what `!pip install` leaves behind\n"
+                "    info = site / 'handmade-1.0.dist-info'\n"
+                "    info.mkdir(exist_ok=True)\n"
+                "    (info / 'METADATA').write_text('Metadata-Version: 2.1\\nName: handmade\\n"
+                "Version: 1.0\\n')\n"
+                "    (info / 'RECORD').write_text('')\n"
+                "    (info / 'INSTALLER').write_text('pip\\n')")]
+
+
+@pytest.fixture(scope="module")
+def authors(tmp_path_factory, wheelhouse):
+    from .helpers import offline_pipeline, write_notebook, write_spec
+
+    root = offline_pipeline(tmp_path_factory.mktemp("authors") / "p", wheelhouse, "shell")
+    (root / "data").mkdir()
+    (root / "data" / "x.csv").write_text("a,b\n")
+    (root / "src").mkdir()
+    (root / "src" / "utils.py").write_text("VALUE = 'from utils'\n")
+    write_notebook(root / "src" / "analysis.ipynb", SRC)
+    write_spec(root, "src", """
+        name: src
+        notebook: src/analysis.ipynb
+        workdir: notebook
+        inputs: [data/x.csv]
+        outputs: [out/src.txt]
+    """)
+    write_notebook(root / "nb" / "shell.ipynb", SHELL)
+    write_spec(root, "shell", """
+        name: shell
+        notebook: nb/shell.ipynb
+        env: {GREETING: hello, INSTALL: "no"}
+        outputs: [out/shell.json]
+    """)
+    first = doit(root)
+    return root, first
+
+
+@pytest.mark.integration
+def test_a_notebook_in_a_subfolder_imports_its_sibling_and_reads_relative_paths(authors):
+    root, _ = authors
+    assert (root / "out" / "src.txt").read_text() == "a,b\nfrom utils"
+
+
+@pytest.mark.integration
+def test_the_shell_is_the_stages_and_its_variables_arrive(authors):
+    root, first = authors
+    seen = json.loads((root / "out" / "shell.json").read_text())
+    venv = (root / ".venvs" / "shell").resolve()
+    assert Path(seen["prefix"]).resolve() == venv  # !python is the stage venv's
+    assert Path(seen["venv"]).resolve() == venv and Path(seen["path0"]).resolve() == venv / "bin"
+    assert seen["greeting"] == "hello"
+    assert ("execute:shell: warning: nb/shell.ipynb has no cell tagged 'parameters'; papermill "
+            "injects stage_name, git_commit, mlflow_tracking_uri, mlflow_run_id") in first.stdout
+    record = json.loads((root / ".mlops" / "executed" / "shell.json").read_text())
+    assert record["env"] == {"GREETING": "hello", "INSTALL": "no"}
+
+
+@pytest.mark.integration
+def test_a_changed_variable_reruns_and_an_install_is_reported_then_rebuilt(authors):
+    from .helpers import ran, write_spec
+
+    root, _ = authors
+    write_spec(root, "shell", """
+        name: shell
+        notebook: nb/shell.ipynb
+        env: {GREETING: hello, INSTALL: "yes"}
+        outputs: [out/shell.json]
+    """)
+    out = doit(root).stdout
+    assert {"execute:shell", "log:shell"} <= ran(out)  # the variables are in the stage key
+    assert "handmade" in out and "venv" in out  # the install is named on the console
+    record = json.loads((root / ".mlops" / "executed" / "shell.json").read_text())
+    assert any("handmade" in change for change in record["venv_changed"]), record
+    again = doit(root).stdout
+    assert "venv:shell" in ran(again)  # rebuilt from the spec, without what the notebook added
+    assert "handmade" not in (root / ".venvs" / "shell" / "pip-freeze.txt").read_text()

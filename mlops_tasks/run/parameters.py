@@ -51,12 +51,17 @@ def cell_types(notebook: Path) -> dict[str, str]:
         return {}
 
 
+# what every notebook is given besides the spec's parameters (see `context`)
+CONTEXT_NAMES = ("stage_name", "git_commit", "mlflow_tracking_uri", "mlflow_run_id")
+
+
 def warn_undeclared(stage: Stage, nb: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
     declared = declared_parameters(nb)
-    if declared is None:
-        if parameters:
-            console.warn(f"{stage.notebook} has no cell tagged 'parameters'; papermill "
-                         "injects the values at the top", "execute", stage.name)
+    if declared is None:  # the context is injected whatever the spec says: say what lands
+        injected = [*CONTEXT_NAMES, *(n for n in parameters if n not in CONTEXT_NAMES)]
+        console.warn(f"{stage.notebook} has no cell tagged 'parameters'; papermill injects "
+                     f"{', '.join(injected)} in a cell at the top (tag a cell 'parameters' "
+                     "to declare them and their defaults)", "execute", stage.name)
         return
     for name in parameters:
         if name not in declared:
@@ -69,8 +74,7 @@ def context(stage: Stage, git: Mapping[str, Any], uri: str, run_id: str,
     """The parameters injected: the spec's, then the context. A spec parameter named like a
     context value wins for the notebook (the kernel's MLFLOW_* variables stay the tool's).
     `uri` is the one the kernel can use (see kernel_tracking)."""
-    names = {"stage_name": stage.name, "git_commit": git["sha"],
-             "mlflow_tracking_uri": redact(uri), "mlflow_run_id": run_id}
+    names = dict(zip(CONTEXT_NAMES, (stage.name, git["sha"], redact(uri), run_id), strict=True))
     for name in names.keys() & stage_parameters.keys():
         console.warn(f"parameter '{name}' is also a context name; the spec's value is "
                      "injected (the kernel's environment keeps the tool's MLflow settings)",
