@@ -29,10 +29,10 @@ The server starts before that warm-up, so its own start-up work is over when A r
 Part 2, the lookup. An experiment with --store-runs (1,000) FINISHED runs, each tagged
 `mlops.stage`, `mlops.cache_key` (random hex) and `mlops.cache_complete=true`, is created
 with MlflowClient on the same server (http) and in a local sqlite store; then
-`mlops_tasks.tracking.client.find_tagged_run` (what `execute:S` calls once per stale stage) is timed
-in this process for a key one run has (a hit) and for a key none has (a miss), --lookups
-times each, the two taking turns. One untimed call per store first makes the client (a
-`doit` has made it before its first lookup). The table shows the median, the p90
+`mlops_tasks.tracking.client.find_tagged_runs` (what `execute:S` calls once per stale
+stage) is timed in this process for a key one run has (a hit) and for a key none has
+(a miss), --lookups times each, the two taking turns. One untimed call per store first
+makes the client (a `doit` has made it before its first lookup). The table shows the median, the p90
 (nearest rank) and the slowest, in ms.
 
 Every subprocess runs without the machine's pip, uv, MLflow, Jupyter and mlops-tasks
@@ -350,20 +350,21 @@ def percentile(values: list[float], p: float) -> float:
 
 def time_lookups(uri: str, experiment_id: str, key: str, lookups: int
                  ) -> dict[str, Any]:
-    from mlops_tasks.tracking.client import find_tagged_run
+    from mlops_tasks.run.stage_cache import CANDIDATES
+    from mlops_tasks.tracking.client import find_tagged_runs
 
-    def call(wanted: str) -> Callable[[], object]:
-        return lambda: find_tagged_run(uri, experiment_id, {KEY_TAG: wanted,
-                                                            COMPLETE_TAG: "true"})
+    def call(wanted: str) -> Callable[[], list[dict[str, Any]]]:
+        return lambda: find_tagged_runs(uri, experiment_id, {KEY_TAG: wanted,
+                                                             COMPLETE_TAG: "true"}, CANDIDATES)
 
     cases = {"hit": call(key), "miss": call(secrets.token_hex(32))}
     start = time.perf_counter()
     found = cases["hit"]()  # untimed for the table: makes the client, as a doit has
     first_s = time.perf_counter() - start
-    if not isinstance(found, dict) or found["tags"].get(KEY_TAG) != key:
-        raise BenchError(f"find_tagged_run at {uri} did not find the run with key {key}")
-    if cases["miss"]() is not None:
-        raise BenchError(f"find_tagged_run at {uri} found a run for a key no run has")
+    if not found or found[0]["tags"].get(KEY_TAG) != key:
+        raise BenchError(f"find_tagged_runs at {uri} did not find the run with key {key}")
+    if cases["miss"]():
+        raise BenchError(f"find_tagged_runs at {uri} found a run for a key no run has")
     times: dict[str, list[float]] = {c: [] for c in cases}
     for j in range(lookups):
         for case in rotated(list(cases), j):
@@ -495,7 +496,7 @@ def report(meta: dict[str, Any], agents: list[dict[str, Any]],
         f"{extra['warm_up']['seconds']:.0f} s, venvs "
         f"{extra['warm_up']['venvs_total_s']:.0f} s",
         "",
-        f"Part 2: `find_tagged_run` (one search per stale stage) in an experiment of "
+        f"Part 2: `find_tagged_runs` (one search per stale stage) in an experiment of "
         f"{lookups['http']['runs']} FINISHED runs tagged like the cache's; {meta['lookups']} "
         "hits and misses each, taking turns; ms",
         "",

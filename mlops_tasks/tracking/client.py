@@ -375,14 +375,6 @@ def log_run(
     return {**{k: float(v) for k, v in before.metrics.items()}, **metrics}
 
 
-def find_tagged_run(uri: str, experiment_id: str, tags: Mapping[str, str]
-                    ) -> dict[str, Any] | None:
-    """The oldest FINISHED run of the experiment carrying every tag of `tags` (the first
-    result sticks): its id, start time (ms) and tags; None when there is none."""
-    runs = find_tagged_runs(uri, experiment_id, tags, 1)
-    return runs[0] if runs else None
-
-
 def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
     """One artifact (a file or a folder) of a run, into `dest`; the local path."""
     dest.mkdir(parents=True, exist_ok=True)
