@@ -5,6 +5,7 @@ and the environment they run in."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import threading
 from collections.abc import Callable
@@ -68,6 +69,11 @@ class Installer(Protocol):
 
     def freeze_argv(self, venv_py: Path) -> list[str]: ...
 
+    def shims(self, env_dir: Path, windows: bool) -> dict[str, str]:
+        """Scripts (name: text) the venv's bin folder needs so that `!pip` in a notebook
+        acts on this venv: none where the venv has a pip of its own."""
+        ...
+
 
 @dataclass(frozen=True)
 class Uv:
@@ -86,6 +92,18 @@ class Uv:
     def freeze_argv(self, venv_py: Path) -> list[str]:
         return [self.exe, "pip", "freeze", "--python", str(venv_py)]
 
+    def shims(self, env_dir: Path, windows: bool) -> dict[str, str]:
+        """A uv-built venv has no pip: `pip` and `pip3` in its bin folder run `uv pip` on
+        this venv (VIRTUAL_ENV names it), so a notebook's `!pip install` lands in the stage's
+        venv, where the run sees it, never in the first pip further along PATH."""
+        if windows:
+            text = f'@set "VIRTUAL_ENV={env_dir}"\r\n@"{self.exe}" pip %*\r\n'
+            return {"pip.cmd": text, "pip3.cmd": text}
+        venv, uv = shlex.quote(str(env_dir)), shlex.quote(self.exe)
+        text = (f"#!/bin/sh\n# uv-built venv: pip runs uv pip on this venv\n"
+                f'VIRTUAL_ENV={venv} exec {uv} pip "$@"\n')
+        return {"pip": text, "pip3": text}
+
 
 @dataclass(frozen=True)
 class Pip:
@@ -101,6 +119,9 @@ class Pip:
 
     def freeze_argv(self, venv_py: Path) -> list[str]:
         return [str(venv_py), "-m", "pip", "freeze"]
+
+    def shims(self, env_dir: Path, windows: bool) -> dict[str, str]:
+        return {}
 
 
 def _uv() -> Installer | None:

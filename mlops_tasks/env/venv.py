@@ -140,10 +140,20 @@ def _create_and_install(stage: Stage, plan: EnvPlan, env_dir: Path, venv_py: Pat
         command.run(installer.venv_argv(plan.interpreter.path, env_dir), env=env)
         _install(stage, installer, venv_py, requirements, config, env,
                  plan.pins_file is not None, plan.interpreter.version)
+        _write_shims(installer, env_dir, venv_py.parent)
         freeze = command.run(installer.freeze_argv(venv_py), env=env, echo=False)
         return freeze_header(plan.interpreter) + freeze_text(freeze)
     except CommandFailed as err:
         raise EnvBuildError(stage.name, f"could not build {stage.env_dir}: {err}") from None
+
+
+def _write_shims(installer: Installer, env_dir: Path, bin_dir: Path) -> None:
+    """The installer's scripts for the venv's bin folder (uv: a `pip` acting on the venv)."""
+    for name, text in installer.shims(env_dir.resolve(), os.name == "nt").items():
+        shim = bin_dir / name
+        if not shim.exists():
+            shim.write_text(text, encoding="utf-8", newline="")
+            shim.chmod(0o755)
 
 
 def _write_marker(plan: EnvPlan, env_dir: Path, venv_py: Path, freeze_text: str) -> None:

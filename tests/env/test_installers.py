@@ -28,3 +28,15 @@ def test_a_missing_uv_falls_back_to_pip_and_says_so(monkeypatch):
 
 def test_the_freeze_is_sorted_and_stripped_whatever_the_installer():
     assert freeze_text("b==2\n  a==1 \n\n") == "a==1\nb==2\n"
+
+
+def test_a_uv_venv_gets_a_pip_that_acts_on_it_in_both_layouts():
+    posix = Uv("/opt/uv bin/uv").shims(Path("/p/.venvs/a"), windows=False)
+    assert set(posix) == {"pip", "pip3"}
+    assert posix["pip"].startswith("#!/bin/sh\n")
+    assert "VIRTUAL_ENV=/p/.venvs/a exec '/opt/uv bin/uv' pip \"$@\"" in posix["pip"]
+    windows = Uv("C:\\tools\\uv.exe").shims(Path("C:\\p\\.venvs\\a"), windows=True)
+    assert set(windows) == {"pip.cmd", "pip3.cmd"}
+    assert windows["pip.cmd"] == ('@set "VIRTUAL_ENV=C:\\p\\.venvs\\a"\r\n'
+                                  '@"C:\\tools\\uv.exe" pip %*\r\n')
+    assert Pip().shims(Path("/p/.venvs/a"), windows=False) == {}  # pip's venv has its own
