@@ -24,6 +24,7 @@ from mlops_tasks.project.fingerprint import (
     content_hash,
     content_stat,
     parameters_digest,
+    sha256_text,
     tree_files,
 )
 from mlops_tasks.project.notebooks import (
@@ -267,6 +268,31 @@ class UpstreamRunsUnchanged(Check):
         changed = [name for name in new if (old or {}).get(name) != new[name]]
         self.reason = ("never executed" if old is None else
                        "new run of " + ", ".join(changed))
+        return False
+
+
+class EnvVarsUnchanged(Check):
+    """execute:S reruns when the spec's `env` changes, is added or is removed. Only a digest
+    is kept (values may be secrets), under doit's `config_changed` key, which the check
+    used before, so a project's saved state stays valid."""
+
+    label = "env variables"
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        env = dict(stage.env)
+        self.current = sha256_text(canonical_json(env)) if env else None
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(
+            lambda: {"_config_changed": self.current} if self.current else {})
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        old = values.get("_config_changed")
+        if old == self.current:
+            return True
+        self.reason = ("added" if old is None else "removed" if self.current is None
+                       else "changed")
         return False
 
 

@@ -10,7 +10,7 @@ from mlops_tasks.pipeline import actions, checks
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.environments import task_name
-from mlops_tasks.project.fingerprint import canonical_json, sha256_text
+from mlops_tasks.project.fingerprint import canonical_json
 from mlops_tasks.project.graph import Graph
 from mlops_tasks.project.spec import Stage
 
@@ -71,8 +71,7 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
     ]
     if stage.depends_on:
         checks_.append(checks.UpstreamRunsUnchanged(config.root, stage, by_name))
-    if stage.env:  # its variables are part of the key: a change reruns it (a digest: no secrets)
-        checks_.append(checks.ConfigUnchanged(sha256_text(canonical_json(dict(stage.env)))))
+    checks_.append(checks.EnvVarsUnchanged(stage))  # in the key: added, changed or removed
     return {
         "basename": "execute",
         "name": stage.name,

@@ -19,14 +19,14 @@ from mlops_tasks.base.errors import SpecError
 from mlops_tasks.project import layout
 from mlops_tasks.project.spec import (
     NAME_RE,
+    RawSpec,
     Stage,
     Warning_,
-    _closest,
-    _compose,
-    _packages,
-    _python,
-    _Raw,
+    closest_hint,
+    compose,
     decode_spec,
+    read_packages,
+    read_python,
 )
 
 FOLDER = "environments"  # beside the specs: env_specs/environments/<name>.yaml
@@ -62,14 +62,14 @@ def parse_environment(text: str, path: str) -> Environment:
     if not text.strip():
         raise SpecError(path, "the file is empty; an environment needs at least 'packages' "
                         "(a list, may be empty) or 'python'")
-    spec = _Raw(path, *_compose(text, path))
+    spec = RawSpec(path, *compose(text, path))
     for key in spec.data:
         if key not in KEYS:
-            raise spec.fail(key, f"unknown key '{key}'{_closest(key, KEYS)} in an environment;"
+            raise spec.fail(key, f"unknown key '{key}'{closest_hint(key, KEYS)} in an environment;"
                             f" valid keys: {', '.join(KEYS)} (venv and kernel are named after "
                             f"the file: {layout.VENVS}/{name}, mlops-{name})")
-    python, python_exe = _python(spec)
-    packages, warnings = _packages(spec)
+    python, python_exe = read_python(spec)
+    packages, warnings = read_packages(spec)
     return Environment(name, path, python, python_exe, tuple(packages), tuple(warnings))
 
 
@@ -99,7 +99,7 @@ def apply(stage: Stage, environments: Mapping[str, Environment]) -> Stage:
     if env is None:
         known = ", ".join(sorted(environments)) or "none yet"
         raise SpecError(stage.spec_path, f"'environment' {stage.environment!r} is not defined "
-                        f"(defined: {known}){_closest(stage.environment, list(environments))};"
+                        f"(defined: {known}){closest_hint(stage.environment, list(environments))};"
                         f" create {FOLDER}/{stage.environment}.yaml beside the specs with its "
                         "'python' and 'packages'", line=stage.line_of("environment"),
                         key="environment")

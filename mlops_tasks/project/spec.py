@@ -164,7 +164,7 @@ def is_stdlib_only(req: str) -> bool:
     return name in sys.stdlib_module_names and name not in {"pip", "setuptools"}
 
 
-def _closest(word: str, options: tuple[str, ...] | list[str]) -> str:
+def closest_hint(word: str, options: tuple[str, ...] | list[str]) -> str:
     match = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
@@ -224,7 +224,7 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
     return count
 
 
-def _compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
+def compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
     """Load a YAML mapping with a safe loader, keeping each key's line and scalar text."""
     loader = _Loader(text)
     try:
@@ -264,7 +264,7 @@ def _compose(text: str, path: str) -> tuple[dict[str, Any], dict[str, int], dict
 
 
 @dataclass(frozen=True)
-class _Raw:
+class RawSpec:
     """One loaded spec: its values, each key's line and scalar text, and where it came from."""
 
     path: str
@@ -276,7 +276,7 @@ class _Raw:
         return SpecError(self.path, message, line=self.lines.get(key) if key else None, key=key)
 
 
-def _str_list(spec: _Raw, key: str) -> list[str]:
+def _str_list(spec: RawSpec, key: str) -> list[str]:
     value = spec.data.get(key)
     if value is None:
         return []
@@ -287,7 +287,7 @@ def _str_list(spec: _Raw, key: str) -> list[str]:
     return value
 
 
-def _paths(spec: _Raw, key: str) -> tuple[str, ...]:
+def _paths(spec: RawSpec, key: str) -> tuple[str, ...]:
     out: list[str] = []
     for item in _str_list(spec, key):
         norm = project_path(item)
@@ -300,17 +300,17 @@ def _paths(spec: _Raw, key: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_keys(spec: _Raw) -> None:
+def _check_keys(spec: RawSpec) -> None:
     for key in spec.data:
         if key not in KNOWN_KEYS:
-            raise spec.fail(key, f"unknown key '{key}'{_closest(key, KNOWN_KEYS)}; valid keys: "
+            raise spec.fail(key, f"unknown key '{key}'{closest_hint(key, KNOWN_KEYS)}; valid keys: "
                             f"{', '.join(KNOWN_KEYS)}")
     for key in ("name", "notebook"):
         if key not in spec.data or spec.data[key] in (None, ""):
             raise spec.fail(key, f"'{key}' is required")
 
 
-def _name(spec: _Raw) -> str:
+def _name(spec: RawSpec) -> str:
     name = spec.data["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise spec.fail("name", f"'name' must use only a-z, 0-9, '_' and '-'; got {name!r}")
@@ -321,7 +321,7 @@ def _name(spec: _Raw) -> str:
     return name
 
 
-def _python(spec: _Raw) -> tuple[str | None, str | None]:
+def read_python(spec: RawSpec) -> tuple[str | None, str | None]:
     """The version request and the explicit interpreter; at most one of them."""
     python = spec.data.get("python")
     if python is not None:
@@ -346,7 +346,7 @@ def _python(spec: _Raw) -> tuple[str | None, str | None]:
     return python, python_exe.strip() if python_exe else None
 
 
-def _notebook(spec: _Raw, exists: Any) -> str:
+def _notebook(spec: RawSpec, exists: Any) -> str:
     raw = spec.data["notebook"]
     notebook = project_path(raw) if isinstance(raw, str) else None
     if notebook is None:
@@ -360,7 +360,7 @@ def _notebook(spec: _Raw, exists: Any) -> str:
     return notebook
 
 
-def _env_dir(spec: _Raw, name: str) -> str:
+def _env_dir(spec: RawSpec, name: str) -> str:
     raw = spec.data.get("env_dir", f".venvs/{name}")
     env_dir = project_path(raw) if isinstance(raw, str) else None
     if env_dir is None or env_dir == ".":
@@ -369,7 +369,7 @@ def _env_dir(spec: _Raw, name: str) -> str:
     return env_dir
 
 
-def _kernel_name(spec: _Raw, name: str) -> str:
+def _kernel_name(spec: RawSpec, name: str) -> str:
     kernel_name = spec.data.get("kernel_name", f"mlops-{name}")
     if not isinstance(kernel_name, str) or not KERNEL_RE.match(kernel_name):
         raise spec.fail("kernel_name", f"'kernel_name' may use letters, digits, '.', '_' and "
@@ -377,7 +377,7 @@ def _kernel_name(spec: _Raw, name: str) -> str:
     return kernel_name
 
 
-def _packages(spec: _Raw) -> tuple[list[str], list[Warning_]]:
+def read_packages(spec: RawSpec) -> tuple[list[str], list[Warning_]]:
     warnings: list[Warning_] = []
     packages: list[str] = []
     for item in _str_list(spec, "packages"):
@@ -409,7 +409,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _matrix(spec: _Raw) -> dict[str, tuple[Any, ...]]:
+def _matrix(spec: RawSpec) -> dict[str, tuple[Any, ...]]:
     """`matrix`: parameter name -> the values to run the notebook with (one stage per
     combination; see project/matrix.py)."""
     raw = _plain(spec.data.get("matrix") or {})
@@ -428,7 +428,7 @@ def _matrix(spec: _Raw) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def _profiles(spec: _Raw) -> dict[str, dict[str, Any]]:
+def _profiles(spec: RawSpec) -> dict[str, dict[str, Any]]:
     """`profiles`: name -> {parameters: {...}}, the overrides of a smoke run and the like."""
     raw = _plain(spec.data.get("profiles") or {})
     fix = "e.g. profiles: {smoke: {parameters: {n_rows: 200}}}"
@@ -448,7 +448,7 @@ def _profiles(spec: _Raw) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _parameters(spec: _Raw) -> dict[str, Any]:
+def _parameters(spec: RawSpec) -> dict[str, Any]:
     params = _plain(spec.data.get("parameters") or {})
     if not isinstance(params, dict):
         raise spec.fail("parameters", f"'parameters' must be a mapping of name: value; got "
@@ -461,7 +461,7 @@ def _parameters(spec: _Raw) -> dict[str, Any]:
     return params
 
 
-def _timeout(spec: _Raw) -> float | None:
+def _timeout(spec: RawSpec) -> float | None:
     timeout = spec.data.get("timeout")
     if timeout is None:
         return None
@@ -471,14 +471,14 @@ def _timeout(spec: _Raw) -> float | None:
     return float(timeout)
 
 
-def _flag(spec: _Raw, key: str, default: bool = False) -> bool:
+def _flag(spec: RawSpec, key: str, default: bool = False) -> bool:
     value = spec.data.get(key, default)
     if not isinstance(value, bool):
         raise spec.fail(key, f"'{key}' must be true or false; got {value!r}")
     return value
 
 
-def _written(spec: _Raw, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _written(spec: RawSpec, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The declared outputs and metrics files; never the stage's own notebook."""
     outputs, metrics = _paths(spec, "outputs"), _paths(spec, "metrics")
     for key, group in (("outputs", outputs), ("metrics", metrics)):
@@ -487,7 +487,7 @@ def _written(spec: _Raw, notebook: str) -> tuple[tuple[str, ...], tuple[str, ...
     return outputs, metrics
 
 
-def _workdir(spec: _Raw, notebook: str, exists: Any) -> str:
+def _workdir(spec: RawSpec, notebook: str, exists: Any) -> str:
     """`workdir`: the folder the notebook runs in, inside the project; `notebook`: the
     notebook's own folder. Declared inputs and outputs stay relative to the project root."""
     raw = spec.data.get("workdir")
@@ -530,7 +530,7 @@ def _env_problem(name: Any, value: Any) -> str:
     return ""
 
 
-def _env(spec: _Raw) -> dict[str, str]:
+def _env(spec: RawSpec) -> dict[str, str]:
     """`env`: NAME: "value" pairs put in the kernel's environment (part of the stage key)."""
     raw = spec.data.get("env") or {}
     if not isinstance(raw, dict):
@@ -543,7 +543,7 @@ def _env(spec: _Raw) -> dict[str, str]:
     return dict(raw)
 
 
-def _environment(spec: _Raw) -> str | None:
+def _environment(spec: RawSpec) -> str | None:
     """`environment`: a shared environment's name (env_specs/environments/<name>.yaml gives
     the Python, packages, venv and kernel), so the spec gives none of those itself."""
     raw = spec.data.get("environment")
@@ -573,13 +573,13 @@ def parse_stage(text: str, path: str, exists: Any = None) -> Stage:
 
 
 def _parse_stage(text: str, path: str, exists: Any) -> Stage:
-    spec = _Raw(path, *_compose(text, path))
+    spec = RawSpec(path, *compose(text, path))
     _check_keys(spec)
     name = _name(spec)
     environment = _environment(spec)  # first: a key it excludes is reported as such
-    python, python_exe = _python(spec)
+    python, python_exe = read_python(spec)
     notebook = _notebook(spec, exists)
-    packages, warnings = _packages(spec)
+    packages, warnings = read_packages(spec)
     outputs, metrics = _written(spec, notebook)
     notes = spec.data.get("notes")
     return Stage(

@@ -111,3 +111,25 @@ def test_venv_layout_on_both_platforms():
     assert layout.venv_python(".venvs/train", windows=False) == ".venvs/train/bin/python"
     stage = stages()[1]
     assert layout.pins_file(stage) == "env_specs/train.lock"
+
+
+def test_env_variables_added_changed_or_removed_rerun_the_stage():
+    from dataclasses import replace
+
+    bare = stages()[0]
+    with_env = replace(bare, env={"A": "1"})
+    saved: dict[str, object] = {}
+    check = checks.EnvVarsUnchanged(with_env)
+
+    class Task:
+        value_savers: list = []
+
+    check.configure_task(Task)
+    for saver in Task.value_savers:
+        saved.update(saver())
+    assert not checks.EnvVarsUnchanged(with_env)(None, {})  # added
+    assert checks.EnvVarsUnchanged(with_env)(None, saved)
+    assert not checks.EnvVarsUnchanged(replace(bare, env={"A": "2"}))(None, saved)  # changed
+    removed = checks.EnvVarsUnchanged(bare)
+    assert not removed(None, saved) and "removed" in repr(removed)
+    assert checks.EnvVarsUnchanged(bare)(None, {})  # never had any: nothing to rerun
