@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,19 +79,85 @@ def test_waves_group_stages_that_can_run_side_by_side():
 WHEEL = Orchestrator("wheel", "wheels_cache/mlops_tasks-0.1.0-py3-none-any.whl")
 
 
-def test_the_generated_jenkinsfile_runs_each_wave_in_parallel():
+def graph_of(**specs: str):
+    from mlops_tasks.project.graph import build_graph
+    from mlops_tasks.project.spec import parse_stage
+
+    return build_graph([parse_stage(f"name: {n}\nnotebook: {n}.ipynb\n{s}\n", f"{n}.yaml")
+                        for n, s in specs.items()])
+
+
+def test_a_chain_with_a_shortcut_edge_runs_on_one_agent():
+    from mlops_tasks.commands.jenkinsfile import chains, direct_upstream
+
+    # the example's shape: eval reads what feature_eng and train write
+    graph = graph_of(a="outputs: [a.txt]", b="inputs: [a.txt]\noutputs: [b.txt]",
+                     c="inputs: [b.txt]\noutputs: [c.txt]",
+                     d="inputs: [b.txt, c.txt]\noutputs: [d.txt]")
+    assert graph.upstream["d"] == ("b", "c")
+    assert direct_upstream(graph)["d"] == ("c",)  # waiting for c waits for b
+    assert chains(graph) == [((), ["a", "b", "c", "d"])]
+
+
+def test_a_fork_continues_on_the_agent_of_its_first_branch_and_a_join_waits_for_all():
+    from mlops_tasks.commands.jenkinsfile import chains
+
+    assert chains(diamond()) == [((), ["prep", "left"]), (("prep",), ["right"]),
+                                 (("left", "right"), ["join"])]
+
+
+def test_the_generated_jenkinsfile_runs_each_chain_as_a_branch_that_waits_for_its_upstream():
     from mlops_tasks.commands.jenkinsfile import jenkinsfile
 
     text = jenkinsfile(diamond(), WHEEL)
-    assert text.count("parallel {") == 1
-    wave = text[text.index("stage('wave 2: left, right')"):text.index("stage('join')")]
-    assert "stage('left')" in wave and "stage('right')" in wave
-    assert text.index("stage('prep')") < text.index("wave 2") < text.index("stage('join')")
-    assert text.count("agent { label params.AGENT_LABEL }") == 4
-    assert "runStage('join')" in text and "doit run '${name}'" in text
+    assert "          branches['prep > left'] = { runChain(done, [], ['prep', 'left']) }\n" \
+        in text
+    assert "branches['right'] = { runChain(done, ['prep'], ['right']) }" in text
+    assert "branches['join'] = { runChain(done, ['left', 'right'], ['join']) }" in text
+    assert text.count("  parallel branches\n") == 1
+    assert "waitUntil { pending(done, upstream) == 0 }" in text
+    assert "//   one agent: join (after left, right)" in text
+    assert "node(setting('AGENT_LABEL', 'mlops'))" in text and "checkout scm" in text
+    assert ".venv/bin/doit run '${name}'" in text
     assert 'doit.exe run \\"${name}\\"' in text and "isUnix()" in text
     assert "PYTHONUTF8 = '1'" in text and "--no-index --find-links wheels_cache" in text
+    assert "disableConcurrentBuilds()" in text and "retry(2) {" in text
+    assert "string(name: 'MLFLOW_TRACKING_URI'" not in text  # a secret is no parameter
+    assert "variable: 'MLFLOW_TRACKING_URI'" in text and "variable: 'MLOPS_CACHE_KEY'" in text
     assert text.count("{") == text.count("}")  # balanced Groovy blocks
+
+
+def stamp(text: str, word: str) -> str:
+    """The generated sh step that checks or writes the orchestrator's stamp, as sh runs it."""
+    (step,) = re.findall(r"sh\(?(?:script: )? ?'(\.venv/bin/python -c .*? " + word + ")'", text)
+    return step.replace("\\'", "'")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="runs the Linux agent's sh step")
+def test_the_orchestrator_stamp_matches_until_pyproject_or_the_wheel_changes(tmp_path):
+    from mlops_tasks.commands.jenkinsfile import jenkinsfile
+
+    text = jenkinsfile(diamond(), WHEEL)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / ".venv")],
+                   check=True)
+    (tmp_path / "pyproject.toml").write_text("[project]\n", encoding="utf-8")
+    (tmp_path / WHEEL.requirement).parent.mkdir()
+    (tmp_path / WHEEL.requirement).write_bytes(b"PK1")
+
+    def sh(word: str) -> int:
+        return subprocess.run(["sh", "-c", stamp(text, word)], cwd=tmp_path).returncode
+
+    assert sh("check") == 1  # a fresh agent installs
+    assert sh("write") == 0 and sh("check") == 0  # then skips the install
+    assert (tmp_path / ".venv" / "mlops-orchestrator.sha256").is_file()
+    (tmp_path / WHEEL.requirement).write_bytes(b"PK2")  # another wheel: install again
+    assert sh("check") == 1
+    assert sh("write") == 0 and sh("check") == 0
+    (tmp_path / "pyproject.toml").write_text("[project]\n# pins\n", encoding="utf-8")
+    assert sh("check") == 1
+    other = jenkinsfile(diamond(), WHEEL, "offline")  # another install command
+    subprocess.run(["sh", "-c", stamp(text, "write")], cwd=tmp_path, check=True)
+    assert subprocess.run(["sh", "-c", stamp(other, "check")], cwd=tmp_path).returncode == 1
 
 
 def test_agents_install_the_orchestrator_from_the_one_setting():
