@@ -22,7 +22,7 @@ from .helpers import (
 
 pytestmark = pytest.mark.integration
 
-STAGE_TASKS = {f"{p}:{s}" for p in ("venv", "kernel", "execute", "log") for s in ("make", "use")}
+STAGE_TASKS = {f"{p}:{s}" for p in ("execute", "log") for s in ("make", "use")}
 
 
 def mlflow_runs(root):
@@ -44,6 +44,8 @@ def built(tmp_path_factory, wheelhouse):
 def test_first_run_builds_executes_and_logs_everything(built):
     root, first = built
     assert ran(first.stdout) >= STAGE_TASKS
+    # execute:S makes its venv and kernelspec once its cache lookup missed
+    assert "venv:make: building .venvs/shared-make with Python" in first.stdout
     assert (root / "out" / "greeting.txt").read_text() == "hi hi"
     assert json.loads((root / "out" / "metrics.json").read_text()) == {"length": 15}
     freeze = (root / ".venvs" / "shared-make" / "pip-freeze.txt").read_text()
@@ -72,7 +74,11 @@ def test_first_run_builds_executes_and_logs_everything(built):
     from mlops_tasks.project.notebooks import code_digest, notebook_code, read_notebook
 
     code = code_digest(notebook_code(read_notebook(root / "notebooks/use.ipynb")))
-    expected = stage_key(sha256_file(root / ".venvs/use/pip-freeze.txt"), code,
+    marker = json.loads((root / ".venvs/use/.mlops-env.json").read_text())
+    # the env part is what was pinned or asked (the env plan), the freeze that ran beside it
+    assert audit["key"]["env"] == marker["fingerprint"]
+    assert audit["key"]["freeze"] == sha256_file(root / ".venvs/use/pip-freeze.txt")
+    expected = stage_key(marker["fingerprint"], code,
                          parameters_digest({"scale": 3}),
                          {"out/greeting.txt": sha256_file(root / "out/greeting.txt")})
     assert use.data.tags["mlops.stage_key"] == audit["key"]["key"] == expected
@@ -210,7 +216,7 @@ def test_outputs_over_artifact_max_mb_are_recorded_by_size_and_hash_only(built):
 def test_run_one_stage_runs_only_its_upstream(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse)
     tasks = ran(doit(root, "run", "make").stdout)
-    assert {"venv:make", "execute:make", "log:make"} <= tasks
+    assert {"execute:make", "log:make"} <= tasks
     assert not {t for t in tasks if t.endswith(":use")}
     listed = dict(line.split(None, 1) for line in doit(root, "list").stdout.splitlines())
     assert listed["make"] == "bring stage 'make' and its upstream up to date, logged"

@@ -38,9 +38,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
 def test_three_specs_build_one_env_once_and_all_run_on_it(project: Path):
     listed = doit(project, "list", "--all").stdout
     assert "venv:base" in listed and "venv:a" not in listed
-    first = ran(doit(project).stdout)
-    assert {t for t in first if t.startswith(("venv:", "kernel:"))} == {"venv:base",
-                                                                       "kernel:base"}
+    out = doit(project).stdout
+    first = ran(out)
+    assert {t for t in first if t.startswith(("venv:", "kernel:"))} == set()  # execute builds
+    assert out.count("building .venvs/base") == 1  # once, by the first stage that runs
     assert {f"execute:{n}" for n in STAGES} <= first
     assert sorted(p.name for p in (project / ".venvs").iterdir()) == ["base"]
     venv = (project / ".venvs" / "base").resolve()
@@ -53,7 +54,7 @@ def test_changing_the_environment_rebuilds_it_once_and_reruns_every_stage_on_it(
         "packages: [idna]\n", encoding="utf-8")
     again = doit(project)
     assert {t for t in ran(again.stdout) if t.startswith(("venv:", "execute:"))} == {
-        "venv:base", *(f"execute:{n}" for n in STAGES)}
+        f"execute:{n}" for n in STAGES}
     assert again.stdout.count("building .venvs/base") + again.stderr.count(
         "building .venvs/base") == 1
     assert "idna==" in (project / ".venvs" / "base" / "pip-freeze.txt").read_text()

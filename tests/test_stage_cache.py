@@ -34,7 +34,7 @@ def test_the_cache_key_covers_outputs_and_platform():
     # the bytes agents on other machines and versions must agree on: when this changes,
     # CACHE_KEY_VERSION must change with it
     assert cache_key("k", ["a"], [], None) == \
-        "fa69292bb9f4077b0918b5d5b247ab31635fc93223dd8d9d6a29ecf49b461560"
+        "45ac449459897880aac2a742d5d00137a3a704b7c8e9f86a44e8dd4481b3bf69"
 
 
 @pytest.mark.parametrize(("setting", "flag", "read", "offer"), [
@@ -210,7 +210,7 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
                                                                  mlflow_server):
     import subprocess
 
-    from mlops_tasks.commands.jenkinsfile import jenkinsfile
+    from mlops_tasks.commands.jenkinsfile import chains, jenkinsfile
     from mlops_tasks.project.config import Orchestrator
     from mlops_tasks.project.load import load_project
 
@@ -218,24 +218,24 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
 
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url)
     plan = load_project(fork_project(tmp_path / "plan", wheelhouse)).graph
-    assert plan.waves() == [["prep"], ["left", "right"]]
-    assert "parallel {" in jenkinsfile(plan, Orchestrator("self", "-e ."))
+    branches = chains(plan)  # what the generated plan runs: a chain per agent
+    assert branches == [((), ["prep", "left"]), (("prep",), ["right"])]
+    assert "runChain(done, ['prep'], ['right'])" in jenkinsfile(plan, Orchestrator("self", "-e ."))
     executions: dict[str, int] = {}
     agents = []
-    for number, wave in enumerate(plan.waves()):
-        procs = []
-        for name in wave:  # one fresh clone per stage, the wave's stages side by side
-            root = fork_project(tmp_path / f"agent-{number}-{name}", wheelhouse)
-            agents.append(root)
-            procs.append(subprocess.Popen(
-                [PYTHON, "-m", "doit", "run", name], cwd=root, env=env, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        for proc in procs:
-            output = proc.communicate(timeout=600)[0]
+    for number, (_, chain) in enumerate(branches):  # in order: each waits for its upstream
+        root = fork_project(tmp_path / f"agent-{number}", wheelhouse)
+        agents.append(root)
+        for name in chain:
+            proc = subprocess.run([PYTHON, "-m", "doit", "run", name], cwd=root, env=env,
+                                  text=True, capture_output=True, timeout=600, check=False)
+            output = proc.stdout + proc.stderr
             assert proc.returncode == 0, output[-3000:]
             for stage in FORK:
                 if f"execute:{stage}: done in" in output:
                     executions[stage] = executions.get(stage, 0) + 1
+            if number == 1:  # prep is restored there: no venv built, no kernel started
+                assert "venv:prep: building" not in output and "restored from" in output
     assert executions == {"prep": 1, "left": 1, "right": 1}
     alone = fork_project(tmp_path / "alone", wheelhouse)
     doit(alone, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, MLOPS_STAGE_CACHE="off"))

@@ -26,6 +26,16 @@ def kernelspec(stage: Stage, venv_python: str, python_version: str) -> dict[str,
     }
 
 
+def kernelspec_current(root: Path, stage: Stage, python_version: str) -> bool:
+    """The project's kernelspec of the stage is there and says what it would be written as."""
+    venv_python = os.path.abspath(root / layout.venv_python(stage.env_dir))
+    try:
+        found = json.loads((root / layout.kernel_json(stage)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(found == kernelspec(stage, venv_python, python_version))
+
+
 def write_kernelspec(root: Path, stage: Stage, python_version: str) -> Path:
     venv_python = os.path.abspath(root / layout.venv_python(stage.env_dir))
     spec = kernelspec(stage, venv_python, python_version)

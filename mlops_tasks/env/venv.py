@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +24,17 @@ from mlops_tasks.env.installers import (
     installer_for,
     wheel_sources,
 )
-from mlops_tasks.env.plan import EnvPlan, check_pins_cover, env_problem, freeze_header
+from mlops_tasks.env.plan import (
+    EnvPlan,
+    check_pins_cover,
+    env_problem,
+    freeze_header,
+    plan_for,
+    read_marker,
+)
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
+from mlops_tasks.project.environments import task_name
 from mlops_tasks.project.fingerprint import sha256_text
 from mlops_tasks.project.spec import Stage
 
@@ -273,3 +282,34 @@ def _install(stage: Stage, installer: Installer, venv_py: Path, requirements: Pa
     if failed:
         raise install_error(stage, failed[0], failed[1], config.wheels_cache, python, offline)
 
+
+
+def build_locked(config: Config, stage: Stage) -> str:
+    """venv:S: build the stage's venv unless it is valid, one build at a time per venv (two
+    doit processes, or two stages on one shared environment); why it was built ('' when
+    it was reused)."""
+    from filelock import FileLock
+
+    plan = plan_for(config, stage)
+    mutex = config.root / layout.mutex_file("venv", task_name(stage))
+    mutex.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(mutex)):
+        start = time.perf_counter()
+        why = build_env(stage, plan, config.root, config)
+        if why:
+            console.step(f"built in {time.perf_counter() - start:.1f} s", "venv", stage.name)
+    return why
+
+
+def ready(config: Config, stage: Stage) -> None:
+    """What a stage needs before its notebook runs: its venv and its kernelspec, each made
+    only when missing or stale. execute:S calls this after its cache lookup missed, so a
+    stage restored from the cache builds nothing (venv:S and kernel:S do the same when
+    asked for by name)."""
+    from mlops_tasks.env.kernelspecs import kernelspec_current, write_kernelspec
+
+    build_locked(config, stage)
+    marker = read_marker(config.root / stage.env_dir) or {}
+    version = str(marker.get("python_version", ""))
+    if not kernelspec_current(config.root, stage, version):
+        write_kernelspec(config.root, stage, version)

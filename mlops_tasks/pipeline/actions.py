@@ -6,20 +6,22 @@ from __future__ import annotations
 import errno
 import functools
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed
 
 from mlops_tasks.base import console
 from mlops_tasks.base.errors import MlopsError, NoSpaceLeft
-from mlops_tasks.env.plan import plan_for, read_marker
-from mlops_tasks.env.venv import build_env
+from mlops_tasks.env.plan import read_marker
+from mlops_tasks.env.venv import build_locked
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.spec import Stage
+
+if TYPE_CHECKING:
+    from mlops_tasks.pipeline import checks
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,16 +48,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @user_errors
 def build_venv(config: Config, stage: Stage) -> None:
-    from filelock import FileLock
-
-    plan = plan_for(config, stage)
-    mutex = config.root / layout.mutex_file("venv", stage.name)
-    mutex.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(mutex)):
-        start = time.perf_counter()
-        why = build_env(stage, plan, config.root, config)
-        if why:
-            console.step(f"built in {time.perf_counter() - start:.1f} s", "venv", stage.name)
+    build_locked(config, stage)
 
 
 @user_errors
@@ -127,16 +120,19 @@ def remove_env(config: Config, stage: Stage, dryrun: bool = False) -> None:
 
 
 @user_errors
-def run_execute(config: Config, stage: Stage, param: list[str] | None = None) -> None:
+def run_execute(config: Config, stage: Stage, env: checks.EnvAsBuilt | None = None,
+                param: list[str] | None = None) -> None:
     """execute:S, with `--param` overrides read from text; an override run is logged at once
-    (log:S does not run for it)."""
+    (log:S does not run for it). `env`: the task's env check, which says whether nothing but
+    the environment changed."""
     from mlops_tasks.run.execute import execute_stage
     from mlops_tasks.run.log import log_stage
     from mlops_tasks.run.parameters import parse_overrides
 
     overrides = parse_overrides(stage, param or [])
-    done = execute_stage(config, stage, overrides)
-    if overrides:
+    env_only = not overrides and env is not None and env.only_env()
+    done = execute_stage(config, stage, overrides, env_only)
+    if overrides and done is not None:
         log_stage(config, stage, override=done.run_id)
 
 

@@ -28,6 +28,17 @@ def last_run(root: Path, stage: Stage) -> tuple[record.LogRecord, record.Execute
     return None if done is None else (logged, done)
 
 
+def env_verdict(root: Path, stage: Stage, done: record.ExecuteRecord) -> str:
+    """The venv against the run's freeze; a restored run needs no venv here."""
+    freeze = _hash(root / layout.freeze_file(stage))
+    if freeze is None and done.restored_from:
+        return (f"ok (no venv built here: restored; the freeze of run {done.restored_from} "
+                "is logged with it)")
+    if freeze == done.key.freeze:
+        return "ok"
+    return "CHANGED: pip-freeze.txt differs from the run's (venv rebuilt or edited)"
+
+
 def compare(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[tuple[str, str]]:
     """What still matches the run: (what, "ok" or what changed)."""
     checks: list[tuple[str, str]] = []
@@ -38,9 +49,7 @@ def compare(root: Path, stage: Stage, done: record.ExecuteRecord) -> list[tuple[
                    else "CHANGED or missing since the run"))
     changed = [rel for rel, sha in done.outputs.items() if _hash(root / rel) != sha]
     checks.append(("outputs", "ok" if not changed else "CHANGED: " + ", ".join(changed)))
-    freeze = _hash(root / layout.freeze_file(stage))
-    checks.append(("env", "ok" if freeze == done.key.freeze else
-                   "CHANGED: pip-freeze.txt differs from the run's (venv rebuilt or edited)"))
+    checks.append(("env", env_verdict(root, stage, done)))
     code = code_digest(notebook_code(read_notebook(root / stage.notebook)))
     checks.append(("notebook code", "ok" if code == done.key.code else
                    f"CHANGED: {stage.notebook} was edited since the run"))
@@ -104,4 +113,4 @@ def audit_stage(root: Path, stage: Stage) -> tuple[list[str], bool]:
               "run here)"] if done.restored_from else []
     lines.append(f"    env drift at that run: {drift_text}")
     lines += overrides_since(root, stage, done)
-    return lines, all(state == "ok" for _, state in checks)
+    return lines, all(state.startswith("ok") for _, state in checks)

@@ -24,6 +24,7 @@ from mlops_tasks.project.fingerprint import (
     content_hash,
     content_stat,
     parameters_digest,
+    sha256_file,
     sha256_text,
     tree_files,
 )
@@ -294,6 +295,76 @@ class EnvVarsUnchanged(Check):
         self.reason = ("added" if old is None else "removed" if self.current is None
                        else "changed")
         return False
+
+
+class EnvAsBuilt(Check):
+    """execute:S and its environment. A venv that is there and valid must have the freeze
+    the last run had (a rebuilt venv that resolves as before reruns nothing); a venv that is
+    not there is not needed while the env plan (Python, requirements, pins) is the last
+    run's: a stage restored from the cache, or one whose venv was deleted, is up to date
+    until it must execute, and execute:S builds the venv only then. Kept last among the
+    task's checks, so that when it alone fails the action knows that only the environment
+    changed (`only_env`)."""
+
+    label = "env"
+
+    def __init__(self, config: Config, stage: Stage, others: list[Any]):
+        super().__init__()
+        self.config, self.stage, self.others = config, stage, others
+        self.plan_fingerprint: str | None = None
+
+    def _freeze_now(self) -> str | None:
+        path = self.config.root / layout.freeze_file(self.stage)
+        return sha256_file(path) if path.is_file() else None
+
+    def _valid_venv(self) -> bool:
+        try:
+            plan = plan_for(self.config, self.stage)
+        except MlopsError:
+            return False
+        root = self.config.root
+        return env_problem(root / self.stage.env_dir, plan,
+                           root / layout.freeze_file(self.stage)) is None
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(self._saved)
+
+    def _saved(self) -> dict[str, Any]:
+        """After a run: the freeze the outputs were made with (the venv's, or for a restore
+        the producer's) and the env plan it answered."""
+        done = record.read_or_none(record.ExecuteRecord,
+                                   self.config.root / layout.execute_record(self.stage))
+        freeze = self._freeze_now() if self._valid_venv() else None
+        return {"_freeze": freeze or (done.key.freeze if done else None),
+                "_env_plan": plan_for(self.config, self.stage).fingerprint}
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        try:
+            fingerprint = plan_for(self.config, self.stage).fingerprint
+        except MlopsError as err:
+            self.reason = str(err)
+            return False
+        saved_freeze, saved_plan = values.get("_freeze"), values.get("_env_plan")
+        if saved_plan is None:  # state saved before this check: the record's freeze
+            done = record.read_or_none(record.ExecuteRecord,
+                                       self.config.root / layout.execute_record(self.stage))
+            saved_freeze = done.key.freeze if done else None
+        if self._valid_venv():
+            now = self._freeze_now()
+            self.reason = "" if now == saved_freeze else (
+                "never executed" if saved_freeze is None else
+                f"the packages of {self.stage.env_dir} changed since the last run")
+        else:
+            self.reason = "" if saved_plan == fingerprint else (
+                f"{self.stage.env_dir} is to be built for a changed spec")
+        return not self.reason
+
+    def only_env(self) -> bool:
+        """This check failed and every other one held: only the environment changed."""
+        targets = [*self.stage.written, layout.execute_record(self.stage)]
+        return (bool(self.reason) and self.reason != "never executed"
+                and all(not getattr(c, "reason", "") for c in self.others)
+                and all((self.config.root / t).exists() for t in targets))
 
 
 def interrupted_text(stage: Stage) -> str:

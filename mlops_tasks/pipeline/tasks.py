@@ -72,17 +72,18 @@ def execute_task(config: Config, stage: Stage, graph: Graph,
     if stage.depends_on:
         checks_.append(checks.UpstreamRunsUnchanged(config.root, stage, by_name))
     checks_.append(checks.EnvVarsUnchanged(stage))  # in the key: added, changed or removed
+    env = checks.EnvAsBuilt(config, stage, list(checks_))  # last: see only_env
     return {
         "basename": "execute",
         "name": stage.name,
         "doc": f"run {stage.notebook} on kernel '{stage.kernel_name}'",
-        "actions": [(actions.run_execute, [config, stage])],
-        "file_dep": [layout.freeze_file(stage)],  # inputs (files or folders): InputsUnchanged
-        "task_dep": [f"kernel:{task_name(stage)}",
-                     *(f"log:{up}" for up in graph.upstream[stage.name])],
+        # the venv and kernelspec are made by the action, after its cache lookup missed:
+        # no task_dep on venv:S or kernel:S, no file_dep on the freeze
+        "actions": [(actions.run_execute, [config, stage, env])],
+        "task_dep": [f"log:{up}" for up in graph.upstream[stage.name]],
         "targets": [layout.executed_notebook(stage), layout.execute_record(stage),
                     *stage.written],
-        "uptodate": checks_,
+        "uptodate": [*checks_, env],
         "params": [{"name": "param", "long": "param", "type": list, "default": [],
                     "help": "override a parameter for this run: --param=name=value"}],
         "clean": [(actions.clean_outputs, [config, stage])],
@@ -96,7 +97,7 @@ def log_task(config: Config, stage: Stage) -> dict[str, Any]:
         "doc": f"record the run of {stage.name} in MLflow",
         "actions": [(actions.run_log, [config, stage])],
         "file_dep": [layout.executed_notebook(stage), layout.execute_record(stage),
-                     layout.freeze_file(stage), *stage.metrics],
+                     *stage.metrics],
         "targets": [layout.log_record(stage)],
         "clean": True,
     }

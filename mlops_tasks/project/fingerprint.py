@@ -146,16 +146,21 @@ def inputs_digest(input_hashes: Mapping[str, str | None]) -> str:
     return sha256_text(canonical_json(dict(input_hashes)))
 
 
-def stage_key(freeze: str, code: str, parameters: str,
+STAGE_KEY_VERSION = 2  # 1: the env part was the installed freeze
+
+
+def stage_key(env: str, code: str, parameters: str,
               input_hashes: Mapping[str, str | None],
-              env: Mapping[str, str] | None = None) -> str:
-    """The identity of one stage execution: the env as it resolved (the freeze, whose first
-    line names the Python version), the notebook's code, the parameters, the inputs'
-    contents and the spec's environment variables (left out when there are none, so keys
-    made before `env` existed stay the same). Every part is a content digest or a relative
-    path, so two machines or two clones at different paths compute the same key for the
-    same work."""
+              env_vars: Mapping[str, str] | None = None) -> str:
+    """The identity of one stage execution: the environment as pinned or asked (the env
+    plan's fingerprint: Python version, requirements, the pins file's content, install
+    options), the notebook's code, the parameters, the inputs' contents and the spec's
+    environment variables. Nothing in it needs the venv to exist, so an agent computes it
+    before building anything, and agents with the same specs and pins agree; the freeze that
+    actually ran is recorded beside it. Every part is a content digest or a relative path,
+    so two machines or two clones at different paths compute the same key for the same
+    work."""
     return sha256_text(canonical_json({
-        "freeze": freeze, "code": code, "parameters": parameters,
-        "inputs": inputs_digest(input_hashes), **({"env": dict(env)} if env else {}),
+        "version": STAGE_KEY_VERSION, "env": env, "code": code, "parameters": parameters,
+        "inputs": inputs_digest(input_hashes), **({"env_vars": dict(env_vars)} if env_vars else {}),
     }))

@@ -22,6 +22,7 @@ from mlops_tasks.base.errors import MlopsError, StageFailed
 from mlops_tasks.base.files import atomic_write
 from mlops_tasks.base.redact import redact, redacted_copy
 from mlops_tasks.env.plan import read_marker
+from mlops_tasks.env.venv import ready
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
@@ -41,7 +42,7 @@ from mlops_tasks.run.lifecycle import (
 )
 from mlops_tasks.run.outputs import OutputSet, move
 from mlops_tasks.run.parameters import context, warn_undeclared
-from mlops_tasks.run.snapshot import Snapshot, depends_on_files, snapshot
+from mlops_tasks.run.snapshot import Snapshot, depends_on_files, snapshot, with_freeze
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import kernel_context as kernel_tracking
 from mlops_tasks.tracking import tags as tag
@@ -357,22 +358,54 @@ def restore(config: Config, stage: Stage, snap: Snapshot, hit: stage_cache.Hit
     return done
 
 
-def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any]
-                  ) -> record.ExecuteRecord:
-    """Restore the stage from the shared cache when a complete run has its key; else run
-    the notebook in its own MLflow run. Outputs are replaced only on success."""
+def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any],
+                  env_only: bool = False) -> record.ExecuteRecord | None:
+    """Restore the stage from the shared cache when a complete run has its key (no venv is
+    built and no kernel started for that); else make its venv and kernelspec ready and run
+    the notebook in its own MLflow run. Outputs are replaced only on success. `env_only`:
+    nothing but the stage's environment changed since its last run, so the notebook runs
+    only if the rebuilt venv's freeze differs from the one that run had (None when not)."""
+    snap = snapshot(config, stage, overrides)
+    if not overrides:  # the env is part of the key: a changed spec may have been run already
+        hit = cache_hit(config, stage, snap)
+        if hit:
+            return restore(config, stage, replace(snap, key=replace(snap.key, freeze=hit.freeze)),
+                           hit)
+    ready(config, stage)
+    snap = replace(snap, key=with_freeze(config.root, stage, snap.key))
+    if env_only and same_freeze(config.root, stage, snap.key.freeze):
+        console.say(f"{stage.env_dir} was rebuilt and resolves as before (its freeze is the "
+                    "last run's): the notebook does not run", "execute", stage.name)
+        return None
+    return execute_notebook(config, stage, overrides, snap)
+
+
+def cache_hit(config: Config, stage: Stage, snap: Snapshot) -> stage_cache.Hit | None:
+    """The verified files of the stage key's cache entry; None on a miss, offline, or where
+    the stage may not read the cache. A store that has no entry under the key answers
+    without loading the MLflow client (stage_cache.surely_missing)."""
+    if not stage_cache.reads(config, stage) or stage_cache.surely_missing(config, stage,
+                                                                            snap.key):
+        return None
+    uri, exp_id, offline = store_or_offline(config)
+    if offline:  # prepare says so
+        return None
+    found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
+    return stage_cache.fetch(config, stage, uri, found) if found else None
+
+
+def same_freeze(root: Path, stage: Stage, freeze: str) -> bool:
+    done = record.read_or_none(record.ExecuteRecord, root / layout.execute_record(stage), root)
+    return done is not None and done.key.freeze == freeze
+
+
+def execute_notebook(config: Config, stage: Stage, overrides: Mapping[str, Any],
+                     snap: Snapshot) -> record.ExecuteRecord:
+    """Run the notebook in its own MLflow run: the kernel boots while the run is created."""
     from mlops_tasks.run.kernel_launch import stop
 
-    snap = snapshot(config.root, stage, overrides)
     km, kernel = launch_kernel(config, stage)
     try:
-        uri, exp_id, offline = store_or_offline(config)
-        if not offline and not overrides:  # offline: prepare says so
-            found = stage_cache.lookup(config, stage, uri, exp_id, snap.key)
-            hit = found and stage_cache.fetch(config, stage, uri, found)
-            if hit:
-                stop(km, now=True)
-                return restore(config, stage, snap, hit)
         prep = prepare(config, stage, overrides, snap, kernel)
     except BaseException:
         stop(km, now=True)

@@ -356,6 +356,21 @@ def run_metrics(uri: str, stage: Stage, run: Execution) -> dict[str, float]:
     return {**copied, **read_metrics(run.outputs, stage)}
 
 
+def ran_freeze(root: Path, stage: Stage, done: record.ExecuteRecord, uri: str) -> str:
+    """The freeze of the env the outputs were made in: the venv's, or for a run restored
+    without building one, the freeze its producer logged."""
+    path = root / layout.freeze_file(stage)
+    if path.is_file() or not done.restored_from:
+        return path.read_text("utf-8")
+    try:
+        got = tracking.download(uri, done.restored_from, f"env/{layout.FREEZE}",
+                                root / layout.restore_dir(stage))
+        return got.read_text("utf-8")
+    except (MlopsError, OSError):
+        return (f"# no venv was built here: the outputs were restored from run "
+                f"{done.restored_from}, whose freeze is logged with it\n")
+
+
 def log_stage(config: Config, stage: Stage, override: str | None = None
               ) -> record.LogRecord | None:
     """Record the executed run (or the override run `override`, a run id): MLflow params,
@@ -368,8 +383,8 @@ def log_stage(config: Config, stage: Stage, override: str | None = None
     done = run.done
     local = root / layout.run_copy(stage, done.run_id)
     local.mkdir(parents=True, exist_ok=True)
-    freeze_text = redact((root / layout.freeze_file(stage)).read_text("utf-8"))
-    drift = env_drift(root, stage, freeze_text)
+    freeze_text = redact(ran_freeze(root, stage, done, uri))
+    drift = None if done.restored_from else env_drift(root, stage, freeze_text)
     uploaded, by_reference = split_outputs(run.outputs, stage, done, config.artifact_max_mb)
     artifacts = local_copy(root, stage, run, local, freeze_text, drift)
     artifacts += untracked_files(root, stage, done, config.artifact_max_mb)

@@ -45,10 +45,11 @@ class StageKey:
     """The stage key and the digests it is made of (see fingerprint.stage_key)."""
 
     key: str
-    freeze: str
+    freeze: str  # the venv's freeze that ran ("" where no venv was built: a restore)
     code: str
     parameters: str
     inputs: str
+    env: str = ""  # the environment as pinned or asked (its plan fingerprint); in the key
 
 
 @dataclass(frozen=True)

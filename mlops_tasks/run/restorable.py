@@ -16,14 +16,14 @@ from mlops_tasks.tracking import tags as tag
 
 def cached_run_line(root: Path, name: str) -> str | None:
     """For `doit info`: the complete run the stage would be restored from now, in words
-    (None when there is none, or the stage's key cannot be computed yet): the entry a lookup
+    (None when there is none, or the stage's key cannot be computed): the entry a lookup
     would take, signature and producers checked. Writes nothing."""
     try:
         project = load_project(root)
         stage = project.stage(name)
-        key = current_key(root, stage)
-        if key is None or not reads(project.config, stage):
+        if not reads(project.config, stage):
             return None
+        key = current_key(project.config, stage)
         uri, experiment_id = experiment(project.config)
         found = winner(project.config, stage, uri, experiment_id, key, step=None)
     except (MlopsError, KeyError, OSError):

@@ -4,13 +4,15 @@ during the run is neither run nor recorded), its code and the stage key computed
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mlops_tasks.base.errors import StageFailed
 from mlops_tasks.base.files import atomic_write
+from mlops_tasks.env.plan import plan_for
 from mlops_tasks.project import layout
+from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
     content_stat,
     inputs_digest,
@@ -37,22 +39,26 @@ def snapshot_notebook(root: Path, stage: Stage) -> tuple[Path, dict[str, Any], s
     return source, nb, code_digest(notebook_code(nb))
 
 
-def compute_key(root: Path, stage: Stage, code: str, parameters: Mapping[str, Any]
+def compute_key(root: Path, stage: Stage, env: str, code: str, parameters: Mapping[str, Any]
                 ) -> tuple[record.StageKey, dict[str, str | None]]:
-    """The stage key of this execution, from what is on disk before the notebook starts."""
-    freeze = sha256_file(root / layout.freeze_file(stage))
+    """The stage key of this execution, from what is on disk before the notebook starts; `env`
+    is the env plan's fingerprint. The freeze that runs is filled in once the venv is there."""
     params = parameters_digest(parameters)
     inputs = audit.content_hashes(root, stage.inputs)
-    key = stage_key(freeze, code, params, inputs, stage.env)
-    return record.StageKey(key, freeze, code, params, inputs_digest(inputs)), inputs
+    key = stage_key(env, code, params, inputs, stage.env)
+    return record.StageKey(key, "", code, params, inputs_digest(inputs), env), inputs
 
 
-def current_key(root: Path, stage: Stage) -> record.StageKey | None:
-    """The stage key as things are now, writing nothing (None before the venv exists)."""
-    if not (root / layout.freeze_file(stage)).is_file():
-        return None
-    nb = parse_notebook((root / stage.notebook).read_bytes(), stage.notebook)
-    return compute_key(root, stage, code_digest(notebook_code(nb)), stage.parameters)[0]
+def with_freeze(root: Path, stage: Stage, key: record.StageKey) -> record.StageKey:
+    """The key with the digest of the freeze that runs (the venv is built by now)."""
+    return replace(key, freeze=sha256_file(root / layout.freeze_file(stage)))
+
+
+def current_key(config: Config, stage: Stage) -> record.StageKey:
+    """The stage key as things are now, writing nothing and building nothing."""
+    nb = parse_notebook((config.root / stage.notebook).read_bytes(), stage.notebook)
+    return compute_key(config.root, stage, plan_for(config, stage).fingerprint,
+                       code_digest(notebook_code(nb)), stage.parameters)[0]
 
 
 def input_stats(root: Path, stage: Stage) -> dict[str, list[int]]:
@@ -89,10 +95,12 @@ class Snapshot:
     stage_parameters: dict[str, Any]
 
 
-def snapshot(root: Path, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot:
+def snapshot(config: Config, stage: Stage, overrides: Mapping[str, Any]) -> Snapshot:
+    root = config.root
+    env = plan_for(config, stage).fingerprint  # before the notebook is read: may fail first
     source, nb, code = snapshot_notebook(root, stage)
     check_language(stage, nb)
     stage_parameters = {**stage.parameters, **overrides}
     stats = input_stats(root, stage)  # before hashing: a change while hashing shows later
-    key, inputs = compute_key(root, stage, code, stage_parameters)
+    key, inputs = compute_key(root, stage, env, code, stage_parameters)
     return Snapshot(source, nb, key, inputs, stats, stage_parameters)

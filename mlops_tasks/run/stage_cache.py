@@ -36,7 +36,7 @@ from mlops_tasks.run import record
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import tags as tag
 
-CACHE_KEY_VERSION = 2  # 1: json.dumps with its default separators, no version field
+CACHE_KEY_VERSION = 3  # 2: the stage key held the installed freeze; 1: json.dumps defaults
 SIGNATURE_VERSION = 1  # changes whenever the signed bytes do
 SIGNING_KEY_ENV = "MLOPS_CACHE_KEY"  # the secret; from the environment only (a CI credential)
 SIGNER_ENV = "MLOPS_CACHE_SIGNER"  # the name a signer declares; the host name when unset
@@ -49,8 +49,9 @@ def platform_tag() -> str:
 
 def cache_key(stage_key: str, outputs: Sequence[str], metrics: Sequence[str],
               platform_name: str | None) -> str:
-    """What a reusable run must match: the stage key (freeze with its Python version, code,
-    parameters, input contents), the declared outputs, and the platform (None: any). Hashed
+    """What a reusable run must match: the stage key (the env as pinned with its Python
+    version, code, parameters, input contents), the declared outputs, and the platform
+    (None: any). Hashed
     as every key is (canonical JSON); `CACHE_KEY_VERSION` changes whenever its bytes do, so an
     entry made under other rules is never matched. Pure."""
     return sha256_text(canonical_json({
@@ -202,6 +203,7 @@ class Hit:
     files: dict[str, Path]  # declared output (or metrics file) -> the verified download
     notebook: Path
     producer: str = ""  # the run that executed (run_id, unless the entry was itself restored)
+    freeze: str = ""  # the digest of the freeze the outputs were made in
 
 
 def describe(hit: Hit) -> str:
@@ -227,6 +229,13 @@ def winner(config: Config, stage: Stage, uri: str, experiment_id: str, key: reco
     for line in skipped if step else ():
         console.say(f"{line}; not restored", step, stage.name)
     return entry
+
+
+def surely_missing(config: Config, stage: Stage, key: record.StageKey) -> bool:
+    """No run in the local store carries the key (sound only as a quick "no": a store that
+    cannot tell says False and the lookup asks MLflow)."""
+    return tracking.tag_absent(config.resolved_tracking_uri(), tag.CACHE_KEY,
+                               key_for(config, stage, key))
 
 
 def lookup(config: Config, stage: Stage, uri: str, experiment_id: str,
@@ -290,4 +299,4 @@ def fetch(config: Config, stage: Stage, uri: str, found: Entry) -> Hit | None:
         shutil.rmtree(folder, ignore_errors=True)
         return None
     return Hit(run_id, str(found.tags.get(tag.HOST, "")), found.start_ms, files, notebook,
-               found.producer)
+               found.producer, str(found.tags.get(tag.KEY_FREEZE, "")))

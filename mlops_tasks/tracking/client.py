@@ -474,3 +474,26 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
     if not uri.startswith(("http://", "https://")):
         return None
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def tag_absent(uri: str, key: str, value: str) -> bool:
+    """True when the local sqlite store `uri` surely has no run tagged key=value, read from
+    its file with sqlite3 alone (MLflow's `tags` table: key, value, run_uuid), without
+    loading mlflow: the common miss of a cache lookup costs milliseconds. False whenever it
+    cannot tell (another kind of store, a file it cannot read): ask MLflow then."""
+    import sqlite3
+    from urllib.parse import unquote
+
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = Path(unquote(uri[len("sqlite:///"):]))
+    if not path.is_file():
+        return False  # a new store: MLflow creates it
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                             timeout=5) as db:
+            row = db.execute("SELECT 1 FROM tags WHERE key = ? AND value = ? LIMIT 1",
+                             (key, value)).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is None

@@ -56,18 +56,21 @@ def test_chain_of_one_stage():
     assert venv["actions"][0][0] is actions.build_venv
     assert kernel["file_dep"] == [".venvs/train/pip-freeze.txt"]
     assert kernel["targets"] == [".mlops/jupyter/kernels/k-train/kernel.json"]
-    # inputs (files or folders) are checked by content in InputsUnchanged, not as file_dep
-    assert execute["file_dep"] == [".venvs/train/pip-freeze.txt"]
+    # inputs (files or folders) are checked by content in InputsUnchanged, not as file_dep;
+    # the venv is made by the action after a cache miss: no file_dep on its freeze
+    assert "file_dep" not in execute
+    env_check = execute["uptodate"][-1]
+    assert isinstance(env_check, checks.EnvAsBuilt) and execute["actions"][0][1][2] is env_check
     inputs_check = next(c for c in execute["uptodate"] if isinstance(c, checks.InputsUnchanged))
     assert inputs_check.stage.inputs == ("data/raw.csv",)
     code_check = execute["uptodate"][0]
     assert isinstance(code_check, checks.NotebookCodeUnchanged)
     assert code_check.notebook == "nb/train.ipynb"
-    assert execute["task_dep"] == ["kernel:train", "log:prep"]  # upstream logged first
+    assert execute["task_dep"] == ["log:prep"]  # upstream logged first; no venv:/kernel:
     assert execute["targets"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
                                   "models/m.pkl", "r/m.json"]
     assert log["file_dep"] == [".mlops/executed/train.ipynb", ".mlops/executed/train.json",
-                               ".venvs/train/pip-freeze.txt", "r/m.json"]
+                               "r/m.json"]
     assert log["targets"] == [".mlops/runs/train/last-run.json"]
 
 
