@@ -88,6 +88,7 @@ def init(target: Path) -> int:
                 + "        (builds the stage's venv, runs its notebook, records the run in "
                   ".mlops/mlflow.db)")
     console.say("then: mlops-tasks add-stage train --after prepare --package scikit-learn")
+    console.say(scaffold.PIN_ADVICE)
     return 0
 
 

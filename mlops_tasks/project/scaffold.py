@@ -300,6 +300,11 @@ def shell_path(path: str, windows: bool) -> str | None:
     return None
 
 
+PIN_ADVICE = ("before CI or a second machine: doit lock, and commit env_specs/*.lock: every "
+              "agent then builds exactly those versions and agrees on the stage keys, so "
+              "what one agent ran, the others restore")
+
+
 def next_steps(folder: str | None, in_git: bool, windows: bool) -> str:
     """The `next:` line of `init`: cd into `folder` (quoted; None: init ran here), git init
     and a first commit (the tracked-file guard of `doit clean` needs git), doit."""
