@@ -107,6 +107,10 @@ def test_agent_b_restores_what_agent_a_ran(tmp_path, wheelhouse, mlflow_server):
     second = doit(b, env=env)
     assert not executed(second.stdout), second.stdout  # no kernel started
     assert second.stdout.count("restored from run") == 2
+    # nothing built for a restore: no venv, no kernelspec, no kernel log
+    assert "building" not in second.stdout and not (b / ".venvs").exists()
+    assert not (b / ".mlops" / "jupyter" / "kernels").exists()
+    assert not list((b / ".mlops" / "logs").glob("*.log"))
     for rel in ("out/greeting.txt", "out/metrics.json"):
         assert (b / rel).read_bytes() == (a / rel).read_bytes()
     client = MlflowClient(mlflow_server.url)
@@ -122,6 +126,7 @@ def test_agent_b_restores_what_agent_a_ran(tmp_path, wheelhouse, mlflow_server):
     (b / "notebooks" / "use.ipynb").write_text(edited)
     third = doit(b, env=env)
     assert executed(third.stdout) and ran(third.stdout) == {"execute:use", "log:use"}
+    assert "venv:use: building" in third.stdout and "venv:make:" not in third.stdout
     (a / "notebooks" / "use.ipynb").write_text(edited)
     fourth = doit(a, env=env)
     assert not executed(fourth.stdout) and fourth.stdout.count("restored from run") == 1

@@ -371,6 +371,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any],
         if hit:
             return restore(config, stage, replace(snap, key=replace(snap.key, freeze=hit.freeze)),
                            hit)
+    tracking.preload(config.resolved_tracking_uri())  # while the venv is made ready
     ready(config, stage)
     snap = replace(snap, key=with_freeze(config.root, stage, snap.key))
     if env_only and same_freeze(config.root, stage, snap.key.freeze):

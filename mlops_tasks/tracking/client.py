@@ -28,24 +28,31 @@ MAX_PARAM = 6000
 ORCHESTRATOR_ONLY_ENV: set[str] = set()
 
 
+def _orchestrator_env(uri: str) -> None:
+    """The variables the orchestrator's own client runs with (stage kernels do not inherit
+    them): set before any thread makes a client, so a kernel launched meanwhile sees them
+    listed in ORCHESTRATOR_ONLY_ENV."""
+    # restoring a stage downloads its artifacts: no progress bars in doit's output
+    if "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ:
+        ORCHESTRATOR_ONLY_ENV.add("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    if uri.startswith(("http://", "https://")):
+        # A server that does not answer fails the task in seconds, not minutes
+        # (MLflow's default is 7 retries with backoff). Users may set these.
+        # MLflow prints run URLs verbatim, credentials included; publish prints a
+        # redacted one instead.
+        for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+                           ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+                           ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
+            if key not in os.environ:
+                ORCHESTRATOR_ONLY_ENV.add(key)
+                os.environ[key] = value
+
+
 def _client(uri: str) -> Any:
     with _lock:
         if uri not in _clients:
-            # restoring a stage downloads its artifacts: no progress bars in doit's output
-            if "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ:
-                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-                ORCHESTRATOR_ONLY_ENV.add("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-            if uri.startswith(("http://", "https://")):
-                # A server that does not answer fails the task in seconds, not minutes
-                # (MLflow's default is 7 retries with backoff). Users may set these.
-                # MLflow prints run URLs verbatim, credentials included; publish prints a
-                # redacted one instead.
-                for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
-                                   ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
-                                   ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
-                    if key not in os.environ:
-                        os.environ[key] = value
-                        ORCHESTRATOR_ONLY_ENV.add(key)
+            _orchestrator_env(uri)
             from mlflow.tracking import MlflowClient
 
             # after mlflow's import, which sets up its loggers: the store's set-up says
@@ -497,3 +504,28 @@ def tag_absent(uri: str, key: str, value: str) -> bool:
     except sqlite3.Error:
         return False
     return row is None
+
+
+_preloading: dict[str, threading.Thread] = {}
+
+
+def preload(uri: str) -> None:
+    """Import mlflow and open the store for `uri` in a background thread, once per process,
+    so that the first call that needs them (creating the stage's run) finds them ready
+    instead of paying for them on the critical path (started while a venv is made ready
+    and a kernel boots). Errors are left for that first call to raise."""
+    if uri in _preloading or uri in _clients:
+        return
+    with _lock:
+        _orchestrator_env(uri)
+
+    def load() -> None:
+        try:
+            client = _client(uri)
+            if not talks_http(uri):
+                client._tracking_client.store  # noqa: B018 (opens the store: a schema check)
+        except Exception:  # the real call says what is wrong
+            pass
+
+    _preloading[uri] = threading.Thread(target=load, name="mlflow-preload", daemon=True)
+    _preloading[uri].start()
