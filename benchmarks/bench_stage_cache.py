@@ -64,7 +64,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -74,17 +73,21 @@ import yaml
 from _common import (
     BenchError,
     Load,
+    StageFiles,
+    download_wheels,
     find_uv,
     log,
     machine,
     markdown_table,
     measured_mlops_tasks,
+    notebook_json,
     ratio,
     rmtree,
     rotated,
     run,
     uv_version,
     write_json,
+    write_mlops_project,
 )
 from _groups import (
     GIT_ID,
@@ -102,6 +105,7 @@ IGNORED = (".mlops/", ".venvs/", "data/", "models/", "reports/")
 START_TIMEOUT = 180.0
 KEY_TAG, COMPLETE_TAG, STAGE_TAG = "mlops.cache_key", "mlops.cache_complete", "mlops.stage"
 VENV_RE = re.compile(r"^venv:(\S+): built in ([\d.]+) s", re.M)
+BUILDING_RE = re.compile(r"^venv:(\S+): building ", re.M)
 DONE_RE = re.compile(r"^execute:(\S+): done in ([\d.]+) s", re.M)
 RESTORED_RE = re.compile(r"^execute:(\S+): restored from run (\S+) .* in ([\d.]+) s", re.M)
 LOGGED_RE = re.compile(r"^log:(\S+): run \S+ logged in ([\d.]+) s", re.M)
@@ -185,12 +189,70 @@ def clone(dest: Path, experiment: str) -> Path:
     if n != 1:
         raise BenchError(f"expected one `experiment = ...` line in {REPO / 'pyproject.toml'}")
     pyproject.write_text(text, encoding="utf-8")
+    return commit_clone(dest)
+
+
+# the synthetic diamond: stage -> its upstream stages (one fork into two branches of two
+# stages each, and a join); each notebook sleeps DIAMOND_SLEEP s for real work, reads its
+# upstream stages' files and writes its own
+DIAMOND = {"source": (), "left_1": ("source",), "left_2": ("left_1",),
+           "right_1": ("source",), "right_2": ("right_1",), "join": ("left_2", "right_2")}
+DIAMOND_SLEEP = 2.5
+
+
+def diamond_stage(name: str, upstream: tuple[str, ...]) -> StageFiles:
+    code = ("import time\nfrom pathlib import Path\n"
+            "time.sleep(seconds)\n"
+            f"text = ''.join(Path(f'data/{{u}}.txt').read_text() for u in {list(upstream)!r})\n"
+            "Path('data').mkdir(exist_ok=True)\n"
+            f"_ = Path('data/{name}.txt').write_text(text + '{name}\\n')\n")
+    return StageFiles(name, notebook_json([("parameters", f"seconds = {DIAMOND_SLEEP}"),
+                                           (None, code)]),
+                      {"parameters": {"seconds": DIAMOND_SLEEP},
+                       "inputs": [f"data/{u}.txt" for u in upstream],
+                       "outputs": [f"data/{name}.txt"]})
+
+
+def diamond_clone(dest: Path, experiment: str, wheels: Path) -> Path:
+    """The synthetic diamond at dest (stages on this Python with only ipykernel, installed
+    offline from wheels), in a git repository on main."""
+    root = write_mlops_project(dest, wheels, [diamond_stage(n, u) for n, u in DIAMOND.items()],
+                               experiment)
+    return commit_clone(root)
+
+
+def commit_clone(dest: Path) -> Path:
     (dest / ".gitignore").write_text("\n".join(IGNORED) + "\n", encoding="utf-8")
     env = bench_env()
     run(["git", "init", "-q", "-b", "main"], env, cwd=dest)
     run(["git", "add", "-A"], env, cwd=dest)
-    run(["git", *GIT_ID, "commit", "-qm", "example pipeline"], env, cwd=dest)
+    run(["git", *GIT_ID, "commit", "-qm", "pipeline"], env, cwd=dest)
     return dest
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline the agents run: its name and how to make a clone (dest, experiment)."""
+    name: str
+    make: Callable[[Path, str], Path]
+
+
+def pipelines(names: list[str], tmp: Path) -> list[Pipeline]:
+    """The example (copied from this repository) and the diamond (generated; its wheelhouse
+    filled once from the package index, untimed)."""
+    found = []
+    for name in names:
+        if name == "example":
+            found.append(Pipeline("example", clone))
+        else:
+            wheels = tmp / "wheels"
+            log(f"diamond: pip download ipykernel into {wheels} (untimed) ...")
+            log(f"  done in {download_wheels(wheels, ['ipykernel']):.0f} s")
+            def make(dest: Path, experiment: str, wheels: Path = wheels) -> Path:
+                return diamond_clone(dest, experiment, wheels)
+
+            found.append(Pipeline("diamond", make))
+    return found
 
 
 def declared_files(root: Path) -> dict[str, list[str]]:
@@ -212,6 +274,9 @@ class AgentRun:
     papermill: int                       # "Executing notebook" lines
     spans: dict[str, float]              # kind of task -> seconds (task_spans)
     trouble: list[str] = field(default_factory=list)
+    building: list[str] = field(default_factory=list)  # "venv:S: building" lines' stages
+    venv_dirs: int = 0                   # folders in .venvs/ after the run
+    load: float | None = None            # 1-minute load average as the run ended
 
     @property
     def venvs(self) -> float:
@@ -223,7 +288,8 @@ class AgentRun:
                 "without_venvs_s": round(self.seconds - self.venvs, 3),
                 "executed": self.executed, "restored": self.restored, "logged": self.logged,
                 "task_spans_s": self.spans, "papermill_lines": self.papermill,
-                "cache_messages": self.trouble}
+                "cache_messages": self.trouble, "venvs_built": self.building,
+                "venv_dirs": self.venv_dirs, "load": self.load}
 
 
 def kernel_starts(root: Path) -> int:
@@ -232,11 +298,24 @@ def kernel_starts(root: Path) -> int:
                for log in (root / ".mlops" / "logs").glob("*.log"))
 
 
-def run_counted(root: Path, env: dict[str, str]) -> AgentRun:
-    """doit in root, and how many notebooks it ran on a kernel (the logs are appended)."""
+def load_now() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def venv_dirs(root: Path) -> int:
+    venvs = root / ".venvs"
+    return sum(1 for p in venvs.iterdir() if p.is_dir()) if venvs.is_dir() else 0
+
+
+def run_counted(root: Path, env: dict[str, str],
+                argv: tuple[str, ...] = (), name: str = "doit") -> AgentRun:
+    """doit (with argv) in root, and how many notebooks it ran on a kernel (the logs are
+    appended), the venvs it built, the venv folders after it, the load as it ended."""
     before = kernel_starts(root)
-    timed = doit(root, env, "doit")
-    return agent_run(timed, kernel_starts(root) - before)
+    timed = doit(root, env, name, argv)
+    got = agent_run(timed, kernel_starts(root) - before)
+    got.venv_dirs, got.load = venv_dirs(root), load_now()
+    return got
 
 
 def agent_run(timed: Timed, papermill: int) -> AgentRun:
@@ -249,13 +328,14 @@ def agent_run(timed: Timed, papermill: int) -> AgentRun:
         logged={s: float(t) for s, t in LOGGED_RE.findall(out)},
         papermill=papermill,
         spans=task_spans(timed),
-        trouble=[ln.strip() for ln in out.splitlines() if any(m in ln for m in CACHE_TROUBLE)])
+        trouble=[ln.strip() for ln in out.splitlines() if any(m in ln for m in CACHE_TROUBLE)],
+        building=BUILDING_RE.findall(out))
 
 
-def doit(root: Path, env: dict[str, str], name: str) -> Timed:
+def doit(root: Path, env: dict[str, str], name: str, argv: tuple[str, ...] = ()) -> Timed:
     """`python -m doit` in root, its output unbuffered so each line's time is when doit
     wrote it (the log in root's parent folder)."""
-    return run_in_group([sys.executable, "-m", "doit"], {**env, "PYTHONUNBUFFERED": "1"},
+    return run_in_group([sys.executable, "-m", "doit", *argv], {**env, "PYTHONUNBUFFERED": "1"},
                         root, root.parent / f"{name}.log")
 
 
@@ -273,13 +353,15 @@ def compare_outputs(a: Path, b: Path, files: dict[str, list[str]]) -> list[str]:
     return differ
 
 
-def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load
+def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load, pipe: Pipeline
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    files = declared_files(REPO)
+    """Part 1 on one pipeline: an untimed warm-up, then A and B `runs` times."""
+    log(f"{pipe.name}: warm-up `doit` in a throw-away clone against its own local store, "
+        f"filling the uv cache (log in {tmp / f'warm-up-{pipe.name}' / 'doit.log'}) ...")
+    warm_root = pipe.make(tmp / f"warm-up-{pipe.name}" / pipe.name,
+                          f"bench-stage-cache-warm-up-{pipe.name}")
+    files = declared_files(warm_root)
     stages = sorted(files)
-    log(f"warm-up: `doit` in a throw-away clone against its own local store, filling the uv "
-        f"cache (log in {tmp / 'warm-up' / 'doit.log'}) ...")
-    warm_root = clone(tmp / "warm-up" / "example", "bench-stage-cache-warm-up")
     warm = run_counted(warm_root, bench_env(UV_CACHE_DIR=str(uv_cache)))
     log(f"  done in {warm.seconds:.0f} s (venvs {warm.venvs:.0f} s, executed "
         f"{len(warm.executed)} stages)")
@@ -287,20 +369,23 @@ def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load
     env = bench_env(MLFLOW_TRACKING_URI=url, UV_CACHE_DIR=str(uv_cache))
     results = []
     for i in range(runs):
-        experiment = f"bench-stage-cache-{i + 1}"
-        a = clone(tmp / f"agent-a-{i + 1}" / "example", experiment)
-        b = clone(tmp / "elsewhere" / f"agent-b-{i + 1}" / "clone" / "example", experiment)
-        log(f"run {i + 1}/{runs}: agent A `doit` (log in {a.parent / 'doit.log'}) ...")
+        experiment = f"bench-stage-cache-{pipe.name}-{i + 1}"
+        a = pipe.make(tmp / f"{pipe.name}-agent-a-{i + 1}" / pipe.name, experiment)
+        b = pipe.make(tmp / "elsewhere" / f"{pipe.name}-agent-b-{i + 1}" / "clone" / pipe.name,
+                      experiment)
+        log(f"{pipe.name} run {i + 1}/{runs}: agent A `doit` (log in {a.parent / 'doit.log'}) "
+            "...")
         ra = run_counted(a, env)
         load.sample()
         log(f"  A {ra.seconds:.1f} s (venvs {ra.venvs:.1f} s), executed "
-            f"{sorted(ra.executed)}, restored {sorted(ra.restored)}")
-        log(f"run {i + 1}/{runs}: agent B `doit` (log in {b.parent / 'doit.log'}) ...")
+            f"{sorted(ra.executed)}, restored {sorted(ra.restored)}; load {ra.load}")
+        log(f"{pipe.name} run {i + 1}/{runs}: agent B `doit` (log in {b.parent / 'doit.log'}) "
+            "...")
         rb = run_counted(b, env)
         load.sample()
-        log(f"  B {rb.seconds:.1f} s (venvs {rb.venvs:.1f} s), restored "
-            f"{sorted(rb.restored)}, executed {sorted(rb.executed)}, papermill lines "
-            f"{rb.papermill}")
+        log(f"  B {rb.seconds:.1f} s, venvs built {rb.building}, {rb.venv_dirs} venv folders, "
+            f"restored {sorted(rb.restored)}, executed {sorted(rb.executed)}, papermill lines "
+            f"{rb.papermill}; load {rb.load}")
         differ = compare_outputs(a, b, files)
         if differ:
             log(f"  B's outputs differ from A's: {differ}")
@@ -315,31 +400,64 @@ def two_agents(tmp: Path, url: str, runs: int, uv_cache: Path, load: Load
 # --------------------------------------------------------------------------- part 2: lookups
 
 
-def fill_store(uri: str, n: int, stage_names: list[str], workers: int
-               ) -> tuple[str, str, float]:
-    """An experiment with n FINISHED runs tagged like the cache's; its id, one run's key
-    and the seconds it took."""
+def template_run(uri: str, n_max: int, stage_name: str) -> tuple[str, str]:
+    """An experiment with one FINISHED run tagged like the cache's, made with MlflowClient
+    (so MLflow writes the schema and the row the other runs copy); ids of both."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    start = time.perf_counter()
-    experiment_id = client.create_experiment(f"bench-lookup-{n}")
-    keys = [secrets.token_hex(32) for _ in range(n)]
-
-    def one(k: int) -> None:
-        run_id = client.create_run(experiment_id, run_name=f"run-{k}", tags={
-            STAGE_TAG: stage_names[k % len(stage_names)], KEY_TAG: keys[k],
+    experiment_id = client.create_experiment(f"bench-lookup-{n_max}")
+    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints the run's URL
+        run_id = client.create_run(experiment_id, run_name="run-0", tags={
+            STAGE_TAG: stage_name, KEY_TAG: secrets.token_hex(32),
             COMPLETE_TAG: "true"}).info.run_id
         client.set_terminated(run_id, "FINISHED")
+    return experiment_id, run_id
 
-    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints each run's URL
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(one, range(n)))
-        else:
-            for k in range(n):
-                one(k)
-    return experiment_id, keys[n // 2], time.perf_counter() - start
+
+def grow_store(db: Path, template_id: str, have: int, want: int, stage_names: list[str]
+               ) -> tuple[str, float]:
+    """Runs have..want-1 written into the store's sqlite file directly, each a copy of the
+    template run (status FINISHED, lifecycle_stage active, its experiment) with its own id,
+    name, start time (1 ms apart, after the template's), stage and random cache key; the key
+    of the middle run of the 0..want-1 ones, and the seconds it took."""
+    import sqlite3
+    import uuid
+
+    start = time.perf_counter()
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        cols = [r[1] for r in con.execute("PRAGMA table_info(runs)")]
+        row = dict(zip(cols, con.execute("SELECT * FROM runs WHERE run_uuid = ?",
+                                         (template_id,)).fetchone(), strict=True))
+        if (row["status"], row["lifecycle_stage"]) != ("FINISHED", "active"):
+            raise BenchError(f"the template run {template_id} in {db} is {row['status']}, "
+                             f"{row['lifecycle_stage']}: expected FINISHED, active")
+        tags = dict(con.execute("SELECT key, value FROM tags WHERE run_uuid = ?",
+                                (template_id,)).fetchall())
+        keys, runs, tag_rows = {}, [], []
+        for k in range(have, want):
+            uid = uuid.uuid4().hex
+            keys[k] = secrets.token_hex(32)
+            runs.append({**row, "run_uuid": uid, "name": f"run-{k}",
+                         "start_time": row["start_time"] + k, "end_time": row["end_time"] + k,
+                         "artifact_uri": row["artifact_uri"].replace(template_id, uid)})
+            own = {**tags, STAGE_TAG: stage_names[k % len(stage_names)], KEY_TAG: keys[k],
+                   "mlflow.runName": f"run-{k}"}
+            tag_rows += [(key, value, uid) for key, value in own.items()]
+        with con:
+            con.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES "
+                            f"({', '.join('?' * len(cols))})",
+                            [tuple(r[c] for c in cols) for r in runs])
+            con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                            tag_rows)
+        middle = want // 2
+        key = keys.get(middle) or con.execute(
+            "SELECT value FROM tags JOIN runs USING (run_uuid) WHERE key = ? AND "
+            "runs.name = ?", (KEY_TAG, f"run-{middle}")).fetchone()[0]
+    finally:
+        con.close()
+    return key, time.perf_counter() - start
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -350,21 +468,30 @@ def percentile(values: list[float], p: float) -> float:
 
 def time_lookups(uri: str, experiment_id: str, key: str, lookups: int
                  ) -> dict[str, Any]:
+    """find_tagged_runs for a hit and a miss, taking turns; on a local sqlite store also the
+    quick answer of a miss from the file (tag_absent, what execute:S asks first there)."""
     from mlops_tasks.run.stage_cache import CANDIDATES
-    from mlops_tasks.tracking.client import find_tagged_runs
+    from mlops_tasks.tracking.client import find_tagged_runs, tag_absent
 
-    def call(wanted: str) -> Callable[[], list[dict[str, Any]]]:
+    def call(wanted: str) -> Callable[[], object]:
         return lambda: find_tagged_runs(uri, experiment_id, {KEY_TAG: wanted,
                                                              COMPLETE_TAG: "true"}, CANDIDATES)
 
-    cases = {"hit": call(key), "miss": call(secrets.token_hex(32))}
+    missing = secrets.token_hex(32)
+    cases: dict[str, Callable[[], object]] = {"hit": call(key), "miss": call(missing)}
+    if uri.startswith("sqlite:"):
+        cases["quick_miss"] = lambda: tag_absent(uri, KEY_TAG, missing)
     start = time.perf_counter()
-    found = cases["hit"]()  # untimed for the table: makes the client, as a doit has
+    found = find_tagged_runs(uri, experiment_id, {KEY_TAG: key, COMPLETE_TAG: "true"},
+                             CANDIDATES)  # untimed for the table: makes the client
     first_s = time.perf_counter() - start
     if not found or found[0]["tags"].get(KEY_TAG) != key:
         raise BenchError(f"find_tagged_runs at {uri} did not find the run with key {key}")
     if cases["miss"]():
         raise BenchError(f"find_tagged_runs at {uri} found a run for a key no run has")
+    if "quick_miss" in cases and not (cases["quick_miss"]() and not tag_absent(uri, KEY_TAG,
+                                                                               key)):
+        raise BenchError(f"tag_absent at {uri} does not tell a missing key from a present one")
     times: dict[str, list[float]] = {c: [] for c in cases}
     for j in range(lookups):
         for case in rotated(list(cases), j):
@@ -380,25 +507,33 @@ def time_lookups(uri: str, experiment_id: str, key: str, lookups: int
     return out
 
 
-def lookup_part(tmp: Path, url: str, n: int, lookups: int, stage_names: list[str],
-                load: Load) -> dict[str, dict[str, Any]]:
+def lookup_part(tmp: Path, url: str, sizes: list[int], lookups: int, stage_names: list[str],
+                load: Load) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per store (the server's, through http; a local sqlite one), the lookups in one
+    experiment grown to each size in turn."""
     from mlflow.tracking import MlflowClient
 
     local = tmp / "local-store"
     local.mkdir()
-    sqlite_uri = f"sqlite:///{(local / 'mlflow.db').as_posix()}"
+    sqlite_db = local / "mlflow.db"
+    sqlite_uri = f"sqlite:///{sqlite_db.as_posix()}"
     MlflowClient(sqlite_uri).search_experiments()  # creates and migrates the store
-    results = {}
-    for name, uri, workers in (("http", url, 8), ("sqlite", sqlite_uri, 1)):
-        log(f"lookups: {n} runs into the {name} store ...")
-        experiment_id, key, fill_s = fill_store(uri, n, stage_names, workers)
-        log(f"  created in {fill_s:.0f} s; timing {lookups} hits and {lookups} misses ...")
-        results[name] = {"uri": uri if name == "sqlite" else "http://127.0.0.1:<port>",
-                         "runs": n, "fill_s": round(fill_s, 1),
-                         **time_lookups(uri, experiment_id, key, lookups)}
-        load.sample()
-        log(f"  hit median {results[name]['hit']['median_ms']:.1f} ms, miss median "
-            f"{results[name]['miss']['median_ms']:.1f} ms")
+    stores = (("http", url, tmp / "server" / "server.db"), ("sqlite", sqlite_uri, sqlite_db))
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, uri, db in stores:
+        experiment_id, template = template_run(uri, max(sizes), stage_names[0])
+        have, results[name] = 1, {}
+        for n in sorted(sizes):
+            log(f"lookups: {name} store, growing the experiment to {n} runs ...")
+            key, fill_s = grow_store(db, template, have, n, stage_names)
+            have = max(have, n)
+            log(f"  written in {fill_s:.1f} s; timing {lookups} of each case ...")
+            got = time_lookups(uri, experiment_id, key, lookups)
+            load.sample()
+            results[name][n] = {"runs": n, "fill_s": round(fill_s, 2), "load": load_now(),
+                                **got}
+            log(f"  hit median {got['hit']['median_ms']:.1f} ms, miss median "
+                f"{got['miss']['median_ms']:.1f} ms; load {load_now()}")
     return results
 
 
@@ -415,16 +550,27 @@ def times(a: float, b: float) -> str:
     return f"{ratio(a, b)}x" if min(a, b) >= 0.05 else "–"
 
 
-def report(meta: dict[str, Any], agents: list[dict[str, Any]],
-           extra: dict[str, Any], lookups: dict[str, dict[str, Any]]) -> str:
-    def col(side: str, key: str) -> list[float]:
-        return [float(r[side][key]) for r in agents]
-
-    a_s, b_s = col("a", "seconds"), col("b", "seconds")
-    a_v, b_v = col("a", "venvs_total_s"), col("b", "venvs_total_s")
-    a_r, b_r = col("a", "without_venvs_s"), col("b", "without_venvs_s")
+def agents_table(parts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]) -> str:
+    """Part 1's headline: per pipeline A's and B's wall time, A / B, what B built and ran."""
     med = statistics.median
-    n_stages = len(extra["stages"])
+    rows = []
+    for pipe, (agents, extra) in parts.items():
+        a_s = [float(r["a"]["seconds"]) for r in agents]
+        b_s = [float(r["b"]["seconds"]) for r in agents]
+        joined = lambda f, runs=agents: "/".join(str(f(r["b"])) for r in runs)  # noqa: E731
+        rows.append([f"{pipe} ({len(extra['stages'])} stages)", span(a_s), span(b_s),
+                     f"{ratio(med(a_s), med(b_s))}x", joined(lambda b: len(b["venvs_built"])),
+                     joined(lambda b: b["venv_dirs"]), joined(lambda b: b["papermill_lines"]),
+                     joined(lambda b: len(b["restored"])),
+                     "; ".join(f"{r['a']['load']} / {r['b']['load']}" for r in agents)])
+    return markdown_table(
+        ["pipeline", "A `doit` (s)", "B `doit` (s)", "A / B", "venvs B built",
+         "`.venvs/*` in B", "kernels B started", "stages B restored",
+         "load after A / after B"], rows)
+
+
+def spans_table(pipe: str, agents: list[dict[str, Any]]) -> str:
+    med = statistics.median
 
     def spans(side: str, kind: str) -> list[float]:
         out = []
@@ -434,38 +580,16 @@ def report(meta: dict[str, Any], agents: list[dict[str, Any]],
                        if kind == "other" else got.get(kind, 0.0))
         return out
 
-    def counts(side: str, key: str) -> str:
-        return "/".join(str(len(r[side][key])) for r in agents)
+    return markdown_table(
+        ["agent", *(f"`{k}`" if k != "other" else "other tasks" for k in COLUMNS)],
+        [[f"{pipe} {label}", *(span(spans(side, k)) for k in COLUMNS)]
+         for label, side in (("A", "a"), ("B", "b"))]
+        + [[f"{pipe} A / B", *(times(med(spans("a", k)), med(spans("b", k)))
+                                for k in COLUMNS)]])
 
-    lines = [
-        f"Stage cache, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
-        f"{meta['cpus']} CPUs, mlflow {meta['mlflow']}, {meta['uv']}, mlops-tasks "
-        f"{meta['mlops-tasks']}; {meta['load']}",
-        f"Part 1: the example pipeline ({n_stages} stages), `python -m doit` in agent A, "
-        f"then in agent B, one `mlflow server --workers 1`, warm uv cache; median of "
-        f"{meta['runs']} run(s), min–max in brackets; wall clock of the whole command",
-        "",
-        markdown_table(
-            ["agent", "`doit` (s)", "venv builds (s)", "`doit` without venv builds (s)",
-             f"stages executed (of {n_stages})", "stages restored"],
-            [["A (executes, offers its runs)", span(a_s), span(a_v), span(a_r),
-              counts("a", "executed"), counts("a", "restored")],
-             ["B (restores from A's runs)", span(b_s), span(b_v), span(b_r),
-              counts("b", "executed"), counts("b", "restored")],
-             ["A / B", f"{ratio(med(a_s), med(b_s))}x", f"{ratio(med(a_v), med(b_v))}x",
-              f"{ratio(med(a_r), med(b_r))}x", "", ""]]),
-        "",
-        "Where the time goes (s, median; a task lasts from its `.  task` line until the next "
-        "one's, `start` is doit's own start before the first task, `end` from its last line "
-        "of output until it exits):",
-        "",
-        markdown_table(
-            ["agent", *(f"`{k}`" if k != "other" else "other tasks" for k in COLUMNS)],
-            [[label, *(span(spans(side, k)) for k in COLUMNS)]
-             for label, side in (("A", "a"), ("B", "b"))]
-            + [["A / B", *(times(med(spans("a", k)), med(spans("b", k))) for k in COLUMNS)]]),
-        "",
-    ]
+
+def run_notes(pipe: str, agents: list[dict[str, Any]], n_stages: int) -> list[str]:
+    lines = []
     for i, r in enumerate(agents, 1):
         b = r["b"]
         notes = []
@@ -473,6 +597,8 @@ def report(meta: dict[str, Any], agents: list[dict[str, Any]],
             notes.append(f"B did not restore every stage: executed {sorted(b['executed'])}, "
                          f"restored {sorted(b['restored'])}, {b['papermill_lines']} "
                          "'Executing notebook' lines")
+        if b["venvs_built"]:
+            notes.append(f"B built venvs: {b['venvs_built']}")
         if b["cache_messages"]:
             notes.append("B's cache messages: " + " | ".join(b["cache_messages"]))
         if r["b_outputs_differ"]:
@@ -480,41 +606,59 @@ def report(meta: dict[str, Any], agents: list[dict[str, Any]],
         if not r["a_all_executed"]:
             notes.append(f"A did not execute every stage: executed "
                          f"{sorted(r['a']['executed'])}, restored {sorted(r['a']['restored'])}")
-        lines.append(f"run {i}: " + ("; ".join(notes) if notes else
-                                     f"B restored all {n_stages} stages, no kernel started, "
-                                     "its outputs byte-for-byte A's"))
-    a1, b1, nan = agents[0]["a"], agents[0]["b"], float("nan")
-    lines += [
-        "run 1 per stage, as mlops-tasks reports it (s; B's restore excludes the lookup and "
-        "the download): " + "; ".join(
-            f"{s}: venv A {a1['venv_s'].get(s, nan):.1f} / B {b1['venv_s'].get(s, nan):.1f}, "
-            f"execute A {a1['executed'].get(s, nan):.1f} / B restore "
-            f"{b1['restored'].get(s, nan):.1f}, log A {a1['logged'].get(s, nan):.1f} / B "
-            f"{b1['logged'].get(s, nan):.1f}"
-            for s in extra["stages"]),
-        f"warm-up (untimed for the table, own local store, uv cache filled from the index): "
-        f"{extra['warm_up']['seconds']:.0f} s, venvs "
-        f"{extra['warm_up']['venvs_total_s']:.0f} s",
-        "",
-        f"Part 2: `find_tagged_runs` (one search per stale stage) in an experiment of "
-        f"{lookups['http']['runs']} FINISHED runs tagged like the cache's; {meta['lookups']} "
-        "hits and misses each, taking turns; ms",
-        "",
-    ]
-    h, s = lookups["http"], lookups["sqlite"]
+        lines.append(f"{pipe} run {i}: " + ("; ".join(notes) if notes else
+                                            f"B restored all {n_stages} stages, built no venv, "
+                                            "started no kernel, its outputs byte-for-byte A's"))
+    return lines
 
-    def row(label: str, d: dict[str, Any]) -> list[object]:
-        return [label, *(f"{d[c][k]:.1f}" for c in ("hit", "miss")
-                         for k in ("median_ms", "p90_ms", "max_ms")),
-                f"{d['first_call_ms']:.0f}", f"{d['fill_s']:.0f}"]
 
-    lines.append(markdown_table(
-        ["store", "hit median", "hit p90", "hit max", "miss median", "miss p90", "miss max",
-         "first call (makes the client)", f"creating the {h['runs']} runs (s)"],
-        [row("`mlflow server --workers 1` (http)", h), row("local sqlite", s),
-         ["http / sqlite", *(f"{ratio(h[c][k], s[c][k])}x" for c in ("hit", "miss")
-                             for k in ("median_ms", "p90_ms", "max_ms")),
-          f"{ratio(h['first_call_ms'], s['first_call_ms'])}x", ""]]))
+def lookup_table(lookups: dict[str, dict[int, dict[str, Any]]]) -> str:
+    sizes = sorted(lookups["http"])
+    labels = {"http": "`mlflow server --workers 1` (http)", "sqlite": "local sqlite"}
+    cases = [("hit", "hit"), ("miss", "miss"), ("quick_miss", "miss, sqlite3 quick answer")]
+    rows = []
+    for store, by_size in lookups.items():
+        for case, label in cases:
+            if case not in by_size[sizes[0]]:
+                continue
+            cells = [f"{by_size[n][case]['median_ms']:.1f} / {by_size[n][case]['p90_ms']:.1f}"
+                     for n in sizes]
+            flat = [f"{ratio(by_size[sizes[-1]][case][k], by_size[sizes[0]][case][k], 2)}x"
+                    for k in ("median_ms", "p90_ms")]
+            rows.append([f"{labels[store]}, {label}", *cells, " / ".join(flat)])
+    return markdown_table(
+        ["store, case", *(f"{n:,} runs: median / p90 (ms)" for n in sizes),
+         f"{sizes[-1]:,} / {sizes[0]:,}: median / p90"], rows)
+
+
+def report(meta: dict[str, Any], parts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]],
+           lookups: dict[str, dict[int, dict[str, Any]]]) -> str:
+    lines = [
+        f"Stage cache, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
+        f"{meta['cpus']} CPUs, mlflow {meta['mlflow']}, {meta['uv']}, mlops-tasks "
+        f"{meta['mlops-tasks']}; {meta['load']}",
+        f"Part 1: `python -m doit` in agent A, then in agent B, one `mlflow server --workers 1`,"
+        f" warm uv cache; median of {meta['runs']} run(s), min–max in brackets; wall clock",
+        "", agents_table(parts), "",
+        "Where the time goes (s, median; a task lasts from its `.  task` line until the next "
+        "one's, `start` is doit's own start before the first task, `end` from its last line "
+        "of output until it exits):", ""]
+    for pipe, (agents, _) in parts.items():
+        lines += [spans_table(pipe, agents), ""]
+    for pipe, (agents, extra) in parts.items():
+        lines += run_notes(pipe, agents, len(extra["stages"]))
+        lines.append(f"{pipe} warm-up (untimed, own local store, caches filled): "
+                     f"{extra['warm_up']['seconds']:.0f} s, venvs "
+                     f"{extra['warm_up']['venvs_total_s']:.0f} s")
+    if lookups:
+        some = next(iter(lookups["http"].values()))
+        lines += ["", f"Part 2: `find_tagged_runs` (one search per stale stage) in one "
+                  f"experiment of FINISHED runs tagged like the cache's, grown to each size; "
+                  f"{meta['lookups']} of each case, taking turns; ms; load after each size: "
+                  + ", ".join(f"{st} {n:,}: {d['load']}" for st, by in lookups.items()
+                              for n, d in by.items()),
+                  f"(first call, which makes the client: {some['first_call_ms']:.0f} ms)", "",
+                  lookup_table(lookups)]
     kill = "needed" if meta["sigkill"] else "not needed"
     lines += ["", f"server: answered /health after {meta['server_start_s']:.1f} s; stopped in "
               f"{meta['server_stop_s']:.1f} s, SIGKILL {kill}"]
@@ -524,19 +668,36 @@ def report(meta: dict[str, Any], agents: list[dict[str, Any]],
 # --------------------------------------------------------------------------- main
 
 
+def sizes_arg(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 1000,10000, got {text!r}"
+                                         ) from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be at least 1, got {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1,
                         help="repetitions of part 1, A then B (default 1)")
+    parser.add_argument("--pipelines", default="example,diamond",
+                        help="part 1's pipelines, of example,diamond (default both; none: "
+                        "an empty string)")
     parser.add_argument("--lookups", type=int, default=20,
                         help="timed lookups per case and store in part 2 (default 20)")
-    parser.add_argument("--store-runs", type=int, default=1000,
-                        help="runs in the experiment searched in part 2 (default 1000)")
+    parser.add_argument("--store-runs", type=sizes_arg, default=[1000, 10000],
+                        help="sizes of the experiment searched in part 2 (default 1000,10000)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
     args = parser.parse_args(argv)
-    if min(args.runs, args.lookups, args.store_runs) < 1:
-        parser.error("--runs, --lookups and --store-runs must be at least 1")
+    names = [n for n in args.pipelines.split(",") if n]
+    if min(args.runs, args.lookups) < 1:
+        parser.error("--runs and --lookups must be at least 1")
+    if set(names) - {"example", "diamond"}:
+        parser.error(f"--pipelines: example and/or diamond, got {args.pipelines!r}")
     if not hasattr(os, "killpg"):
         parser.error("process groups are needed (POSIX)")
     for key in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_"))]:
@@ -548,15 +709,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-stage-cache-"))
     log(f"working in {tmp}")
     server: subprocess.Popen[bytes] | None = None
+    parts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
     try:
         meta["mlops-tasks"] = measured_mlops_tasks()
         meta["uv"] = uv_version(find_uv())
         log("starting mlflow server ...")
         server, url, meta["server_start_s"] = start_server(tmp / "server")
         log(f"  {url} answered after {meta['server_start_s']:.1f} s")
-        agents, extra = two_agents(tmp, url, args.runs, tmp / "uv-cache", load)
+        for pipe in pipelines(names, tmp):
+            parts[pipe.name] = two_agents(tmp, url, args.runs, tmp / "uv-cache", load, pipe)
         lookups = lookup_part(tmp, url, args.store_runs, args.lookups,
-                              extra["stages"], load)
+                              sorted(DIAMOND), load)
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
         return 1
@@ -572,9 +735,10 @@ def main(argv: list[str] | None = None) -> int:
             rmtree(tmp)
     load.sample()
     meta["load"] = load.describe()
-    print("\n" + report(meta, agents, extra, lookups))
+    print("\n" + report(meta, parts, lookups))
     print(f"processes this benchmark started that are still running: {left or 'none'}")
-    write_json(args.json, {**meta, **load.as_dict(), "part1": agents, **extra,
+    write_json(args.json, {**meta, **load.as_dict(),
+                           "part1": {p: {"runs": a, **e} for p, (a, e) in parts.items()},
                            "part2": lookups, "left_running": left})
     return 0
 
