@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops_tasks.run.reproduce import DIFFERENT, IDENTICAL, SAME_METRICS, decide, recorded_pins
+from mlops_tasks.run.reproduce import (
+    DIFFERENT,
+    IDENTICAL,
+    SAME_METRICS,
+    decide,
+    freeze_differences,
+    recorded_pins,
+)
 from mlops_tasks.tracking.tags import REPRODUCES
 from tests.helpers import doit, local_client, make_project, write_notebook, write_spec
 
@@ -27,6 +34,13 @@ def test_verdict_from_hashes_and_metrics():
 
 def test_recorded_pins_leave_out_the_header():
     assert recorded_pins("# python 3.11.7 (cpython)\nidna==3.6\n\n-e ./x\n") == ["idna==3.6"]
+
+
+def test_a_rebuilt_venv_must_hold_the_recorded_freeze_exactly():
+    recorded = ["idna==3.6", "typing_extensions==4.0"]
+    assert freeze_differences(recorded, "typing-extensions==4.0\nidna==3.6\n") == []
+    assert freeze_differences(recorded, "idna==3.7\ntyping-extensions==4.0\nsix==1\n") == [
+        "-idna==3.6", "+idna==3.7", "+six==1"]
 
 
 # -- one real project for every integration test below -----------------------------------------

@@ -293,7 +293,30 @@ def build_env(config: Config, run: Recorded, work: Path) -> tuple[Path, str]:
             f"available from {where} ({err.stderr_tail.strip().splitlines()[-1:]}); fill the "
             "cache with `doit wheels` on a machine online (or pip download that exact "
             "version into it); nothing was executed") from None
+    check_freeze(done, recorded_pins(freeze_file.read_text("utf-8")),
+                 command.run(installer.freeze_argv(venv_py), env=installer_env(), echo=False))
     return venv_py, interpreter.version
+
+
+def freeze_differences(recorded: list[str], rebuilt: str) -> list[str]:
+    """The pins of the recorded freeze the rebuilt venv does not have, and what it has that
+    the record does not ("+x==1", "-y==2"). Pure."""
+    def names(lines: list[str]) -> set[str]:
+        return {line.replace("_", "-").lower() for line in lines}
+
+    old, new = names(recorded), names(recorded_pins(rebuilt))
+    return sorted(f"-{p}" for p in old - new) + sorted(f"+{p}" for p in new - old)
+
+
+def check_freeze(done: record.ExecuteRecord, recorded: list[str], rebuilt: str) -> None:
+    """The rebuilt venv must hold exactly the recorded freeze, or nothing runs."""
+    differs = freeze_differences(recorded, rebuilt)
+    if differs:
+        raise CannotReproduce(
+            f"the venv rebuilt for run {done.run_id} does not hold its recorded freeze "
+            f"({', '.join(differs[:8])}{' ...' if len(differs) > 8 else ''}); a pin may name "
+            "a package the installer renamed or a build that is not reproducible; nothing "
+            "was executed")
 
 
 # -- executing and comparing ------------------------------------------------------------------
