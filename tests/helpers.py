@@ -3,6 +3,7 @@ server, waiting with a deadline, and the platform checks tests skip on."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -249,6 +250,88 @@ def doit(root: Path, *args: str, check: bool = True,
          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([PYTHON, "-m", "doit", *args], cwd=root, env=env or clean_env(),
                           capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+class _DoitForks:
+    """One tests/doit_forks.py process per test process, started at first use and ended at
+    exit (or when this process ends: it stops at the end of its input)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> subprocess.Popen[str]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [PYTHON, str(Path(__file__).with_name("doit_forks.py"))], env=clean_env(),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            assert "ready" in self.reply(self.proc, 300), "tests/doit_forks.py did not start"
+        return self.proc
+
+    @staticmethod
+    def reply(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+        import selectors
+
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise subprocess.TimeoutExpired("doit (forked)", timeout)
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("tests/doit_forks.py ended")
+        return dict(json.loads(line))
+
+    def run(self, root: Path, args: tuple[str, ...], env: dict[str, str],
+            folder: Path) -> subprocess.CompletedProcess[str]:
+        proc = self.start()
+        assert proc.stdin is not None
+        out, err = folder / "stdout", folder / "stderr"
+        proc.stdin.write(json.dumps({"cwd": str(root), "args": list(args), "env": env,
+                                     "out": str(out), "err": str(err)}) + "\n")
+        proc.stdin.flush()
+        pid = self.reply(proc, 60)["pid"]
+        try:
+            code = self.reply(proc, 600)["code"]
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            self.reply(proc, 60)
+            raise
+        return subprocess.CompletedProcess(
+            ["doit", *args], code, out.read_text(encoding="utf-8", errors="replace"),
+            err.read_text(encoding="utf-8", errors="replace"))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+_forks = _DoitForks()
+atexit.register(_forks.stop)
+
+
+def forked_doit(root: Path, *args: str, check: bool = True,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`doit(...)`, as a fresh process forked from one that imported doit, mlops-tasks and
+    MLflow already: the same pid-per-command, environment, working folder, exit code and
+    output, without the seconds of imports. Not for tests of `doit`'s own imports (`doit list`
+    loading no MLflow) or its startup; where there is no fork (Windows), the plain `doit`."""
+    if not hasattr(os, "fork"):
+        return doit(root, *args, check=check, env=env)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="doit-fork-") as folder:
+        proc = _forks.run(root, args, env or clean_env(), Path(folder))
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n"
                              f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
