@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from .helpers import doit, make_project, ran, write_notebook, write_spec
+from .helpers import forked_doit, make_project, ran, write_notebook, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def project(tmp_path_factory, wheelhouse):
           mlflow_tracking_uri: http://example.invalid:5000
         outputs: [out/compare.txt]
     """)
-    doit(root)
+    forked_doit(root)
     return root
 
 
@@ -39,18 +39,18 @@ def test_depends_on_waits_for_the_upstream_log_and_reruns_on_a_new_run(project):
     original = spec.read_text()
     spec.write_text(original.replace("repeat: 2", "repeat: 3"))
     try:
-        doit(project, "run", "execute:make")
-        info = doit(project, "info", "execute:compare", check=False).stdout
+        forked_doit(project, "run", "execute:make")
+        info = forked_doit(project, "info", "execute:compare", check=False).stdout
         assert "<runs of make: new run of make>" in info
-        out = doit(project).stdout
+        out = forked_doit(project).stdout
     finally:
         spec.write_text(original)
     order = [line[3:].strip() for line in out.splitlines() if line.startswith(".  ")]
     assert order.index("log:make") < order.index("execute:compare")
     assert {"log:make", "execute:compare", "log:compare"} <= set(order)
-    out = doit(project).stdout  # back to repeat: 2, a new run of make again
+    out = forked_doit(project).stdout  # back to repeat: 2, a new run of make again
     assert "execute:compare" in ran(out)
-    assert ran(doit(project).stdout) == set()
+    assert ran(forked_doit(project).stdout) == set()
 
 
 def test_a_spec_parameter_named_like_the_context_wins_for_the_notebook(project):
@@ -70,17 +70,17 @@ def test_an_early_exit_fails_unless_the_spec_allows_it(project):
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
     try:
-        proc = doit(project, "run", "execute:make", check=False)
+        proc = forked_doit(project, "run", "execute:make", check=False)
         assert proc.returncode != 0
         assert ("execute:make: the notebook stopped early: code cell 2 called sys.exit()"
                 in proc.stdout + proc.stderr)
         spec.write_text(original.replace("outputs:\n  - out/greeting.txt", "outputs: []")
                         + "allow_early_exit: true\n")
-        doit(project, "run", "execute:make")
+        forked_doit(project, "run", "execute:make")
     finally:
         path.write_text(good)
         spec.write_text(original)
-    doit(project)
+    forked_doit(project)
 
 
 def test_a_non_python_notebook_fails_before_a_kernel_starts(project):
@@ -91,19 +91,19 @@ def test_a_non_python_notebook_fails_before_a_kernel_starts(project):
     nb["metadata"]["language_info"] = {"name": "R"}
     path.write_text(json.dumps(nb))
     try:
-        proc = doit(project, "run", "execute:make", check=False)
+        proc = forked_doit(project, "run", "execute:make", check=False)
     finally:
         path.write_text(good)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "execute:make: notebooks/make.ipynb is a r notebook" in text
     assert "MLflow run" not in text  # nothing started
-    doit(project)
+    forked_doit(project)
 
 
 def test_an_override_run_keeps_its_outputs_apart(project):
     before = (project / "out" / "greeting.txt").read_bytes()
-    proc = doit(project, "run", "execute:make", "--param=repeat=4")
+    proc = forked_doit(project, "run", "execute:make", "--param=repeat=4")
     run_id = json.loads(next(project.glob(".mlops/overrides/make/*/record.json")).read_text()
                         )["run_id"]
     folder = project / ".mlops" / "overrides" / "make" / run_id
@@ -111,7 +111,7 @@ def test_an_override_run_keeps_its_outputs_apart(project):
     assert (folder / "make.ipynb").exists() and (folder / "last-run.json").exists()
     assert (project / "out" / "greeting.txt").read_bytes() == before
     assert "the declared outputs are untouched" in proc.stdout
-    assert ran(doit(project).stdout) == set()  # the stage stays as it was
+    assert ran(forked_doit(project).stdout) == set()  # the stage stays as it was
 
 
 def test_an_interrupted_run_is_reported_until_the_stage_runs_again(project):
@@ -120,33 +120,35 @@ def test_an_interrupted_run_is_reported_until_the_stage_runs_again(project):
     (previous / "files" / "out" / "greeting.txt").write_text("hi hi")
     (previous / "manifest.json").write_text(json.dumps({"existed": ["out/greeting.txt"]}))
     (project / "out" / "greeting.txt").write_text("half")  # what the killed run left
-    status = doit(project, "list", "--all", "--status").stdout
+    status = forked_doit(project, "list", "--all", "--status").stdout
     assert "R execute:make" in status
-    info = doit(project, "info", "execute:make", check=False).stdout
+    info = forked_doit(project, "info", "execute:make", check=False).stdout
     assert "a run was interrupted: its outputs may be half-written" in info
-    audit = doit(project, "audit", "make", check=False)
+    audit = forked_doit(project, "audit", "make", check=False)
     assert audit.returncode == 1 and "interrupted run: BROKEN" in audit.stdout
-    assert "execute:make" in ran(doit(project).stdout)
+    assert "execute:make" in ran(forked_doit(project).stdout)
     assert not previous.exists()
     assert (project / "out" / "greeting.txt").read_text() == "hi hi"
 
 
 def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(project):
-    doit(project)
-    status = doit(project, "list", "--all", "--status").stdout.splitlines()
+    forked_doit(project)
+    forked_doit(project, "run", "venv", "kernel")  # a stage's run builds its venv, not these
+    status = forked_doit(project, "list", "--all", "--status").stdout.splitlines()
     assert status and all(line.startswith("U ") for line in status), status
-    forget = doit(project, "forget")  # no default tasks: every task, not a TypeError
+    forget = forked_doit(project, "forget")  # no default tasks: every task, not a TypeError
     assert "forgetting all tasks" in forget.stdout
-    status = doit(project, "list", "--status").stdout
+    status = forked_doit(project, "list", "--status").stdout
     assert "R make " in status and "R execute " in status
-    doit(project)
+    forked_doit(project)
+    forked_doit(project, "run", "venv", "kernel")
     assert all(line.startswith("U ") for line in
-               doit(project, "list", "--all", "--status").stdout.splitlines())
+               forked_doit(project, "list", "--all", "--status").stdout.splitlines())
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
     spec.write_text(original.replace("repeat: 2", "repeat: 3"))
     try:  # only execute:make is stale; its group and the stage's group run it
-        status = doit(project, "list", "--all", "--status").stdout
+        status = forked_doit(project, "list", "--all", "--status").stdout
     finally:
         spec.write_text(original)
     marks = {line.split()[1]: line.split()[0] for line in status.splitlines()}
@@ -156,14 +158,14 @@ def test_list_status_marks_groups_by_their_tasks_and_a_bare_forget_forgets_all(p
 
 
 def test_audit_names_each_change_and_lists_override_runs(project):
-    doit(project)
-    assert doit(project, "audit", "make").returncode == 0
-    doit(project, "run", "execute:make", "--param=repeat=5")
+    forked_doit(project)
+    assert forked_doit(project, "audit", "make").returncode == 0
+    forked_doit(project, "run", "execute:make", "--param=repeat=5")
     spec = project / "env_specs" / "make.yaml"
     original = spec.read_text()
     spec.write_text(original.replace("repeat: 2", "repeat: 3") + "timeout: 600\n")
     try:
-        audit = doit(project, "audit", "make", check=False)
+        audit = forked_doit(project, "audit", "make", check=False)
     finally:
         spec.write_text(original)
     assert audit.returncode == 1
@@ -184,7 +186,7 @@ def test_a_run_of_an_uncommitted_notebook_is_dirty_and_keeps_it(project):
         outputs: [out/fresh.txt]
     """)
     try:
-        doit(project, "run", "fresh")
+        forked_doit(project, "run", "fresh")
         done = json.loads((project / ".mlops/executed/fresh.json").read_text())
     finally:
         (project / "env_specs" / "fresh.yaml").unlink()
@@ -205,7 +207,7 @@ def test_a_failing_stage_leaves_no_run_of_another_stage_unlogged(project):
     original = spec.read_text()
     spec.write_text(original.replace("repeat: 2", "repeat: 7"))
     try:
-        proc = doit(project, check=False)
+        proc = forked_doit(project, check=False)
     finally:
         spec.write_text(original)
         (project / "env_specs" / "zfail.yaml").unlink()
@@ -214,7 +216,7 @@ def test_a_failing_stage_leaves_no_run_of_another_stage_unlogged(project):
     client = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
     runs = client.search_runs([client.get_experiment_by_name("test-pipeline").experiment_id])
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
-    doit(project)
+    forked_doit(project)
 
 
 def test_a_tracking_uri_changed_between_execute_and_log_gets_a_new_run(project, tmp_path):
@@ -227,10 +229,11 @@ def test_a_tracking_uri_changed_between_execute_and_log_gets_a_new_run(project, 
     spec.write_text(original.replace("repeat: 2", "repeat: 9"))
     other = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
     try:
-        doit(project, "run", "execute:make")
+        forked_doit(project, "run", "execute:make")
         first = json.loads((project / ".mlops/executed/make.json").read_text())["run_id"]
-        out = doit(project, "run", "log:make", env=clean_env(MLFLOW_TRACKING_URI=other)).stdout
-        again = doit(project, "run", "log:make", env=clean_env(MLFLOW_TRACKING_URI=other))
+        elsewhere = clean_env(MLFLOW_TRACKING_URI=other)
+        out = forked_doit(project, "run", "log:make", env=elsewhere).stdout
+        again = forked_doit(project, "run", "log:make", env=elsewhere)
     finally:
         spec.write_text(original)
     assert "log:make: the tracking URI changed since the stage ran" in out
@@ -243,4 +246,4 @@ def test_a_tracking_uri_changed_between_execute_and_log_gets_a_new_run(project, 
     home = MlflowClient(f"sqlite:///{(project / '.mlops' / 'mlflow.db').as_posix()}")
     orphan = home.get_run(first)
     assert orphan.info.status == "KILLED" and orphan.data.tags["mlops.superseded"] == "true"
-    doit(project)
+    forked_doit(project)
