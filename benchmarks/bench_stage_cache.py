@@ -3,37 +3,44 @@
 
 Part 1, two agents, one tracking server. A real `mlflow server` (`--workers 1`, a sqlite
 store and `--artifacts-destination` in the temporary folder, on a free port of 127.0.0.1)
-serves two clones of this repository's example pipeline (pyproject.toml, dodo.py,
-env_specs/, notebooks/, README.md: 4 stages on Pythons 3.10, 3.11 and 3.12, installed from
-the package index), each at its own absolute path, each a git repository on `main` with one
-commit and `.mlops/ .venvs/ data/ models/ reports/` ignored. The only change to the copied
-files is the experiment's name in pyproject.toml, one per repetition (the same in A and B),
-so each repetition starts from an experiment without runs. `python -m doit` runs in A
-(every stage executes and offers its run to the cache), then in B (every stage should be
-restored from A's runs, no kernel started); each is timed as a subprocess, wall clock.
-Both build their four stage venvs (the cache key includes the venv's freeze, so B cannot
-skip them), so the venv build times ("venv:S: built in X s") are reported beside the
-totals, and the totals without them. doit runs with PYTHONUNBUFFERED=1 and each line of its
-output is stamped when it arrives, which splits each total by kind of task (doit's own
-start, venv, kernel, execute, log, its end). B's output is checked: which stages were restored
-("restored from run"), which executed ("execute:S: done in"), whether papermill ran
-("Executing notebook" added to the stages' logs in .mlops/logs), and that B's declared
-outputs are byte-for-byte A's. A stage B executed is reported, not hidden.
+serves two clones of each pipeline, each at its own absolute path, each a git repository on
+`main` with one commit and `.mlops/ .venvs/ data/ models/ reports/` ignored. Two pipelines
+(--pipelines): this repository's example (pyproject.toml, dodo.py, env_specs/, notebooks/,
+README.md: 4 stages on Pythons 3.10, 3.11 and 3.12, installed from the package index; the
+only change is the experiment's name) and a generated diamond (a source, two branches of
+two stages, a join; each notebook sleeps 2.5 s for real work and writes a file; stages on
+the Python running this script with only ipykernel, installed offline from a wheelhouse
+filled once with `pip download`, untimed). Each repetition uses a new experiment (the same
+in A and B). `python -m doit` runs in A (every stage executes and offers its run to the
+cache), then in B (every stage should be restored from A's runs: no venv built, no kernel
+started, as the stage key's env part is computed from the specs without building the
+venv); each is timed as a subprocess, wall clock, with the 1-minute load average as it
+ended. doit runs with PYTHONUNBUFFERED=1 and each line of its output is stamped when it
+arrives, which splits each total by kind of task (doit's own start, venv, kernel, execute,
+log, its end). B's output is checked: which stages were restored ("restored from run"),
+which executed ("execute:S: done in"), which venvs it built ("venv:S: building" lines, and
+the folders in its .venvs/), whether papermill ran ("Executing notebook" added to the
+stages' logs in .mlops/logs), and that B's declared outputs are byte-for-byte A's.
 
-Before the first repetition a third, throw-away clone runs the whole pipeline once against
+Before the first repetition a third, throw-away clone of each pipeline runs it once against
 its own local store (not the server, so A finds nothing to restore), untimed: the uv cache
 (one for the whole benchmark, in the temporary folder) then holds every wheel, so neither A
-nor B downloads packages; uv still asks the index for what is current when it resolves.
-The server starts before that warm-up, so its own start-up work is over when A runs.
+nor B downloads packages. The server starts before that warm-up, so its own start-up work
+is over when A runs.
 
-Part 2, the lookup. An experiment with --store-runs (1,000) FINISHED runs, each tagged
-`mlops.stage`, `mlops.cache_key` (random hex) and `mlops.cache_complete=true`, is created
-with MlflowClient on the same server (http) and in a local sqlite store; then
+Part 2, the lookup. One experiment per store, grown to each size of --store-runs (1,000
+and 10,000) in turn: one FINISHED run tagged `mlops.stage`, `mlops.cache_key` (random hex)
+and `mlops.cache_complete=true` is made with MlflowClient (MLflow writes the schema and the
+row), and the others are copies of it written into the store's sqlite file with sqlite3
+(each with its own id, name, start time, stage and key; FINISHED, active, the same
+experiment): through MlflowClient 10,000 runs take many minutes. Stores: the server's
+(searched over http) and a local sqlite one. Then
 `mlops_tasks.tracking.client.find_tagged_runs` (what `execute:S` calls once per stale
-stage) is timed in this process for a key one run has (a hit) and for a key none has
-(a miss), --lookups times each, the two taking turns. One untimed call per store first
-makes the client (a `doit` has made it before its first lookup). The table shows the median, the p90
-(nearest rank) and the slowest, in ms.
+stage) is timed in this process for a key the middle run has (a hit) and for a key none
+has (a miss), --lookups times each, the cases taking turns; on the local store also
+`tag_absent`, the sqlite3 answer `execute:S` asks first there. One untimed call first makes
+the client (a `doit` has made it before its first lookup). The table shows the median and
+the p90 (nearest rank), in ms, per size, and the ratio of the largest size to the smallest.
 
 Every subprocess runs without the machine's pip, uv, MLflow, Jupyter and mlops-tasks
 settings (PIP_*, UV_*, MLFLOW_*, JUPYTER_*, MLOPS_* dropped, PIP_CONFIG_FILE=os.devnull,
@@ -42,8 +49,9 @@ leads a process group; the server's group is stopped with SIGTERM (SIGKILL after
 the script reports any process of its own still running at the end (server, doit, kernels).
 POSIX only (process groups); the check of what is left reads /proc (Linux).
 
-Usage: python benchmarks/bench_stage_cache.py [--runs N] [--lookups N] [--store-runs N]
-                                              [--keep] [--json PATH]
+Usage: python benchmarks/bench_stage_cache.py [--runs N] [--pipelines example,diamond]
+                                              [--lookups N] [--store-runs N,M] [--keep]
+                                              [--json PATH]
 """
 
 from __future__ import annotations
