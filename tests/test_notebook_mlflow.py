@@ -27,7 +27,7 @@ from .helpers import (
     MLFLOW_IN_KERNEL,
     PYTHON,
     clean_env,
-    doit,
+    forked_doit,
     git_commit_all,
     write_notebook,
 )
@@ -148,16 +148,23 @@ BARE = [
 ]
 
 
-def project(root: Path, wheelhouse: Path, stages: dict[str, tuple[list, list[str]]]) -> Path:
-    (root / "env_specs").mkdir(parents=True)
+def project(root: Path, wheelhouse: Path, stages: dict[str, tuple[list, list[str] | str]],
+            environments: dict[str, list[str]] | None = None) -> Path:
+    """Stages with their own packages, or (a str) on one of `environments`: stages that
+    need the same packages share one venv, built once."""
+    (root / "env_specs" / "environments").mkdir(parents=True)
     (root / "pyproject.toml").write_text(PROJECT.format(wheels=json.dumps(str(wheelhouse))))
     (root / "dodo.py").write_text(
         "from mlops_tasks.dodo import DOIT_CONFIG, task_mlops  # noqa: F401\n")
+    for env, packages in (environments or {}).items():
+        (root / "env_specs" / "environments" / f"{env}.yaml").write_text(
+            f"packages: {json.dumps(packages)}\n")
     for name, (cells, packages) in stages.items():
         write_notebook(root / "notebooks" / f"{name}.ipynb", cells)
+        uses = f"environment: {packages}" if isinstance(packages, str) else \
+            f"packages: {json.dumps(packages)}"
         (root / "env_specs" / f"{name}.yaml").write_text(
-            f"name: {name}\nnotebook: notebooks/{name}.ipynb\n"
-            f"packages: {json.dumps(packages)}\n")
+            f"name: {name}\nnotebook: notebooks/{name}.ipynb\n{uses}\n")
     (root / ".gitignore").write_text(".mlops/\n.venvs/\nout/\n")
     git_commit_all(root)
     return root
@@ -199,9 +206,10 @@ def check_template(client, run_id: str, executed: str) -> None:
 def test_notebook_runs_land_where_asked_on_a_server(tmp_path, wheelhouse, mlflow_server):
     from mlflow.tracking import MlflowClient
 
-    root = project(tmp_path / "p", wheelhouse, {"template": (TEMPLATE, MLFLOW_IN_KERNEL),
-                                                  "bare": (BARE, MLFLOW_IN_KERNEL)})
-    doit(root, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server.url))
+    root = project(tmp_path / "p", wheelhouse, {"template": (TEMPLATE, "skinny"),
+                                                  "bare": (BARE, "skinny")},
+                   {"skinny": MLFLOW_IN_KERNEL})
+    forked_doit(root, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server.url))
     client = MlflowClient(mlflow_server.url)
     model_run = (root / "out" / "template.txt").read_text()
     executed = (root / ".mlops" / "executed" / "template.ipynb").read_text()
@@ -260,11 +268,11 @@ def test_an_older_mlflow_in_the_stage_leaves_the_store_schema_alone(tmp_path, ol
 
     root = project(tmp_path / "p", old_mlflow_wheels, {
         "first": ([(None, "print('no mlflow here')")], []),
-        "template": (TEMPLATE, OLD_MLFLOW), "sk": (SKLEARN, OLD_MLFLOW)})
-    doit(root, "run", "first")  # the store is created by the tool's own client
+        "template": (TEMPLATE, "old"), "sk": (SKLEARN, "old")}, {"old": OLD_MLFLOW})
+    forked_doit(root, "run", "first")  # the store is created by the tool's own client
     db = root / ".mlops" / "mlflow.db"
     before = schema(db)
-    proc = doit(root)
+    proc = forked_doit(root)
     assert "mlflow 2.22.5" in proc.stdout
     assert schema(db) == before
     client = MlflowClient(f"sqlite:///{db.as_posix()}")
