@@ -32,6 +32,18 @@ def test_verdict_from_hashes_and_metrics():
     assert decide({"out/a": ("x", None)}, {})[0] == DIFFERENT
 
 
+def test_the_report_page_links_a_run_to_its_reproductions():
+    from mlops_tasks.render.report_page import StageView, page
+
+    view = StageView("make", "up-to-date", run_id="r1", reproductions=[
+        ("2026-12-01T10:00:00+00:00", IDENTICAL, "r2", "http://mlflow/#/experiments/1/runs/r2"),
+        ("2026-12-02T10:00:00+00:00", "could not reproduce", None, None)])
+    html = page("p", "now", "store", [view], [["make"]])
+    assert "Reproductions of this run" in html
+    assert '<a href="http://mlflow/#/experiments/1/runs/r2">run r2</a>' in html
+    assert "could not reproduce</td><td>no run" in html
+
+
 def test_recorded_pins_leave_out_the_header():
     assert recorded_pins("# python 3.11.7 (cpython)\nidna==3.6\n\n-e ./x\n") == ["idna==3.6"]
 
@@ -90,9 +102,20 @@ def project(tmp_path_factory, wheelhouse):
                "Path('out/sample.txt').write_text(str(x))\n"
                "Path('out/rand.json').write_text(json.dumps({'score': x}))"),
     ])
+    write_spec(root, "twice", """
+    name: twice
+    notebook: notebooks/twice.ipynb
+    inputs: [out/sample.txt]
+    outputs: [out/twice.txt]
+    """)
+    write_notebook(root / "notebooks" / "twice.ipynb", [
+        (None, "from pathlib import Path\nx = float(Path('out/sample.txt').read_text())\n"
+               "Path('out/twice.txt').write_text(str(2 * x))"),
+    ])
     _commit(root, "rand")
     doit(root)
-    runs = {"clean": _runs(root, "make").pop(), "rand": _runs(root, "rand").pop()}
+    runs = {"clean": _runs(root, "make").pop(), "rand": _runs(root, "rand").pop(),
+            "twice": _runs(root, "twice").pop()}
     _set_repeat(root, 3)  # not committed: the run is dirty, its diff recorded
     doit(root, "run", "make")
     runs["dirty"] = (_runs(root, "make") - {runs["clean"]}).pop()
@@ -157,6 +180,33 @@ def test_a_pin_missing_from_the_wheel_cache_is_refused_before_executing(project)
 
 
 @pytest.mark.integration
+def test_an_input_gone_from_the_workspace_comes_from_the_run_that_made_it(project):
+    root, runs, _ = project
+    sample = root / "out" / "sample.txt"
+    kept = sample.read_bytes()
+    sample.write_text("something else")
+    try:
+        code, out = _reproduce(root, runs["twice"])
+    finally:
+        sample.write_bytes(kept)
+    assert code == 0 and out["verdict"] == IDENTICAL, out  # from rand's run's artifacts
+
+
+@pytest.mark.integration
+def test_chain_reproduces_the_upstream_run_first_and_feeds_it_downstream(project):
+    root, runs, _ = project
+    proc = doit(root, "reproduce", "--json", "--chain", runs["twice"], check=False)
+    chain = json.loads(proc.stdout[proc.stdout.index("{"):])["chain"]
+    assert [(o["stage"], o["run_id"]) for o in chain] == [("rand", runs["rand"]),
+                                                          ("twice", runs["twice"])]
+    assert chain[0]["verdict"] == DIFFERENT  # unseeded: a new sample
+    # so twice ran on the new sample, and says why it differs
+    assert chain[1]["verdict"] == DIFFERENT, chain[1]
+    assert "reproduced upstream wrote other content for out/sample.txt" in chain[1]["reason"]
+    assert proc.returncode == 1
+
+
+@pytest.mark.integration
 def test_the_workspace_is_byte_identical_afterwards(project):
     """Only the reproduce runs' own records (in the store and its artifacts) are new."""
     root, runs, before = project
@@ -169,8 +219,15 @@ def test_the_workspace_is_byte_identical_afterwards(project):
     client = local_client(root)
     for run_id in new_runs:
         assert client.get_run(run_id).data.tags.get(REPRODUCES), run_id
-    assert all(rel.startswith(".mlops/mlartifacts/") for rel in new_files), new_files
-    assert {rel: after.get(rel) for rel in before} == before
+    assert all(rel.startswith(".mlops/mlartifacts/") for rel in new_files
+               if rel != ".mlops/reports/reproductions.json"), new_files
+    changed = [rel for rel in before if after.get(rel) != before[rel]]
+    assert changed in ([], [".mlops/reports/reproductions.json"]), changed  # the list grows
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=root, capture_output=True,
                                text=True, check=True).stdout
     assert len(worktrees.splitlines()) == 1, worktrees
+    from mlops_tasks.pipeline.report import reproductions_of
+
+    # the report page lists the run's reproductions (its list sits beside the page)
+    assert (IDENTICAL, out["new_run_id"]) in [
+        (verdict, run) for _, verdict, run, _ in reproductions_of(root, runs["clean"], "1")]

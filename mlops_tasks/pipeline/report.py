@@ -4,6 +4,7 @@ doit that ran tasks and by `doit report`."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -23,7 +24,9 @@ from mlops_tasks.tracking.client import run_url
 Status = Callable[[str], tuple[str, str]]  # task name -> (doit status, reason in words)
 
 
-CHAIN = ("venv", "kernel", "execute", "log")
+# what decides a stage's state: its venv is built only when it must execute (a restored
+# stage has none), so venv:S and kernel:S do not count
+CHAIN = ("execute", "log")
 
 
 def reason_words(reasons: Mapping[str, Any]) -> str:
@@ -96,12 +99,31 @@ def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Stat
                  + [f"{k}: {' -> '.join(v)}" for k, v in d.changed.items()])
     return StageView(
         stage.name, state, reason, upstream, run_id=run_id, run_url=url, run_store=uri,
+        reproductions=reproductions_of(root, run_id, done.experiment_id),
         when=done.start, duration_s=done.duration_s,
         commit=f"{done.git.sha[:10]} ({done.git.branch}){' dirty' if done.git.dirty else ''}",
         by=f"{done.host.get('user', '')}@{done.host.get('host', '')}",
         notebook_href=notebook, restored_from=done.restored_from,
         parameters=done.stage_parameters, metrics=run_metrics(root, stage, logged),
         python=done.python.version, freeze=freeze, drift=drift)
+
+
+def reproductions_of(root: Path, run_id: str, experiment_id: str
+                     ) -> list[tuple[str, str, str | None, str | None]]:
+    """What `doit reproduce` found for the run, oldest first (its list beside the page)."""
+    try:
+        known = json.loads((root / layout.reproductions()).read_text(encoding="utf-8"))
+        entries = known.get(run_id) or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        run, uri = entry.get("run"), str(entry.get("tracking_uri") or "")
+        url = run_url(uri, experiment_id, run) if run and "***" not in uri else None
+        found.append((str(entry.get("when", "")), str(entry.get("verdict", "")), run, url))
+    return found
 
 
 def store_label(root: Path, uri: str) -> str:

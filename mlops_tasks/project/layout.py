@@ -137,6 +137,11 @@ def report_page() -> str:
     return f"{reports_dir()}/index.html"
 
 
+def reproductions() -> str:
+    """Each `doit reproduce` of a run: when, the verdict, the new run (the report shows them)."""
+    return f"{reports_dir()}/reproductions.json"
+
+
 def running_record(stage: Stage) -> str:
     """Written when the stage's MLflow run is created, removed when the run is closed: one
     left behind means the doit that made it was killed."""

@@ -72,6 +72,8 @@ class StageView:
     python: str = ""
     freeze: str = ""
     drift: Sequence[str] = ()
+    # `doit reproduce` of the shown run: (when, verdict, the new run, its URL or None)
+    reproductions: Sequence[tuple[str, str, str | None, str | None]] = ()
 
 
 def _e(value: Any) -> str:
@@ -154,6 +156,17 @@ def _rows(items: Mapping[str, Any]) -> str:
                    for k, v in items.items())
 
 
+def _reproductions(found: Sequence[tuple[str, str, str | None, str | None]]) -> str:
+    rows = []
+    for when, verdict, run, url in found:
+        what = (f'<a href="{_e(url)}">run {_e(run)}</a>' if run and url else
+                f"run {_e(run)}" if run else "no run")
+        rows.append(f"<tr><td>{_e(when)}</td><td>{_e(verdict)}</td><td>{what}</td></tr>")
+    return ("<h3>Reproductions of this run</h3><table><tr><th scope=\"col\">when</th>"
+            "<th scope=\"col\">verdict</th><th scope=\"col\">new run</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def _stage_section(stage: StageView) -> str:
     label, fill, ink = STATES[stage.state]
     parts = [f'<section class="stage" id="stage-{_e(stage.name)}" '
@@ -180,6 +193,8 @@ def _stage_section(stage: StageView) -> str:
                     if stage.notebook_href else "")
         parts.append(f"<h3>Last run</h3><table><tr><th scope=\"row\">run</th><td>{link}</td>"
                      f"</tr>{rows}{notebook}</table>")
+    if stage.reproductions:
+        parts.append(_reproductions(stage.reproductions))
     if stage.parameters:
         parts.append(f"<h3>Parameters</h3><table>{_rows(stage.parameters)}</table>")
     if stage.metrics:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from mlops_tasks.base import command, console
 from mlops_tasks.base.errors import CommandFailed, MlopsError
 from mlops_tasks.base.files import atomic_write
+from mlops_tasks.base.redact import redact
 from mlops_tasks.env.install_errors import diagnose
 from mlops_tasks.env.installers import installer_env, installer_for, wheel_sources
 from mlops_tasks.env.interpreters import Resolver
@@ -215,11 +217,20 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path) -> None:
-    """Each recorded input, by its hash: from the workspace, else from the recorded outputs
-    of a run that produced it. A missing one is named with where it was looked for."""
+def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path,
+                 provided: Mapping[str, Path] | None = None) -> list[str]:
+    """Each recorded input, by its hash: from an upstream run reproduced first (`provided`:
+    recorded hash -> the file that reproduction wrote, --chain), from the workspace, else
+    from the recorded outputs of a run that produced it. A missing one is named with where
+    it was looked for. Returns the inputs whose reproduced upstream wrote other content."""
+    other = []
     for rel, sha in run.done.inputs.items():
         if sha is None:  # absent when the run started: absent now
+            continue
+        if provided and sha in provided:
+            _place(provided[sha], tree / rel)
+            if content_hash(tree / rel) != sha:
+                other.append(rel)
             continue
         if content_hash(root / rel) == sha:
             _place(root / rel, tree / rel)
@@ -231,6 +242,7 @@ def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path) ->
                 f"input {rel} of run {run.done.run_id} (sha256 {sha[:12]}) was not found; "
                 f"looked in {'; '.join(looked)}. Put that content back at {rel}, or rerun the "
                 "stage that made it from its recorded commit")
+    return other
 
 
 def _from_producers(root: Path, rel: str, sha: str, tree: Path, uri: str, work: Path,
@@ -368,7 +380,6 @@ def injected(done: record.ExecuteRecord, run_id: str, uri: str) -> dict[str, Any
 def execute(config: Config, run: Recorded, tree: Path, work: Path, venv_py: Path,
             version: str) -> str:
     """The recorded notebook on the rebuilt env, in its own new MLflow run; its id."""
-    from mlops_tasks.base.redact import redact
     from mlops_tasks.run.kernel_launch import stop
     from mlops_tasks.run.papermill_adapter import run_notebook
 
@@ -435,28 +446,124 @@ def reproduce(config: Config, ref: str, into: Path | None = None, keep: bool = F
               ) -> Outcome:
     """Rebuild run `ref` in an isolated folder and compare; the outcome says why not when
     it cannot be done. The folder is removed unless `keep`."""
-    root, outcome = config.root, Outcome(ref)
-    made: Path | None = None  # the folder this made, removed unless kept
+    outcome = Outcome(ref)
     try:
-        run = find_run(root, ref)
-        outcome.run_id, outcome.stage = run.done.run_id, run.done.stage
-        work = (into or root / layout.STATE / "reproduce" / run.done.run_id).absolute()
+        run = find_run(config.root, ref)
+    except MlopsError as err:
+        outcome.verdict, outcome.reason = FAILED, str(err)
+        return outcome
+    return reproduce_run(config, run, into, keep)
+
+
+def reproduce_run(config: Config, run: Recorded, into: Path | None = None, keep: bool = False,
+                  provided: Mapping[str, Path] | None = None,
+                  produced: dict[str, Path] | None = None) -> Outcome:
+    """One run rebuilt and compared. `provided`: inputs by recorded hash from upstream runs
+    reproduced first; `produced`, when given, receives this run's new outputs by their
+    recorded hashes (the folder is then left for the caller to remove)."""
+    root = config.root
+    outcome = Outcome(run.done.run_id, run.done.stage)
+    made: Path | None = None  # the folder this made, removed unless kept
+    work = (into or root / layout.STATE / "reproduce" / run.done.run_id).absolute()
+    try:
         check_untracked(run)
         _prepare_folder(root, work, into is not None)
         made = work
         tree = work / "tree"
         check_out(root, run, tree)
         venv_py, version = build_env(config, run, work)
-        fetch_inputs(root, run, tree, config.resolved_tracking_uri(), work)
+        other = fetch_inputs(root, run, tree, config.resolved_tracking_uri(), work, provided)
         outcome.new_run_id = execute(config, run, tree, work, venv_py, version)
         compare(config, run, tree, work, outcome)
+        if other and outcome.verdict == IDENTICAL:  # cannot be: the inputs differed
+            outcome.verdict = DIFFERENT
+        if other:
+            outcome.reason = (f"its reproduced upstream wrote other content for "
+                              f"{', '.join(other)}; " + outcome.reason).rstrip("; ")
+        if produced is not None:
+            produced.update({sha: tree / rel for rel, sha in run.done.outputs.items()
+                             if sha and (tree / rel).exists()})
     except MlopsError as err:
         outcome.verdict, outcome.reason = FAILED, str(err)
     finally:
         if made is not None and made.exists():
             if keep:
                 outcome.folder = str(made)
-            else:
-                remove_tree(root, made / "tree")
-                shutil.rmtree(made, ignore_errors=True)
+            elif produced is None:
+                discard(root, made)
+    remember(root, outcome, config.resolved_tracking_uri())
     return outcome
+
+
+def discard(root: Path, work: Path) -> None:
+    remove_tree(root, work / "tree")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def upstream_runs(root: Path, run: Recorded) -> list[Recorded]:
+    """The runs that produced `run`'s inputs, found by content among the local records (the
+    oldest run with that output wins), each once, upstream first: graph order."""
+    runs = sorted(all_runs(root), key=lambda r: r.done.start)
+    ordered: list[Recorded] = []
+    seen = {run.done.run_id}
+
+    def visit(current: Recorded) -> None:
+        for rel, sha in current.done.inputs.items():
+            producer = next((r for r in runs if sha and r.done.outputs.get(rel) == sha), None)
+            producer = producer or next((r for r in runs if sha and sha in
+                                         r.done.outputs.values()), None)
+            if producer is None or producer.done.run_id in seen:
+                continue
+            seen.add(producer.done.run_id)
+            visit(producer)
+            ordered.append(producer)
+
+    visit(run)
+    return ordered
+
+
+def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcome]:
+    """--chain: the runs upstream of `ref` first, in graph order, each feeding what it wrote
+    to the runs below it, then `ref` itself. One outcome per run, `ref`'s last."""
+    try:
+        run = find_run(config.root, ref)
+    except MlopsError as err:
+        return [Outcome(ref, verdict=FAILED, reason=str(err))]
+    produced: dict[str, Path] = {}
+    outcomes, folders = [], []
+    try:
+        for up in upstream_runs(config.root, run):
+            console.step(f"reproducing upstream run {up.done.run_id} first", "reproduce",
+                         up.done.stage)
+            outcome = reproduce_run(config, up, keep=keep, produced=produced)
+            outcomes.append(outcome)
+            folders.append(config.root / layout.STATE / "reproduce" / up.done.run_id)
+            if outcome.verdict == FAILED:
+                last = Outcome(run.done.run_id, run.done.stage, reason=(
+                    f"upstream run {up.done.run_id} ({up.done.stage}) could not be "
+                    f"reproduced: {outcome.reason}"))
+                return [*outcomes, last]
+        outcomes.append(reproduce_run(config, run, keep=keep, provided=produced))
+    finally:
+        for folder in folders if not keep else ():
+            discard(config.root, folder)
+    return outcomes
+
+
+def remember(root: Path, outcome: Outcome, uri: str) -> None:
+    """Add the reproduction to the list the report page reads (beside the page, not among
+    the records: the workspace's records stay as they were)."""
+    if not outcome.stage:  # no such run: nothing to list
+        return
+    path = root / layout.reproductions()
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    entry = {"when": record.timestamp(), "verdict": outcome.verdict,
+             "run": outcome.new_run_id or None, "reason": outcome.reason[:300],
+             "tracking_uri": redact(uri)}
+    known.setdefault(outcome.run_id, []).append(entry)
+    atomic_write(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
