@@ -14,7 +14,7 @@ from mlops_tasks.commands.cli import main
 from mlops_tasks.project import scaffold
 from mlops_tasks.project.config import load_config
 
-from .helpers import PYTHON, clean_env, doit, local_client, ran, set_config
+from .helpers import PYTHON, clean_env, forked_doit, local_client, ran, set_config
 
 
 def test_init_writes_a_project_and_never_overwrites(tmp_path, capsys):
@@ -61,18 +61,18 @@ def test_init_then_doit_then_add_stage(tmp_path, wheelhouse):
     subprocess.run([PYTHON, "-m", "mlops_tasks.commands.cli", "init", str(root)], check=True,
                    env=clean_env(), capture_output=True)
     set_config(root, wheels_cache=str(wheelhouse), index_policy="offline")  # offline here
-    doit(root)
+    forked_doit(root)
     client = local_client(root)
     (experiment,) = client.search_experiments(filter_string="name = 'new'")
     assert len(client.search_runs([experiment.experiment_id])) == 1
     subprocess.run([PYTHON, "-m", "mlops_tasks.commands.cli", "add-stage", "train", "--after",
                     "prepare"], check=True, cwd=root, env=clean_env(), capture_output=True)
-    assert "execute:train" in ran(doit(root).stdout)
+    assert "execute:train" in ran(forked_doit(root).stdout)
     assert (root / "out" / "train.txt").read_text().startswith("out/prepared.csv ")
-    assert ran(doit(root).stdout) == set()
+    assert ran(forked_doit(root).stdout) == set()
     spec = root / "env_specs" / "prepare.yaml"
     spec.write_text(spec.read_text().replace("rows: 10", "rows: 12"))
-    assert {"execute:prepare", "execute:train"} <= ran(doit(root).stdout)
+    assert {"execute:prepare", "execute:train"} <= ran(forked_doit(root).stdout)
     assert Path(root / "out" / "prepared.csv").read_text().count("\n") == 13
 
 
