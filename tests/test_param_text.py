@@ -20,7 +20,7 @@ from mlops_tasks.run.parameters import parse_overrides
 
 from .helpers import (
     clean_env,
-    doit,
+    forked_doit,
     git_commit_all,
     notebook_json,
     offline_pipeline,
@@ -173,7 +173,7 @@ NOTEBOOK = [
 
 
 def status(root: Path) -> str:
-    return doit(root, "list", "--all", "--status").stdout
+    return forked_doit(root, "list", "--all", "--status").stdout
 
 
 def mlproject_call(root: Path, *given: str) -> subprocess.CompletedProcess[str]:
@@ -194,11 +194,11 @@ def test_text_values_on_a_real_stage(tmp_path, wheelhouse):
     write_notebook(root / "nb" / "s.ipynb", NOTEBOOK)
     (root / ".gitignore").write_text(".mlops/\n.venvs/\nout/\n", encoding="utf-8")
     git_commit_all(root)
-    doit(root, "run", "s")
+    forked_doit(root, "run", "s")
     written = (root / "out" / "s.json").read_text()
     assert yaml.safe_load(written) == {"word": "yes", "code": "007", "n": 5,
                                        "day": "2024-01-01", "tail": "a #b"}
-    doit(root, "mlproject")
+    forked_doit(root, "mlproject")
     entry = yaml.safe_load((root / "MLproject").read_text())["entry_points"]["s"]
     defaults = [f"{k}={v['default']}" for k, v in entry["parameters"].items()]
 
@@ -214,7 +214,7 @@ def test_text_values_on_a_real_stage(tmp_path, wheelhouse):
     assert "'n' must be an int" in proc.stderr and "Traceback" not in proc.stderr
 
     # a date as an override reaches the notebook as its text
-    proc = doit(root, "run", "execute:s", "--param=day=2024-02-03", "--param=code=08")
+    proc = forked_doit(root, "run", "execute:s", "--param=day=2024-02-03", "--param=code=08")
     (folder,) = (root / ".mlops" / "overrides" / "s").iterdir()
     (kept,) = folder.rglob("s.json")
     assert yaml.safe_load(kept.read_text())["day"] == "2024-02-03"
@@ -222,13 +222,13 @@ def test_text_values_on_a_real_stage(tmp_path, wheelhouse):
     assert (root / "out" / "s.json").read_text() == written
 
     # failed override runs (a refused value, a failing cell) leave the stage as it was
-    bad = doit(root, "run", "execute:s", "--param=n=x", check=False)
+    bad = forked_doit(root, "run", "execute:s", "--param=n=x", check=False)
     assert bad.returncode != 0 and "'n' must be an int" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
-    failed = doit(root, "run", "execute:s", "--param=n=-1", check=False)
+    failed = forked_doit(root, "run", "execute:s", "--param=n=-1", check=False)
     assert failed.returncode != 0 and "n must not be negative" in failed.stdout + failed.stderr
     listed = status(root)
     assert "U execute:s" in listed and "U log:s" in listed, listed
-    info = doit(root, "info", "execute:s").stdout
+    info = forked_doit(root, "info", "execute:s").stdout
     assert "never executed" not in info, info
     assert (root / "out" / "s.json").read_text() == written
