@@ -13,7 +13,7 @@ from mlops_tasks.project.load import load_project
 from mlops_tasks.project.matrix import expand, label, resolve
 from mlops_tasks.project.spec import parse_stage
 
-from ..helpers import doit, git_commit_all, offline_pipeline, ran, write_notebook
+from ..helpers import forked_doit, git_commit_all, offline_pipeline, ran, write_notebook
 
 FIT = """\
 name: fit
@@ -132,21 +132,21 @@ def test_nested_cross_validation_as_a_matrix(tmp_path, wheelhouse):
         "outputs: [out/compare.txt]\n")
     (root / ".gitignore").write_text(".mlops/\n.venvs/\nout/\nmodels/\n")
     git_commit_all(root)
-    first = doit(root)
+    first = forked_doit(root)
     assert {"execute:fit-rf", "execute:fit-svm", "execute:compare"} <= ran(first.stdout)
     assert first.stdout.count("building .venvs/fit") == 1  # one venv for both
     assert json.loads((root / "models" / "rf.json").read_text())["best"] == {"n_estimators": 20}
     assert json.loads((root / "models" / "svm.json").read_text())["best"] == {"C": 10}
     assert (root / "out" / "compare.txt").read_text() == "rf.json svm.json"
-    listed = doit(root, "list").stdout
+    listed = forked_doit(root, "list").stdout
     assert "fit " in listed and "fit-rf" in listed
     # a third model family: only its stage and the one reading all models run
     spec = root / "env_specs" / "fit.yaml"
     spec.write_text(spec.read_text().replace(
         "    - {name: svm, grid: {C: [1, 10]}}\n",
         "    - {name: svm, grid: {C: [1, 10]}}\n    - {name: knn, grid: {k: [3, 5]}}\n"))
-    assert ran(doit(root).stdout) == {"execute:fit-knn", "log:fit-knn", "execute:compare",
+    assert ran(forked_doit(root).stdout) == {"execute:fit-knn", "log:fit-knn", "execute:compare",
                                       "log:compare"}
     assert (root / "out" / "compare.txt").read_text() == "knn.json rf.json svm.json"
     assert Path(root / "models" / "knn.json").is_file()
-    assert ran(doit(root, "run", "fit").stdout) == set()
+    assert ran(forked_doit(root, "run", "fit").stdout) == set()
