@@ -17,7 +17,7 @@ from mlops_tasks.project.spec import Stage
 from mlops_tasks.render.report_page import StageView, page
 from mlops_tasks.run import record
 
-from .helpers import doit, make_project
+from .helpers import forked_doit, make_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -191,12 +191,12 @@ def chromium(page_file: Path | str, trap: Trap, *args: str
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 def test_the_report_in_a_browser(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse)
-    doit(root)
+    forked_doit(root)
     report = root / ".mlops" / "reports" / "index.html"
     assert report.is_file()  # written by the run
     spec = root / "env_specs" / "make.yaml"
     spec.write_text(spec.read_text().replace("greeting: hi", "greeting: hello"))
-    proc = doit(root, "report")
+    proc = forked_doit(root, "report")
     assert "report: .mlops/reports/index.html" in proc.stdout
     text = report.read_text(encoding="utf-8")
     assert external_references(text) == []
