@@ -14,7 +14,7 @@ from .helpers import (
     NOTEBOOK_CELLS,
     all_artifacts,
     clean_env,
-    doit,
+    forked_doit,
     make_project,
     ran,
     write_notebook,
@@ -49,7 +49,7 @@ INVOCATION = "jenkins-pipeline-42"  # what a Jenkinsfile passes from BUILD_TAG
 def served(tmp_path_factory, wheelhouse, mlflow_server):
     root = make_project(tmp_path_factory.mktemp("served") / "proj", wheelhouse)
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, MLOPS_INVOCATION_ID=INVOCATION)
-    first = doit(root, env=env)
+    first = forked_doit(root, env=env)
     return root, env, first
 
 
@@ -108,29 +108,29 @@ def test_the_invocation_id_from_the_environment_is_on_every_run(served, mlflow_s
 def test_server_down_mid_pipeline_then_back(tmp_path, wheelhouse, mlflow_server):
     root = make_project(tmp_path / "proj", wheelhouse)
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, MLOPS_STORE_RETRY_SECONDS="2")
-    doit(root, "run", "execute:make", env=env)
+    forked_doit(root, "run", "execute:make", env=env)
     run_id = json.loads((root / ".mlops/executed/make.json").read_text())["run_id"]
     mlflow_server.stop()
     try:
-        proc = doit(root, env=env, check=False)
+        proc = forked_doit(root, env=env, check=False)
         assert proc.returncode != 0
         assert f"cannot log run {run_id} to {mlflow_server.url}: " in proc.stdout + proc.stderr
         assert "execute:make" not in ran(proc.stdout)
     finally:
         mlflow_server.start()
-    tasks = ran(doit(root, env=env).stdout)
+    tasks = ran(forked_doit(root, env=env).stdout)
     assert "log:make" in tasks and "execute:make" not in tasks
     assert set(stage_runs(client_for(mlflow_server.url), "test-pipeline")) >= {"make", "use"}
-    assert ran(doit(root, env=env).stdout) == set()
+    assert ran(forked_doit(root, env=env).stdout) == set()
 
 
 def test_drift_is_tagged_listed_and_printed(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
     spec = root / "env_specs" / "make.yaml"
     spec.write_text(spec.read_text().replace("name: make", 'name: make\npackages: ["idna==3.6"]'))
-    doit(root)
+    forked_doit(root)
     spec.write_text(spec.read_text().replace("idna==3.6", "idna>3.6"))
-    out = doit(root).stdout
+    out = forked_doit(root).stdout
     assert "log:make: env drift since the last run (0 added, 0 removed, 1 changed)" in out
     idna = next(line.split("==")[1] for line in
                 (root / ".venvs/shared-make/pip-freeze.txt").read_text().splitlines()
@@ -144,13 +144,13 @@ def test_drift_is_tagged_listed_and_printed(tmp_path, wheelhouse):
 
 def test_doit_audit_on_a_clean_and_a_tampered_workspace(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
-    first = doit(root, "audit", check=False)
+    first = forked_doit(root, "audit", check=False)
     assert first.returncode == 1 and "make: no logged run yet" in first.stdout
-    doit(root)
-    clean = doit(root, "audit")
+    forked_doit(root)
+    clean = forked_doit(root, "audit")
     assert "outputs: ok" in clean.stdout and "env: ok" in clean.stdout
     (root / "out" / "greeting.txt").write_text("tampered")
-    tampered = doit(root, "audit", "make", check=False)
+    tampered = forked_doit(root, "audit", "make", check=False)
     assert tampered.returncode == 1
     assert "outputs: CHANGED: out/greeting.txt" in tampered.stdout
 
@@ -168,7 +168,7 @@ def test_notebooks_that_manage_mlflow_themselves(tmp_path, wheelhouse):
                "    mlflow.log_metric('elsewhere', 1)"),
     ]
     write_notebook(root / "notebooks" / "use.ipynb", cells)
-    doit(root)
+    forked_doit(root)
     client = client_for(f"sqlite:///{(root / '.mlops' / 'mlflow.db').as_posix()}")
     stage_run = stage_runs(client)["use"]
     assert stage_run.data.metrics["own_block"] == 1.0
@@ -188,7 +188,7 @@ def test_credentials_never_leave(tmp_path, wheelhouse, mlflow_server):
     spec.write_text(spec.read_text() + f"notes: mirror at https://ci:{secret}@pypi.example.com\n")
     uri = mlflow_server.url.replace("http://", f"http://user:{secret}@")
     # executed here (the shared server holds other tests' runs of the same stage)
-    proc = doit(root, env=clean_env(MLFLOW_TRACKING_URI=uri, MLOPS_STAGE_CACHE="off"))
+    proc = forked_doit(root, env=clean_env(MLFLOW_TRACKING_URI=uri, MLOPS_STAGE_CACHE="off"))
     assert secret not in proc.stdout + proc.stderr
     client = client_for(mlflow_server.url)
     run = stage_runs(client)["make"]
