@@ -209,18 +209,18 @@ def set_repeat(root: Path, repeat: object) -> None:
 
 @pytest.mark.integration
 def test_a_stage_whose_outputs_are_on_another_device_reruns(tmp_path, wheelhouse):
-    from .helpers import doit, make_project
+    from .helpers import forked_doit, make_project
 
     root = make_project(tmp_path / "project", wheelhouse, with_use=False)
     with tmpfs(tmp_path / "data", "16m") as data:
         (root / "out").symlink_to(data)
-        doit(root)
+        forked_doit(root)
         assert (data / "greeting.txt").read_text() == "hi hi"
         set_repeat(root, 3)
-        doit(root)  # the first run's output moves aside across devices
+        forked_doit(root)  # the first run's output moves aside across devices
         assert (data / "greeting.txt").read_text() == "hi hi hi"
         set_repeat(root, '"x"')  # the notebook fails before writing
-        failed = doit(root, check=False)
+        failed = forked_doit(root, check=False)
         assert failed.returncode != 0
         assert "cross-device" not in failed.stdout + failed.stderr
         assert "holding them open" not in failed.stdout + failed.stderr
@@ -231,13 +231,13 @@ def test_a_stage_whose_outputs_are_on_another_device_reruns(tmp_path, wheelhouse
 
 @pytest.mark.integration
 def test_a_run_on_a_full_disk_says_so_and_the_next_continues(tmp_path, wheelhouse):
-    from .helpers import doit, make_project, ran
+    from .helpers import forked_doit, make_project, ran
 
     root = make_project(tmp_path / "project", wheelhouse, with_use=False)
     with tmpfs(root / ".mlops", "64m") as state:
-        doit(root, "venv:make", "kernel:make")
+        forked_doit(root, "venv:make", "kernel:make")
         filler = fill(state)
-        full = doit(root, check=False)
+        full = forked_doit(root, check=False)
         said = full.stdout + full.stderr
         assert full.returncode != 0
         assert f"no space left on {state}" in said, said[-3000:]
@@ -245,7 +245,7 @@ def test_a_run_on_a_full_disk_says_so_and_the_next_continues(tmp_path, wheelhous
         assert asides(state) == []
         assert (state / "doit.db").exists()
         filler.unlink()
-        again = doit(root)
+        again = forked_doit(root)
         assert "execute:make" in ran(again.stdout)
         assert not {"venv:make", "kernel:make"} & ran(again.stdout), again.stdout
         assert (root / "out" / "greeting.txt").read_text() == "hi hi"
