@@ -8,7 +8,14 @@ import pytest
 from mlops_tasks.base.errors import SpecError
 from mlops_tasks.project.spec import parse_stage
 
-from .helpers import NOTEBOOK_CELLS, clean_env, doit, local_client, make_project, write_notebook
+from .helpers import (
+    NOTEBOOK_CELLS,
+    clean_env,
+    forked_doit,
+    local_client,
+    make_project,
+    write_notebook,
+)
 
 
 def test_a_bad_profile_names_the_spec_and_the_fix():
@@ -32,19 +39,20 @@ def test_a_smoke_run_leaves_the_real_pipeline_alone(tmp_path, wheelhouse):
     (root / "data" / "shared.csv").write_text("a\n")
     write_notebook(root / "notebooks" / "make.ipynb", [
         *NOTEBOOK_CELLS["make"], (None, "open('data/shared.csv', 'a').write('row\\n')")])
-    doit(root)
+    forked_doit(root)
+    forked_doit(root, "run", "venv", "kernel")  # a stage's run builds its venv, not these
     before = snapshot(root)
     assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"
-    smoke = doit(root, env=clean_env(MLOPS_PROFILE="smoke"))
+    smoke = forked_doit(root, env=clean_env(MLOPS_PROFILE="smoke"))
     assert "profile 'smoke': running in .mlops/profiles/smoke/proj" in smoke.stdout
     scratch_csv = root / ".mlops" / "profiles" / "smoke" / "proj" / "data" / "shared.csv"
     assert scratch_csv.read_text() == "a\nrow\nrow\n" and not scratch_csv.is_symlink()
     assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"
-    again = doit(root, "profile=smoke")  # doit's own way; nothing changed since: no-op
+    again = forked_doit(root, "profile=smoke")  # doit's own way; nothing changed since: no-op
     assert ".  execute:" not in again.stdout
     assert snapshot(root) == before  # outputs, executed notebooks, dep DB: byte-identical
     assert (root / "data" / "shared.csv").read_text() == "a\nrow\n"  # its copy was refreshed
-    status = doit(root, "list", "--all", "--status").stdout
+    status = forked_doit(root, "list", "--all", "--status").stdout
     assert all(line.startswith("U ") for line in status.splitlines() if line.strip()), status
     scratch = root / ".mlops" / "profiles" / "smoke" / "proj"
     assert (scratch / "out" / "greeting.txt").read_text() == "hi"  # repeat: 1
@@ -54,6 +62,6 @@ def test_a_smoke_run_leaves_the_real_pipeline_alone(tmp_path, wheelhouse):
                                .experiment_id])
     assert {r.data.tags["mlops.stage"] for r in runs} == {"make", "use"}
     assert all(r.data.tags["mlops.profile"] == "smoke" for r in runs)
-    bad = doit(root, env=clean_env(MLOPS_PROFILE="nightly"), check=False)
+    bad = forked_doit(root, env=clean_env(MLOPS_PROFILE="nightly"), check=False)
     assert bad.returncode == 3 and "no stage defines the profile 'nightly'; profiles: smoke" \
         in bad.stderr
