@@ -157,14 +157,15 @@ def test_info_on_a_stage_lists_its_tasks_with_status_and_reasons(tmp_path):
     out = info.stdout
     assert "The task has no dependencies" not in out
     assert "\nstatus     : run\n" in out and "\ntasks      : \n" in out, out
-    for task in ("venv:s", "kernel:s", "execute:s", "log:s"):
+    for task in ("execute:s", "log:s"):  # the venv is built by execute:s when it runs
         assert f" {task}\n" in out, out
-    assert " - R venv:s\n     uptodate false: <env .venvs/s: not built yet>" in out, out
+    assert " - R execute:s\n     uptodate false: <code of nb/s.ipynb: never executed>" in out, out
+    assert "<env: never executed>" in out, out
     assert "<parameters: never executed>" in out and "(args=" not in out, out
     execute = doit(root, "info", "execute", check=False)
     assert execute.returncode == 1 and "execute:s" in execute.stdout, execute
     quiet = doit(root, "info", "--no-status", "s")  # no status asked: nothing is stale
-    assert " - venv:s\n" in quiet.stdout and "status" not in quiet.stdout, quiet.stdout
+    assert " - execute:s\n" in quiet.stdout and "status" not in quiet.stdout, quiet.stdout
 
 
 def test_brief_reasons_take_one_line_each():
@@ -208,7 +209,7 @@ def test_info_on_an_up_to_date_stage_or_group_exits_0(done):
         assert info.returncode == 0, info
         assert "\nstatus     : up-to-date\n" in info.stdout, info.stdout
     info = doit(root, "info", "make").stdout
-    assert " - U venv:make\n - U kernel:make\n - U execute:make\n - U log:make\n" in info, info
+    assert " - U execute:make\n - U log:make\n" in info, info  # execute:make built its venv
     spec = root / "env_specs" / "make.yaml"
     original = spec.read_text()
     spec.write_text(original.replace("repeat: 2", "repeat: 3"))

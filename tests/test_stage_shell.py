@@ -140,6 +140,6 @@ def test_a_changed_variable_reruns_and_a_pip_install_is_reported_then_rebuilt(au
     assert "+idna==3.6" in out  # `!pip install` acted on the stage venv, and is named
     record = json.loads((root / ".mlops" / "executed" / "shell.json").read_text())
     assert any("idna==3.6" in change for change in record["venv_changed"]), record
-    again = doit(root).stdout
-    assert "venv:shell" in ran(again)  # rebuilt from the spec, without what the notebook added
+    again = doit(root).stdout  # the stage runs again, on a venv rebuilt from the spec
+    assert "execute:shell" in ran(again) and "venv:shell: building" in again
     assert "idna" not in (root / ".venvs" / "shell" / "pip-freeze.txt").read_text()

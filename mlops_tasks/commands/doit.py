@@ -56,13 +56,18 @@ def prepare_workspace(root: Path, runs_tasks: bool) -> None:
 
 def keep_state_of_failed_overrides(dep_manager: Any) -> None:
     """doit forgets everything saved for a task whose run failed, so that it runs again. A
-    failed `--param` run is not the stage's run (it changed nothing of the stage): forgetting
-    would show the stage as `never executed` and run it again."""
+    failed `--param` run is not the stage's run (it changed nothing of the stage), nor is an
+    execute:S whose venv could not be built (its notebook did not run): forgetting would
+    show the stage as `never executed` and run it again once the cause is fixed."""
     forget = dep_manager.remove_success
 
     def remove_success(task: Any) -> None:
-        if not (getattr(task, "options", None) or {}).get("param"):
-            forget(task)
+        if (getattr(task, "options", None) or {}).get("param"):
+            return
+        if any(getattr(check, "build_failed", False)
+               for check, *_ in getattr(task, "uptodate", None) or ()):
+            return
+        forget(task)
 
     dep_manager.remove_success = remove_success
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from doit.exceptions import TaskFailed
 
 from mlops_tasks.base import console
-from mlops_tasks.base.errors import MlopsError, NoSpaceLeft
+from mlops_tasks.base.errors import EnvBuildError, InterpreterNotFound, MlopsError, NoSpaceLeft
 from mlops_tasks.env.plan import read_marker
 from mlops_tasks.env.venv import build_locked
 from mlops_tasks.project import layout
@@ -131,7 +131,12 @@ def run_execute(config: Config, stage: Stage, env: checks.EnvAsBuilt | None = No
 
     overrides = parse_overrides(stage, param or [])
     env_only = not overrides and env is not None and env.only_env()
-    done = execute_stage(config, stage, overrides, env_only)
+    try:
+        done = execute_stage(config, stage, overrides, env_only)
+    except (EnvBuildError, InterpreterNotFound):
+        if env is not None:  # the notebook did not run: the stage's last run still stands
+            env.build_failed = True
+        raise
     if overrides and done is not None:
         log_stage(config, stage, override=done.run_id)
 

@@ -16,7 +16,7 @@ from typing import Any
 from doit.tools import config_changed
 
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.env.plan import env_problem, plan_for
+from mlops_tasks.env.plan import env_problem, plan_for, read_marker
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
@@ -297,6 +297,25 @@ class EnvVarsUnchanged(Check):
         return False
 
 
+class KernelspecCurrent(Check):
+    """kernel:S is up to date when the project's kernelspec says what it would be written as
+    for the venv as built (whoever wrote it: kernel:S, or execute:S making its env ready)."""
+
+    def __init__(self, config: Config, stage: Stage):
+        super().__init__()
+        self.config, self.stage = config, stage
+        self.label = f"kernelspec {stage.kernel_name}"
+
+    def __call__(self) -> bool:
+        from mlops_tasks.env.kernelspecs import kernelspec_current
+
+        marker = read_marker(self.config.root / self.stage.env_dir) or {}
+        current = kernelspec_current(self.config.root, self.stage,
+                                     str(marker.get("python_version", "")))
+        self.reason = "" if current else "missing, or not the venv's"
+        return current
+
+
 class EnvAsBuilt(Check):
     """execute:S and its environment. A venv that is there and valid must have the freeze
     the last run had (a rebuilt venv that resolves as before reruns nothing); a venv that is
@@ -311,7 +330,8 @@ class EnvAsBuilt(Check):
     def __init__(self, config: Config, stage: Stage, others: list[Any]):
         super().__init__()
         self.config, self.stage, self.others = config, stage, others
-        self.plan_fingerprint: str | None = None
+        self.build_failed = False  # set by the action: its venv could not be made
+        self.changed_in_run = False  # the notebook changed its venv: it must run again
 
     def _freeze_now(self) -> str | None:
         path = self.config.root / layout.freeze_file(self.stage)
@@ -344,11 +364,21 @@ class EnvAsBuilt(Check):
         except MlopsError as err:
             self.reason = str(err)
             return False
+        marker = read_marker(self.config.root / self.stage.env_dir) or {}
+        self.changed_in_run = bool(marker.get("changed_in_run"))
+        if self.changed_in_run:
+            self.reason = (f"the notebook changed {self.stage.env_dir} during its last run "
+                           f"({marker['changed_in_run']}); it runs again on a venv built from "
+                           "the spec")
+            return False
         saved_freeze, saved_plan = values.get("_freeze"), values.get("_env_plan")
         if saved_plan is None:  # state saved before this check: the record's freeze
             done = record.read_or_none(record.ExecuteRecord,
                                        self.config.root / layout.execute_record(self.stage))
-            saved_freeze = done.key.freeze if done else None
+            if done is None:
+                self.reason = "never executed"
+                return False
+            saved_freeze = done.key.freeze
         if self._valid_venv():
             now = self._freeze_now()
             self.reason = "" if now == saved_freeze else (
@@ -356,13 +386,14 @@ class EnvAsBuilt(Check):
                 f"the packages of {self.stage.env_dir} changed since the last run")
         else:
             self.reason = "" if saved_plan == fingerprint else (
-                f"{self.stage.env_dir} is to be built for a changed spec")
+                f"the environment changed since the last run (the stage's run builds "
+                f"{self.stage.env_dir})")
         return not self.reason
 
     def only_env(self) -> bool:
         """This check failed and every other one held: only the environment changed."""
         targets = [*self.stage.written, layout.execute_record(self.stage)]
-        return (bool(self.reason) and self.reason != "never executed"
+        return (bool(self.reason) and self.reason != "never executed" and not self.changed_in_run
                 and all(not getattr(c, "reason", "") for c in self.others)
                 and all((self.config.root / t).exists() for t in targets))
 

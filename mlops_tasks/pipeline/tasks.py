@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -10,7 +9,6 @@ from mlops_tasks.pipeline import actions, checks
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.environments import task_name
-from mlops_tasks.project.fingerprint import canonical_json
 from mlops_tasks.project.graph import Graph
 from mlops_tasks.project.spec import Stage
 
@@ -46,15 +44,15 @@ def venv_task(config: Config, stage: Stage) -> dict[str, Any]:
 
 def kernel_task(config: Config, stage: Stage) -> dict[str, Any]:
     kernel_json = layout.kernel_json(stage)
-    venv_python = os.path.abspath(config.root / layout.venv_python(stage.env_dir))
     return {
         "basename": "kernel",
         "name": task_name(stage),
         "doc": f"register kernel '{stage.kernel_name}' for {stage.env_dir}",
         "actions": [(actions.write_kernel, [config, stage])],
-        "file_dep": [layout.freeze_file(stage)],
+        # by content, not doit's saved state: execute:S writes the same file when it runs
+        "task_dep": [f"venv:{task_name(stage)}"],
         "targets": [kernel_json],
-        "uptodate": [checks.ConfigUnchanged(canonical_json({"python": venv_python}))],
+        "uptodate": [checks.KernelspecCurrent(config, stage)],
         "clean": [(actions.remove_kernel, [config, stage, (config.root / kernel_json).parent])],
     }
 

@@ -302,7 +302,8 @@ def freeze_changes(before: str, after: str) -> list[str]:
 
 def check_venv(root: Path, stage: Stage, stamp: int) -> tuple[str, ...]:
     """After a run: what the notebook installed into (or removed from) its venv, said on the
-    console and written into the venv's marker, so venv:S rebuilds it next time."""
+    console and written into the venv's marker, so the stage runs again next time on a venv
+    rebuilt from the spec (and the run is not offered to the stage cache)."""
     env_dir = root / stage.env_dir
     marker = read_marker(env_dir)
     if marker is None or site_packages_stamp(env_dir) == stamp:
@@ -321,8 +322,8 @@ def check_venv(root: Path, stage: Stage, stamp: int) -> tuple[str, ...]:
     if changes:
         console.warn(f"the notebook changed its venv {stage.env_dir} during the run ("
                      f"{', '.join(changes)}); installs from a notebook are not reproducible: "
-                     f"put the package in 'packages' of {stage.spec_path}. venv:{stage.name} "
-                     "rebuilds it next time", "execute", stage.name)
+                     f"put the package in 'packages' of {stage.spec_path}. The stage runs "
+                     "again next time, on a venv rebuilt from the spec", "execute", stage.name)
         marker["changed_in_run"] = ", ".join(changes)
         atomic_write(env_dir / layout.MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
     return tuple(changes)

@@ -318,10 +318,15 @@ def cache_tags(config: Config, stage: Stage, done: record.ExecuteRecord, overrid
                by_reference: dict[str, Any], uri: str = "", run_id: str = "") -> dict[str, str]:
     """The tags that offer run `run_id` to the shared stage cache, written after its last
     artifact (signed when the agent has a key); none for an override run, a restored run (it
-    names its producer instead), a stage that does not offer, or a run whose outputs were
-    not all uploaded (said once). A key that got an entry while this run executed keeps it:
-    this run is marked superseded by that entry, and its outputs stay this workspace's."""
+    names its producer instead), a stage that does not offer, a run whose notebook changed
+    its venv, or a run whose outputs were not all uploaded (said once). A key that got an
+    entry while this run executed keeps it: this run is marked superseded by that entry, and
+    its outputs stay this workspace's."""
     if override or done.restored_from or not stage_cache.offers(config, stage):
+        return {}
+    if done.venv_changed:
+        console.say("not offered to the stage cache: the notebook changed its venv during "
+                    "the run, so the stage key does not say what it ran on", "log", stage.name)
         return {}
     if by_reference:
         console.say(f"not offered to the stage cache: {', '.join(by_reference)} "

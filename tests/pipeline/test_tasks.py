@@ -54,7 +54,7 @@ def test_chain_of_one_stage():
     assert venv["targets"] == [".venvs/train/pip-freeze.txt"]
     assert isinstance(venv["uptodate"][0], checks.EnvUpToDate)
     assert venv["actions"][0][0] is actions.build_venv
-    assert kernel["file_dep"] == [".venvs/train/pip-freeze.txt"]
+    assert kernel["task_dep"] == ["venv:train"] and "file_dep" not in kernel
     assert kernel["targets"] == [".mlops/jupyter/kernels/k-train/kernel.json"]
     # inputs (files or folders) are checked by content in InputsUnchanged, not as file_dep;
     # the venv is made by the action after a cache miss: no file_dep on its freeze
