@@ -202,9 +202,9 @@ def summary_table(results: dict[str, list[dict[str, Any]]]) -> str:
                             for r in rounds)
         restored = "/".join(str(sum(len(s["restored"]) for s in r["plan"]["steps"]))
                             for r in rounds)
-        built = "/".join(f"{len(r['single']['venvs_built'])} / "
-                         f"{sum(len(s['venvs_built']) for s in r['plan']['steps'])}"
-                         for r in rounds)
+        built = "; ".join(f"{len(r['single']['venvs_built'])} / "
+                          f"{sum(len(s['venvs_built']) for s in r['plan']['steps'])}"
+                          for r in rounds)
         rows.append([f"{pipe} ({len(chains)} chain{'s' * (len(chains) > 1)})", span(single),
                      span(plan), f"{ratio(med(single), med(plan), 2)}x", executed, restored,
                      built, "; ".join(f"{r['single']['load']} / {r['plan']['load']}"
