@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.env.wheel_cache import orchestrator_requirements, pip_command
@@ -101,14 +102,30 @@ def project(root: Path, cache: Path, python: str | None = None) -> Path:
     return root
 
 
+WINDOWS = ["--platform", "win_amd64", "--python-version", "3.10"]
+
+
+@pytest.fixture(scope="session")
+def filled_the_old_way(request: pytest.FixtureRequest, registry: str) -> Path:
+    """ipykernel and idna for Windows as pip's own download fills a cache (markers evaluated
+    for the machine running it); downloaded once per machine, under pytest's cache."""
+    folder = Path(request.config.cache.mkdir("pip-download-win_amd64-py310"))
+    with FileLock(str(folder) + ".lock"):
+        marker = folder / ".filled"
+        if not marker.exists():
+            subprocess.run([PYTHON, "-m", "pip", "download", "-q", "--only-binary", ":all:",
+                            *WINDOWS, "--dest", str(folder), "ipykernel", "idna"],
+                           check=True, env=clean_env())
+            marker.write_text("ok")
+    return folder
+
+
 @pytest.mark.integration
-def test_a_windows_cache_filled_from_linux_is_complete(tmp_path, registry):
+def test_a_windows_cache_filled_from_linux_is_complete(tmp_path, filled_the_old_way):
     root = project(tmp_path / "p", tmp_path / "cache")
-    target = ["--platform", "win_amd64", "--python-version", "3.10"]
+    target = WINDOWS
     # the old way: pip's download evaluates markers for the machine running it
-    old = tmp_path / "old"
-    subprocess.run([PYTHON, "-m", "pip", "download", "-q", "--only-binary", ":all:", *target,
-                    "--dest", str(old), "ipykernel", "idna"], check=True, env=clean_env())
+    old = filled_the_old_way
     (root / "pyproject.toml").write_text(
         (root / "pyproject.toml").read_text().replace(str(tmp_path / "cache"), str(old)))
     before = doit(root, "wheels", "--check", *target, check=False)
@@ -180,17 +197,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def orchestrator_cache(tmp_path_factory, registry) -> tuple[Path, Path]:
-    """A copy of this project's sources, and a cache filled by `doit wheels --orchestrator`."""
+def orchestrator_cache(tmp_path_factory, request, registry) -> tuple[Path, Path]:
+    """A copy of this project's sources, and a cache filled by `doit wheels --orchestrator`.
+    The cache is kept under pytest's cache: the wheels are downloaded once per machine, and
+    each session's `doit wheels --orchestrator` resolves again and adds what is missing."""
     src = tmp_path_factory.mktemp("orch") / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
         ".git", ".mlops", ".venvs", ".venv", "*.egg-info", "__pycache__", ".pytest_cache",
         "wheels_cache", "build"))
-    cache = src.parent / "cache"
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    cache = Path(request.config.cache.mkdir(f"orchestrator-wheels-{tag}"))
     text = (src / "pyproject.toml").read_text()
     (src / "pyproject.toml").write_text(text.replace(
         "[tool.mlops_tasks]\n", f"[tool.mlops_tasks]\nwheels_cache = {json.dumps(str(cache))}\n"))
-    doit(src, "wheels", "--orchestrator")
+    with FileLock(str(cache) + ".lock"):
+        doit(src, "wheels", "--orchestrator")
     return src, cache
 
 
