@@ -21,10 +21,13 @@ CELL = ("import atexit, time\nfrom pathlib import Path\n"
 
 
 def project(root: Path, wheelhouse: Path) -> Path:
-    """Two chains of two stages: s0 -> s1 and s2 -> s3, one shared venv build each."""
+    """Two chains of two stages: s0 -> s1 and s2 -> s3, on one shared environment (one venv
+    build; each running stage still starts its own kernel)."""
     from .helpers import offline_pipeline
 
     offline_pipeline(root, wheelhouse, "k")
+    (root / "env_specs" / "environments").mkdir()
+    (root / "env_specs" / "environments" / "k.yaml").write_text("packages: []\n")
     (root / "nb").mkdir()
     (root / "out").mkdir()
     for i in range(4):
@@ -35,7 +38,8 @@ def project(root: Path, wheelhouse: Path) -> Path:
               "metadata": {"kernelspec": {"name": "python3", "display_name": "P",
                                           "language": "python"}}}
         (root / "nb" / f"{name}.ipynb").write_text(json.dumps(nb))
-        spec = f"name: {name}\nnotebook: nb/{name}.ipynb\noutputs: [out/{name}.txt]\n"
+        spec = (f"name: {name}\nnotebook: nb/{name}.ipynb\nenvironment: k\n"
+                f"outputs: [out/{name}.txt]\n")
         if i % 2:
             spec += f"inputs: [out/s{i - 1}.txt]\n"
         (root / "env_specs" / f"{name}.yaml").write_text(spec)
