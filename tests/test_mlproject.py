@@ -14,7 +14,7 @@ from mlops_tasks.project.load import load_project
 from mlops_tasks.project.mlproject import doit_args, mlproject_text
 from mlops_tasks.project.spec import parse_stage
 
-from .helpers import clean_env, forked_doit, local_client, make_project
+from .helpers import clean_env, doit, local_client, make_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_values_other_than_the_specs_are_overrides():
 @pytest.mark.integration
 def test_mlflow_run_brings_a_stage_up_to_date(tmp_path, wheelhouse):
     root = make_project(tmp_path / "p", wheelhouse, with_use=False)
-    forked_doit(root, "mlproject")
+    doit(root, "mlproject")
     store = f"sqlite:///{(root / '.mlops' / 'mlflow.db').as_posix()}"
     (root / ".mlops").mkdir(exist_ok=True)
     env = clean_env(MLFLOW_TRACKING_URI=store,  # the project run beside the stage runs
@@ -48,7 +48,7 @@ def test_mlflow_run_brings_a_stage_up_to_date(tmp_path, wheelhouse):
                           cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (root / "out" / "greeting.txt").read_text() == "hi hi"
-    status = forked_doit(root, "list", "--all", "--status").stdout
+    status = doit(root, "list", "--all", "--status").stdout
     assert "U execute:make" in status and "U log:make" in status
     client = local_client(root)
     (project_run,) = client.search_runs(
