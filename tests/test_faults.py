@@ -16,7 +16,7 @@ from .helpers import (
     PYTHON,
     clean_env,
     command_lines,
-    doit,
+    forked_doit,
     make_project,
     needs_proc,
     needs_process_groups,
@@ -102,7 +102,7 @@ def fast(root: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, wheelhouse):
     root = setup(tmp_path_factory.mktemp("faults") / "proj", wheelhouse)
-    doit(root, "-n", "2")
+    forked_doit(root, "-n", "2")
     return root
 
 
@@ -125,12 +125,12 @@ def interrupted_run(project: Path, repeat: int, *slow_stages: str, args: tuple =
             proc.communicate()
         fast(project)
         spec.write_text(original)
-    doit(project)
+    forked_doit(project)
 
 
 def rerun_after(project: Path) -> set[str]:
     fast(project)
-    return ran(doit(project).stdout)
+    return ran(forked_doit(project).stdout)
 
 
 @needs_process_groups
@@ -186,13 +186,13 @@ def test_parallel_run_then_sigterm(project):
 @needs_proc
 def test_lock_holder_killed_then_a_new_run_takes_over(project):
     with interrupted_run(project, 7, "count") as proc:
-        busy = doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
+        busy = forked_doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"), check=False)
         assert busy.returncode != 0
         assert f"the workspace is busy: doit pid {proc.pid}" in busy.stderr
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         fast(project)
-        doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
+        forked_doit(project, env=clean_env(MLOPS_WORKSPACE_BUSY="fail"))
     no_processes_left(project)
 
 
@@ -208,21 +208,21 @@ def test_two_runs_started_together_both_succeed(tmp_path, wheelhouse):
             in results[waited[0]][1])
     # the waiter found everything done by the holder
     assert ran(results[waited[0]][0]) == set() and "execute:make" in ran(results[1 - waited[0]][0])
-    assert ran(doit(root).stdout) == set()
+    assert ran(forked_doit(root).stdout) == set()
 
 
 def test_corrupted_dep_db_is_moved_aside(tmp_path, wheelhouse):
     root = make_project(tmp_path / "proj", wheelhouse, with_use=False)
-    doit(root)
+    forked_doit(root)
     for extra in root.glob(".mlops/doit.db-*"):
         extra.unlink()
     (root / ".mlops" / "doit.db").write_bytes(b"this is not a database" * 100)
-    proc = doit(root)
+    proc = forked_doit(root)
     assert ".mlops/doit.db is unreadable" in proc.stderr
     assert list(root.glob(".mlops/doit.db.corrupt-*"))
     tasks = ran(proc.stdout)
     assert "execute:make" in tasks
-    assert ran(doit(root).stdout) == set()
+    assert ran(forked_doit(root).stdout) == set()
 
 
 def test_dep_db_opens_under_every_supported_python(project):
@@ -234,11 +234,14 @@ def test_dep_db_opens_under_every_supported_python(project):
     from mlops_tasks.base.errors import InterpreterNotFound
     from mlops_tasks.env.interpreters import Resolver
 
+    forked_doit(project, "run", "venv", "kernel")  # a stage's run builds its venv, not these
     status = {line.split()[1]: line.split()[0] for line in
-              doit(project, "list", "--all", "--status").stdout.splitlines()}
+              forked_doit(project, "list", "--all", "--status").stdout.splitlines()}
     assert set(status.values()) == {"U"}, status  # the pipeline is done
     stages = ("make", "count", "summary", "side")
-    done = {f"{t}:{s}" for t in ("venv", "kernel", "execute", "log") for s in stages}
+    # venv:S and kernel:S are up to date by what is on disk (the venv's marker, the
+    # kernelspec's content), with a row only once they ran; a stage's run builds its venv
+    done = {f"{t}:{s}" for t in ("execute", "log") for s in stages}
     db = project / ".mlops" / "doit.db"
     with contextlib.closing(sqlite3.connect(db)) as conn:
         own = sorted(row[0] for row in conn.execute("select task_id from doit"))
