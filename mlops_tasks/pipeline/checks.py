@@ -16,7 +16,7 @@ from typing import Any
 from doit.tools import config_changed
 
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.env.plan import env_problem, plan_for, read_marker
+from mlops_tasks.env.plan import EnvPlan, env_problem, plan_for, read_marker
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import (
@@ -337,11 +337,7 @@ class EnvAsBuilt(Check):
         path = self.config.root / layout.freeze_file(self.stage)
         return sha256_file(path) if path.is_file() else None
 
-    def _valid_venv(self) -> bool:
-        try:
-            plan = plan_for(self.config, self.stage)
-        except MlopsError:
-            return False
+    def _valid_venv(self, plan: EnvPlan) -> bool:
         root = self.config.root
         return env_problem(root / self.stage.env_dir, plan,
                            root / layout.freeze_file(self.stage)) is None
@@ -354,13 +350,14 @@ class EnvAsBuilt(Check):
         the producer's) and the env plan it answered."""
         done = record.read_or_none(record.ExecuteRecord,
                                    self.config.root / layout.execute_record(self.stage))
-        freeze = self._freeze_now() if self._valid_venv() else None
+        plan = plan_for(self.config, self.stage)  # the action may have made it resolvable
+        freeze = self._freeze_now() if self._valid_venv(plan) else None
         return {"_freeze": freeze or (done.key.freeze if done else None),
-                "_env_plan": plan_for(self.config, self.stage).fingerprint}
+                "_env_plan": plan.fingerprint}
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
         try:
-            fingerprint = plan_for(self.config, self.stage).fingerprint
+            plan = plan_for(self.config, self.stage)
         except MlopsError as err:
             self.reason = str(err)
             return False
@@ -379,13 +376,13 @@ class EnvAsBuilt(Check):
                 self.reason = "never executed"
                 return False
             saved_freeze = done.key.freeze
-        if self._valid_venv():
+        if self._valid_venv(plan):
             now = self._freeze_now()
             self.reason = "" if now == saved_freeze else (
                 "never executed" if saved_freeze is None else
                 f"the packages of {self.stage.env_dir} changed since the last run")
         else:
-            self.reason = "" if saved_plan == fingerprint else (
+            self.reason = "" if saved_plan == plan.fingerprint else (
                 f"the environment changed since the last run (the stage's run builds "
                 f"{self.stage.env_dir})")
         return not self.reason

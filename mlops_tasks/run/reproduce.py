@@ -464,7 +464,7 @@ def reproduce_run(config: Config, run: Recorded, into: Path | None = None, keep:
     root = config.root
     outcome = Outcome(run.done.run_id, run.done.stage)
     made: Path | None = None  # the folder this made, removed unless kept
-    work = (into or root / layout.STATE / "reproduce" / run.done.run_id).absolute()
+    work = (into or work_folder(root, run.done.run_id)).absolute()
     try:
         check_untracked(run)
         _prepare_folder(root, work, into is not None)
@@ -493,6 +493,11 @@ def reproduce_run(config: Config, run: Recorded, into: Path | None = None, keep:
                 discard(root, made)
     remember(root, outcome, config.resolved_tracking_uri())
     return outcome
+
+
+def work_folder(root: Path, run_id: str) -> Path:
+    """Where a run is rebuilt unless --into says otherwise."""
+    return root / layout.STATE / "reproduce" / run_id
 
 
 def discard(root: Path, work: Path) -> None:
@@ -537,7 +542,7 @@ def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcom
                          up.done.stage)
             outcome = reproduce_run(config, up, keep=keep, produced=produced)
             outcomes.append(outcome)
-            folders.append(config.root / layout.STATE / "reproduce" / up.done.run_id)
+            folders.append(work_folder(config.root, up.done.run_id))
             if outcome.verdict == FAILED:
                 last = Outcome(run.done.run_id, run.done.stage, reason=(
                     f"upstream run {up.done.run_id} ({up.done.stage}) could not be "

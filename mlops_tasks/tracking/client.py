@@ -489,6 +489,7 @@ def tag_absent(uri: str, key: str, value: str) -> bool:
     loading mlflow: the common miss of a cache lookup costs milliseconds. False whenever it
     cannot tell (another kind of store, a file it cannot read): ask MLflow then."""
     import sqlite3
+    from contextlib import closing
     from urllib.parse import unquote
 
     if not uri.startswith("sqlite:///"):
@@ -497,8 +498,8 @@ def tag_absent(uri: str, key: str, value: str) -> bool:
     if not path.is_file():
         return False  # a new store: MLflow creates it
     try:
-        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                             timeout=5) as db:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                     timeout=5)) as db:
             row = db.execute("SELECT 1 FROM tags WHERE key = ? AND value = ? LIMIT 1",
                              (key, value)).fetchone()
     except sqlite3.Error:
