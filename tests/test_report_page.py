@@ -107,6 +107,31 @@ def test_the_page_forbids_scripts_and_loads():
     assert "<script" not in text
 
 
+def test_a_reproduction_that_could_not_run_shows_why_on_one_line(tmp_path):
+    """The reason `doit reproduce` recorded, as `remember()` writes it, reaches the page
+    escaped and on one line."""
+    import json
+
+    from mlops_tasks.pipeline.report import reproductions_of
+
+    why = ("the tracking store at http://ci:***@mlflow:5000 cannot be reached\n"
+           "  (ConnectionError: <refused>); start the server & try again")
+    listed = tmp_path / ".mlops" / "reports" / "reproductions.json"
+    listed.parent.mkdir(parents=True)
+    listed.write_text(json.dumps({"r1": [
+        {"when": "2026-12-03T10:00:00+00:00", "verdict": "could not reproduce", "run": None,
+         "reason": why, "tracking_uri": "http://ci:***@mlflow:5000"}]}), encoding="utf-8")
+    found = reproductions_of(tmp_path, "r1", "1")
+    assert [(r.verdict, r.reason) for r in found] == [("could not reproduce", why)]
+    view = StageView("train", "up-to-date", run_id="r1", reproductions=found)
+    text = page("example", "now", "here", [view], [["train"]])
+    row = text[text.index("Reproductions of this run"):].split("</table>", 1)[0]
+    assert ("<td>could not reproduce</td><td>no run</td><td class=\"reason\">the tracking "
+            "store at http://ci:***@mlflow:5000 cannot be reached (ConnectionError: "
+            "&lt;refused&gt;); start the server &amp; try again</td>") in row
+    assert "<refused>" not in text
+
+
 def test_doit_reasons_in_words():
     class Check:
         def __repr__(self) -> str:

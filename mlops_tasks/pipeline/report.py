@@ -16,7 +16,7 @@ from mlops_tasks.base.redact import redact
 from mlops_tasks.project import layout
 from mlops_tasks.project.load import Project
 from mlops_tasks.project.spec import Stage
-from mlops_tasks.render.report_page import StageView, page
+from mlops_tasks.render.report_page import Reproduction, StageView, page
 from mlops_tasks.run import record
 from mlops_tasks.run.log import read_metrics
 from mlops_tasks.tracking.client import run_url
@@ -108,9 +108,9 @@ def stage_view(root: Path, stage: Stage, upstream: tuple[str, ...], status: Stat
         python=done.python.version, freeze=freeze, drift=drift)
 
 
-def reproductions_of(root: Path, run_id: str, experiment_id: str
-                     ) -> list[tuple[str, str, str | None, str | None]]:
-    """What `doit reproduce` found for the run, oldest first (its list beside the page)."""
+def reproductions_of(root: Path, run_id: str, experiment_id: str) -> list[Reproduction]:
+    """What `doit reproduce` found for the run, oldest first (its list beside the page), with
+    why when it could not reproduce."""
     try:
         known = json.loads((root / layout.reproductions()).read_text(encoding="utf-8"))
         entries = known.get(run_id) or []
@@ -122,7 +122,8 @@ def reproductions_of(root: Path, run_id: str, experiment_id: str
             continue
         run, uri = entry.get("run"), str(entry.get("tracking_uri") or "")
         url = run_url(uri, experiment_id, run) if run and "***" not in uri else None
-        found.append((str(entry.get("when", "")), str(entry.get("verdict", "")), run, url))
+        found.append(Reproduction(str(entry.get("when", "")), str(entry.get("verdict", "")),
+                                  run, url, str(entry.get("reason") or "")))
     return found
 
 

@@ -51,6 +51,18 @@ a:focus{outline:3px solid #1a73e8;outline-offset:2px}
 
 
 @dataclass(frozen=True)
+class Reproduction:
+    """One `doit reproduce` of a stage's shown run, as .mlops/reports/reproductions.json
+    keeps it."""
+
+    when: str
+    verdict: str
+    run: str | None  # the reproduction's own run (None: it made none)
+    url: str | None  # that run in the tracking server's UI
+    reason: str = ""  # why it could not reproduce, or what differs
+
+
+@dataclass(frozen=True)
 class StageView:
     """What the page shows of one stage."""
 
@@ -72,8 +84,7 @@ class StageView:
     python: str = ""
     freeze: str = ""
     drift: Sequence[str] = ()
-    # `doit reproduce` of the shown run: (when, verdict, the new run, its URL or None)
-    reproductions: Sequence[tuple[str, str, str | None, str | None]] = ()
+    reproductions: Sequence[Reproduction] = ()  # `doit reproduce` of the shown run
 
 
 def _e(value: Any) -> str:
@@ -156,15 +167,22 @@ def _rows(items: Mapping[str, Any]) -> str:
                    for k, v in items.items())
 
 
-def _reproductions(found: Sequence[tuple[str, str, str | None, str | None]]) -> str:
+def one_line(text: str, limit: int = 300) -> str:
+    """A recorded message on one line, cut at `limit` characters. Pure."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def _reproductions(found: Sequence[Reproduction]) -> str:
     rows = []
-    for when, verdict, run, url in found:
-        what = (f'<a href="{_e(url)}">run {_e(run)}</a>' if run and url else
-                f"run {_e(run)}" if run else "no run")
-        rows.append(f"<tr><td>{_e(when)}</td><td>{_e(verdict)}</td><td>{what}</td></tr>")
+    for one in found:
+        what = (f'<a href="{_e(one.url)}">run {_e(one.run)}</a>' if one.run and one.url else
+                f"run {_e(one.run)}" if one.run else "no run")
+        rows.append(f"<tr><td>{_e(one.when)}</td><td>{_e(one.verdict)}</td><td>{what}</td>"
+                    f'<td class="reason">{_e(one_line(one.reason))}</td></tr>')
     return ("<h3>Reproductions of this run</h3><table><tr><th scope=\"col\">when</th>"
-            "<th scope=\"col\">verdict</th><th scope=\"col\">new run</th></tr>"
-            + "".join(rows) + "</table>")
+            "<th scope=\"col\">verdict</th><th scope=\"col\">new run</th>"
+            "<th scope=\"col\">why</th></tr>" + "".join(rows) + "</table>")
 
 
 def _stage_section(stage: StageView) -> str:
