@@ -106,20 +106,34 @@ def test_a_fork_continues_on_the_agent_of_its_first_branch_and_a_join_waits_for_
                                  (("left", "right"), ["join"])]
 
 
+def test_a_chain_is_one_doit_run_cut_after_a_stage_another_chain_waits_for():
+    from mlops_tasks.commands.jenkinsfile import doit_runs, plan
+
+    line = graph_of(a="outputs: [a.txt]", b="inputs: [a.txt]\noutputs: [b.txt]",
+                    c="inputs: [b.txt]\noutputs: [c.txt]")
+    assert plan(line) == [((), [["a", "b", "c"]])]  # one process for the whole chain
+    assert plan(diamond()) == [((), [["prep"], ["left"]]), (("prep",), [["right"]]),
+                               (("left", "right"), [["join"]])]
+    assert doit_runs(["a", "b", "c", "d"], {"b", "d", "x"}) == [["a", "b"], ["c", "d"]]
+    assert doit_runs(["a"], set()) == [["a"]]
+
+
 def test_the_generated_jenkinsfile_runs_each_chain_as_a_branch_that_waits_for_its_upstream():
     from mlops_tasks.commands.jenkinsfile import jenkinsfile
 
     text = jenkinsfile(diamond(), WHEEL)
-    assert "          branches['prep > left'] = { runChain(done, [], ['prep', 'left']) }\n" \
+    # right waits for prep: the first chain's doit run is cut after prep
+    assert "          branches['prep > left'] = { runChain(done, [], [['prep'], ['left']]) }\n" \
         in text
-    assert "branches['right'] = { runChain(done, ['prep'], ['right']) }" in text
-    assert "branches['join'] = { runChain(done, ['left', 'right'], ['join']) }" in text
+    assert "branches['right'] = { runChain(done, ['prep'], [['right']]) }" in text
+    assert "branches['join'] = { runChain(done, ['left', 'right'], [['join']]) }" in text
     assert text.count("  parallel branches\n") == 1
     assert "waitUntil { pending(done, upstream) == 0 }" in text
     assert "//   one agent: join (after left, right)" in text
     assert "node(setting('AGENT_LABEL', 'mlops'))" in text and "checkout scm" in text
-    assert ".venv/bin/doit run '${name}'" in text
-    assert 'doit.exe run \\"${name}\\"' in text and "isUnix()" in text
+    assert "//   one agent: prep > left: doit run prep | doit run left" in text
+    assert ".venv/bin/doit run${quoted}" in text and "doit.exe run${quoted}" in text
+    assert "\" '${name}'\"" in text and '" \\"${name}\\""' in text and "isUnix()" in text
     assert "PYTHONUTF8 = '1'" in text and "--no-index --find-links wheels_cache" in text
     assert "disableConcurrentBuilds()" in text and "retry(2) {" in text
     assert "string(name: 'MLFLOW_TRACKING_URI'" not in text  # a secret is no parameter

@@ -1,8 +1,10 @@
 """The generated Jenkinsfile run by Groovy (the version Jenkins embeds) against a mock of the
 pipeline DSL (tests/data/jenkins_dsl.groovy), on a Linux and a Windows agent, with the
-orchestrator's stamp stale and current: each stage's doit runs once, after its own upstream
-stages and no later; installs only behind the stamp check; reports archived per stage;
-secrets bound from credentials, never build parameters. One JVM for every case."""
+orchestrator's stamp stale and current: a chain's stages run in one doit process (cut only
+where another chain waits), each stage once, after its own upstream stages and no later; a
+failing stage stops its chain and the branches that wait for it; installs only behind the
+stamp check; reports archived per doit run; secrets bound from credentials, never build
+parameters. One JVM for every case."""
 
 from __future__ import annotations
 
@@ -57,12 +59,16 @@ def runs(tmp_path_factory) -> dict:
                     "the generated Jenkinsfile is not run")
     folder = tmp_path_factory.mktemp("jenkinsfiles")
     example = load_project(ROOT)
-    cases = {"example": (example.graph, example.config.orchestrator, {}),
-             "fork_and_join": (fork_and_join(), WHEEL, {"right": SLOW})}
+    cases = {"example": (example.graph, example.config.orchestrator, {}, []),
+             "fork_and_join": (fork_and_join(), WHEEL, {"right": SLOW}, []),
+             "example_fails": (example.graph, example.config.orchestrator, {},
+                               ["feature_eng"]),
+             "fork_and_join_fails": (fork_and_join(), WHEEL, {"right": SLOW}, ["left"])}
     jobs = []
-    for name, (graph, orchestrator, delays) in cases.items():
+    for name, (graph, orchestrator, delays, fails) in cases.items():
         (folder / name).write_text(jenkinsfile(graph, orchestrator), encoding="utf-8")
-        jobs.append({"name": name, "path": str(folder / name), "delays": delays})
+        jobs.append({"name": name, "path": str(folder / name), "delays": delays,
+                     "fails": fails})
     (folder / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
     done = subprocess.run(["groovy", str(DATA / "jenkins_mock_run.groovy"),
                            str(folder / "jobs.json")], capture_output=True, text=True,
@@ -87,13 +93,32 @@ def in_context(events: list) -> list[tuple[int, str, object, str, list]]:
     return found
 
 
+DOIT_RUN = re.compile(r"doit(?:\.exe)? run((?: [\"'][a-z0-9_-]+[\"'])+)$")
+
+
+def doit_calls(events: list, shell: str) -> list[tuple[list[str], int, int]]:
+    """Each `doit run` step: its stages, the index of its start and of its end."""
+    started: dict[str, tuple[list[str], int]] = {}
+    found = []
+    for index, (kind, detail, thread) in enumerate(events):
+        run = DOIT_RUN.search(str(detail))
+        if run and kind == shell:
+            started[thread] = (re.findall(r"[a-z0-9_-]+", run.group(1)), index)
+        elif run and kind == f"end {shell}":
+            names, start = started.pop(thread)
+            found.append((names, start, index))
+    return found
+
+
 def doit_runs(events: list, shell: str) -> dict[str, list[int]]:
-    """stage -> [index of its doit's start, index of its end]."""
+    """stage -> [index where its doit began it, index where that doit ended]: a stage is
+    done, for the other branches, when its doit process ends."""
+    ends = {name: end for names, _, end in doit_calls(events, shell) for name in names}
     found: dict[str, list[int]] = {}
     for index, (kind, detail, _) in enumerate(events):
-        run = re.search(r"doit(?:\.exe)? run [\"']([a-z0-9_-]+)[\"']", str(detail))
-        if run and kind in (shell, f"end {shell}"):
-            found.setdefault(run.group(1), []).append(index)
+        if kind == "doit stage":
+            assert detail not in found, f"{detail} ran twice"
+            found[detail] = [index, ends[detail]]
     return found
 
 
@@ -112,10 +137,48 @@ def test_each_stage_runs_once_after_its_own_upstream(runs, case, mode):
     events = run["events"]
     assert not [e for e in events if e[0] == ("bat" if shell == "sh" else "sh")]
     doit = doit_runs(events, shell)
-    assert sorted(doit) == sorted(graph.order)
-    for stage, (start, _end) in doit.items():  # exactly once: one start, one end
+    assert sorted(doit) == sorted(graph.order)  # each exactly once
+    together = {n: tuple(names) for names, _, _ in doit_calls(events, shell) for n in names}
+    for stage, (start, _end) in doit.items():
         for up in graph.upstream[stage]:
-            assert doit[up][1] < start, (stage, up)
+            if together[up] == together[stage]:  # one doit: in order
+                assert doit[up][0] < start, (stage, up)
+            else:  # another doit (maybe another agent): it ended first
+                assert doit[up][1] < start, (stage, up)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_chain_is_one_doit_cut_only_where_another_chain_waits(runs, mode):
+    shell = "sh" if "unix=true" in mode else "bat"
+    calls = doit_calls(runs["example"][1][mode]["events"], shell)
+    assert [names for names, _, _ in calls] == [["data_prep", "feature_eng", "train", "eval"]]
+    calls = doit_calls(runs["fork_and_join"][1][mode]["events"], shell)
+    # right and side wait for prep only: the first chain is cut after it
+    assert sorted(names for names, _, _ in calls) == [
+        ["join", "publish"], ["left", "left2"], ["prep"], ["right"], ["side"]]
+    for names, start, _ in calls:
+        (step,) = [e for e in in_context(runs["fork_and_join"][1][mode]["events"])
+                   if e[0] == start]
+        assert ("stage", " > ".join(names)) in step[4]  # one Jenkins stage per doit run
+        assert ("timeout", {"time": 120 * len(names), "unit": "MINUTES"}) in step[4]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_stage_stops_its_chain_and_the_branches_waiting_for_it(runs, mode):
+    shell = "sh" if "unix=true" in mode else "bat"
+    run = runs["example_fails"][1][mode]
+    assert run["failure"] and "exit code 1" in run["failure"]  # the build fails
+    ran = [e[1] for e in run["events"] if e[0] == "doit stage"]
+    assert ran == ["data_prep", "feature_eng"]  # doit stopped at the failing stage
+    assert len(doit_calls(run["events"], shell)) == 1
+    run = runs["fork_and_join_fails"][1][mode]
+    assert run["failure"] and "exit code 1" in run["failure"]
+    ran = [e[1] for e in run["events"] if e[0] == "doit stage"]
+    assert sorted(ran) == ["left", "prep", "right", "side"]  # not left2, join, publish
+    assert ["echo", "not run: join, publish (upstream left2 did not succeed)"] in [
+        e[:2] for e in run["events"]]
+    assert ".mlops/ci/left+left2/junit.xml" in [e[1] for e in run["events"]
+                                                if e[0] == "junit"]  # kept all the same
 
 
 def test_a_stage_starts_when_its_own_upstream_is_done_not_its_wave(runs):
@@ -155,23 +218,28 @@ def test_the_install_runs_only_behind_a_stale_stamp_and_is_retried(runs, mode):
                                        for found in (checks, installs, writes)]
             assert check[0][0] < install[0][0] < write[0][0]
             assert ("retry", 2) in install[0][4]
-        for stage in runs[case][0].order:
-            (doit,) = [e for e in events if e[1] == shell and re.search(
-                f"doit(\\.exe)? run [\"']{stage}[\"']", str(e[2]))]
-            assert any(k == "timeout" for k, _ in doit[4]), stage
-            assert ("stage", stage) in doit[4]
+        doit = [e for e in events if e[1] == shell and DOIT_RUN.search(str(e[2]))]
+        assert doit
+        for step in doit:
+            assert any(k == "timeout" for k, _ in step[4])
+            assert any(k == "stage" for k, _ in step[4])
+            assert any(k == "node" for k, _ in step[4])
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_stage_archives_under_its_own_name(runs, case):
+def test_each_doit_run_archives_under_its_own_name(runs, case):
     graph, found = runs[case]
     events = found["unix=true stamp=false"]["events"]
+    kept = ["+".join(names) for names, _, _ in doit_calls(events, "sh")]
     archived = [e[1] for e in events if e[0] == "archiveArtifacts"]
     junit = [e[1] for e in events if e[0] == "junit"]
-    assert len(archived) == len(set(archived)) == len(graph.order)
-    assert sorted(junit) == sorted(f".mlops/ci/{s}/junit.xml" for s in graph.order)
+    assert len(archived) == len(set(archived)) == len(kept)
+    assert sorted(junit) == sorted(f".mlops/ci/{k}/junit.xml" for k in kept)
     assert sorted(a.partition("/**,")[0] for a in archived) == sorted(
-        f".mlops/ci/{s}" for s in graph.order)
+        f".mlops/ci/{k}" for k in kept)
+    runs_kept = [p for a in archived for p in a.split(", ") if p.startswith(".mlops/runs/")]
+    assert sorted(runs_kept) == sorted(f".mlops/runs/{s}/**/{f}" for s in graph.order
+                                       for f in ("*.html", "audit.json"))
     assert not [a for a in archived if ".mlops/reports" in a]
     written = [e[1] for e in events if e[0] == "writeFile"]
     assert len(written) == len(set(written))

@@ -3,7 +3,8 @@
 // `parallel` run in threads that take turns as Jenkins' CPS does: one runs at a time, and
 // a branch gives the turn away only in a blocking step (a command, `waitUntil`).
 // Binding: unix (isUnix()), stampMatches (the stamp check's answer), delays (stage -> ms
-// its doit run takes), events, turn (the lock), params, env.
+// its doit run takes), fails (stages whose doit run fails), events, turn (the lock),
+// params, env.
 
 class Block {
     def script
@@ -78,9 +79,19 @@ def command(String shell, Object args) {
         throw new IllegalStateException("${shell} on an agent where isUnix() is ${unix}")
     }
     record(shell, text)
-    def run = text =~ /doit(?:\.exe)? run ["']([a-z0-9_-]+)["']/
+    // `doit run a b c`: the stages in order, each taking its delay; the first that fails
+    // stops the rest and the step fails with doit's exit code 1
+    def run = text =~ /doit(?:\.exe)? run((?: ["'][a-z0-9_-]+["'])+)$/
     if (run.find()) {
-        blocking(delays[run.group(1)] ?: 1)
+        for (String name : (run.group(1) =~ /[a-z0-9_-]+/).collect { it }) {
+            record('doit stage', name)
+            blocking(delays[name] ?: 1)
+            if (fails.contains(name)) {
+                record('doit failed', name)
+                record('end ' + shell, text)
+                throw new RuntimeException("script returned exit code 1")
+            }
+        }
     }
     record('end ' + shell, text)
     if (args instanceof Map && args.returnStatus) {

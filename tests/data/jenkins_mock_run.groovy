@@ -1,5 +1,6 @@
 // Runs generated Jenkinsfiles against the DSL mock jenkins_dsl.groovy, in one JVM.
-// Argument: a JSON file [{"name": ..., "path": ..., "delays": {stage: ms}}, ...]. Prints
+// Argument: a JSON file [{"name": ..., "path": ..., "delays": {stage: ms},
+// "fails": [stage, ...]}, ...]. Prints
 // JSON {name: {"unix=true stamp=false": {"events": [...], "failure": null}, ...}}.
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
@@ -29,7 +30,7 @@ for (job in new JsonSlurper().parse(new File(args[0]))) {
         for (stampMatches in [false, true]) {
             def events = Collections.synchronizedList([])
             def binding = new Binding(unix: unix, stampMatches: stampMatches, events: events,
-                                      delays: job.delays ?: [:], turn: new ReentrantLock(),
+                                      delays: job.delays ?: [:], fails: job.fails ?: [], turn: new ReentrantLock(),
                                       params: [:], env: [BUILD_TAG: 'jenkins-mock-1'],
                                       none: 'none', scm: 'scm')
             String failure = null
