@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """The generated Jenkins plan, simulated on two agents, against one agent running `doit`.
 
-`doit jenkinsfile` cuts the stage graph into chains (mlops_tasks.commands.jenkinsfile.chains):
-each chain runs on one agent as consecutive `doit run <stage>` calls, and a chain starts
-when its first stage's upstream stages are done; agents share no disk, only the tracking
+`doit jenkinsfile` cuts the stage graph into chains (mlops_tasks.commands.jenkinsfile.plan):
+each chain runs on one agent as one `doit run a b c` of its stages, cut only after a stage
+another chain waits for, and a chain starts when its first stage's upstream stages are
+done; agents share no disk, only the tracking
 server, whose stage cache hands a chain the outputs of the stages upstream of it. This
 script plays that plan on one machine: two clones of a pipeline (two "agents", each at its
 own absolute path, a git repository on main) against one `mlflow server` (`--workers 1`, a
 sqlite store, artifacts in the temporary folder, as bench_stage_cache.py starts it). A
 scheduler thread gives the next chain whose upstream stages are done to whichever agent is
-free; that agent's thread runs `python -m doit run <stage>` for each stage of the chain in
-its clone (subprocess, `MLFLOW_TRACKING_URI` the server), marking each stage done as its
-command ends. Against it: the same pipeline in a third clone, one `python -m doit` with the
+free; that agent's thread runs `python -m doit run a b c` for each call of the chain in
+its clone (subprocess, `MLFLOW_TRACKING_URI` the server), marking the call's stages done as
+its command ends. Against it: the same pipeline in a third clone, one `python -m doit` with the
 stage cache off (`MLOPS_STAGE_CACHE=off`) and its own local store, as a single agent would
 run it without the plan. Each side is timed wall clock, from the first command's start to
 the last one's end.
@@ -75,15 +76,16 @@ from bench_stage_cache import (
     start_server,
 )
 
-Chains = list[tuple[tuple[str, ...], list[str]]]
+Chains = list[tuple[tuple[str, ...], list[list[str]]]]
 
 
 def plan_chains(root: Path) -> Chains:
-    """The chains `doit jenkinsfile` writes for the project at root."""
-    from mlops_tasks.commands.jenkinsfile import chains
+    """The chains `doit jenkinsfile` writes for the project at root, each with its upstream
+    stages and its `doit run` calls."""
+    from mlops_tasks.commands.jenkinsfile import plan
     from mlops_tasks.project.load import load_project
 
-    return chains(load_project(root).graph)
+    return plan(load_project(root).graph)
 
 
 @dataclass
@@ -97,17 +99,18 @@ class Plan:
     cond: threading.Condition = field(default_factory=threading.Condition)
     start: float = 0.0
 
-    def run_chain(self, agent: str, chain: list[str], free: list[str]) -> None:
-        """One agent's thread: the chain's stages in order, each marked done as it ends."""
+    def run_chain(self, agent: str, calls: list[list[str]], free: list[str]) -> None:
+        """One agent's thread: the chain's `doit run` calls in order, each call's stages
+        marked done as it ends."""
         try:
-            for stage in chain:
+            for stages in calls:
                 began = time.perf_counter() - self.start
-                got = run_counted(self.agents[agent], self.env, ("run", stage),
-                                  f"doit-run-{stage}")
-                self.steps.append(step_record(agent, stage, began,
+                got = run_counted(self.agents[agent], self.env, ("run", *stages),
+                                  f"doit-run-{'+'.join(stages)}")
+                self.steps.append(step_record(agent, " ".join(stages), began,
                                               time.perf_counter() - self.start, got))
                 with self.cond:
-                    self.done.add(stage)
+                    self.done.update(stages)
                     self.cond.notify_all()
         except BaseException as err:  # reported by play(), after the other threads end
             self.failures.append(err)
@@ -161,7 +164,8 @@ def one_round(tmp: Path, pipe: Pipeline, i: int, url: str, uv_cache: Path,
     single_root = pipe.make(here / "single" / pipe.name, experiment)
     chains = plan_chains(agents["agent-1"])
     out: dict[str, Any] = {"experiment": experiment, "order": order,
-                           "chains": [[list(u), c] for u, c in chains]}
+                           "chains": [[list(u), [n for c in calls for n in c], calls]
+                                      for u, calls in chains]}
     for side in order:
         log(f"{pipe.name} run {i + 1}: {side} ...")
         if side == "plan":
@@ -205,7 +209,9 @@ def summary_table(results: dict[str, list[dict[str, Any]]]) -> str:
         built = "; ".join(f"{len(r['single']['venvs_built'])} / "
                           f"{sum(len(s['venvs_built']) for s in r['plan']['steps'])}"
                           for r in rounds)
-        rows.append([f"{pipe} ({len(chains)} chain{'s' * (len(chains) > 1)})", span(single),
+        calls = sum(len(c[2]) for c in chains)
+        rows.append([f"{pipe} ({len(chains)} chain{'s' * (len(chains) > 1)}, {calls} `doit run`"
+                     f"{'s' * (calls > 1)})", span(single),
                      span(plan), f"{ratio(med(single), med(plan), 2)}x", executed, restored,
                      built, "; ".join(f"{r['single']['load']} / {r['plan']['load']}"
                                       for r in rounds)])
@@ -220,7 +226,8 @@ def timelines(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     for pipe, rounds in results.items():
         for i, r in enumerate(rounds, 1):
             chains = "; ".join(" > ".join(c) + (f" (after {', '.join(u)})" if u else "")
-                               for u, c in r["chains"])
+                               + f" ({len(calls)} doit run{'s' * (len(calls) > 1)})"
+                               for u, c, calls in r["chains"])
             steps = "; ".join(
                 f"{s['agent']} `doit run {s['stage']}` {s['start_s']:.1f}–{s['end_s']:.1f} s"
                 f" (executed {','.join(s['executed']) or '-'}, restored "
