@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from mlops_tasks.run.reproduce import (
     recorded_pins,
 )
 from mlops_tasks.tracking.tags import REPRODUCES
-from tests.helpers import doit, local_client, make_project, write_notebook, write_spec
+from tests.helpers import (
+    clean_env,
+    closed_port,
+    doit,
+    local_client,
+    make_project,
+    write_notebook,
+    write_spec,
+)
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
 
@@ -33,11 +42,12 @@ def test_verdict_from_hashes_and_metrics():
 
 
 def test_the_report_page_links_a_run_to_its_reproductions():
-    from mlops_tasks.render.report_page import StageView, page
+    from mlops_tasks.render.report_page import Reproduction, StageView, page
 
     view = StageView("make", "up-to-date", run_id="r1", reproductions=[
-        ("2026-12-01T10:00:00+00:00", IDENTICAL, "r2", "http://mlflow/#/experiments/1/runs/r2"),
-        ("2026-12-02T10:00:00+00:00", "could not reproduce", None, None)])
+        Reproduction("2026-12-01T10:00:00+00:00", IDENTICAL, "r2",
+                     "http://mlflow/#/experiments/1/runs/r2"),
+        Reproduction("2026-12-02T10:00:00+00:00", "could not reproduce", None, None)])
     html = page("p", "now", "store", [view], [["make"]])
     assert "Reproductions of this run" in html
     assert '<a href="http://mlflow/#/experiments/1/runs/r2">run r2</a>' in html
@@ -192,6 +202,92 @@ def test_an_input_gone_from_the_workspace_comes_from_the_run_that_made_it(projec
     assert code == 0 and out["verdict"] == IDENTICAL, out  # from rand's run's artifacts
 
 
+def _no_store(port: int) -> dict[str, str]:
+    """A tracking server that does not answer, with credentials in its URL."""
+    return clean_env(MLFLOW_TRACKING_URI=f"http://ci:s3cret@127.0.0.1:{port}",
+                     MLOPS_STORE_RETRY_SECONDS="1")
+
+
+@pytest.mark.integration
+def test_a_run_whose_local_record_is_gone_is_reproduced_from_the_store(project, tmp_path):
+    """As a run made on another machine: only the store has its record (diff included)."""
+    root, runs, _ = project
+    copy = root / ".mlops" / "runs" / "make" / runs["dirty"]
+    shutil.move(copy, tmp_path / "record")
+    try:
+        code, out = _reproduce(root, runs["dirty"])
+    finally:
+        shutil.move(tmp_path / "record", copy)
+    assert (code, out["verdict"]) == (0, IDENTICAL), out
+    assert out["record_from"].startswith("the tracking store at sqlite:///"), out
+
+
+@pytest.mark.integration
+def test_a_run_only_a_store_could_hold_needs_it_reachable(project):
+    root, _, _ = project
+    port = closed_port()
+    proc = doit(root, "reproduce", "0f3c9a1e2b", check=False, env=_no_store(port))
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 3, said
+    assert f"the tracking store at http://***@127.0.0.1:{port} cannot be reached" in said
+    assert "MLFLOW_TRACKING_URI" in said and ".mlops/runs/*/0f3c9a1e2b" in said
+    assert "s3cret" not in said
+
+
+@pytest.mark.integration
+def test_an_input_only_in_the_store_comes_from_the_upstream_runs_artifacts(project, tmp_path):
+    """The workspace's input changed and the upstream run's local record is gone: its
+    artifacts in the store are found by the recorded hash."""
+    root, runs, _ = project
+    sample, copy = root / "out" / "sample.txt", root / ".mlops" / "runs" / "rand" / runs["rand"]
+    kept = sample.read_bytes()
+    sample.write_text("something else")
+    shutil.move(copy, tmp_path / "record")
+    try:
+        code, out = _reproduce(root, runs["twice"])
+    finally:
+        shutil.move(tmp_path / "record", copy)
+        sample.write_bytes(kept)
+    assert (code, out["verdict"]) == (0, IDENTICAL), out
+
+
+@pytest.mark.integration
+def test_a_missing_input_is_named_with_every_place_looked_at(project):
+    """Before any venv is built: the workspace, the local producer's artifacts, the store."""
+    root, runs, _ = project
+    sample = root / "out" / "sample.txt"
+    kept = sample.read_bytes()
+    sample.write_text("something else")
+    port = closed_port()
+    try:
+        proc = doit(root, "reproduce", "--json", runs["twice"], check=False,
+                    env=_no_store(port))
+    finally:
+        sample.write_bytes(kept)
+    out = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert proc.returncode == 3, out
+    reason = out["reason"]
+    assert reason.startswith("input out/sample.txt of run"), reason
+    assert "the workspace's out/sample.txt (other content)" in reason
+    assert f"output out/sample.txt of run {runs['rand']} (cannot download" in reason
+    assert f"http://***@127.0.0.1:{port} cannot be reached" in reason
+    assert "building the recorded environment" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.integration
+def test_with_the_store_unreachable_metrics_come_from_the_local_record(project):
+    root, runs, _ = project
+    recorded = json.loads((root / "out" / "rand.json").read_text())["score"]
+    proc = doit(root, "reproduce", "--json", runs["rand"], check=False,
+                env=_no_store(closed_port()))
+    out = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert (proc.returncode, out["verdict"]) == (1, DIFFERENT), out  # unseeded
+    assert out["metrics"]["score"]["recorded"] == recorded
+    assert out["metrics_from"].startswith("the local record .mlops/"), out
+    assert "cannot be reached" in out["metrics_from"]
+    assert not out["new_run_id"] and "no new run recorded" in out["notes"][0], out
+
+
 @pytest.mark.integration
 def test_chain_reproduces_the_upstream_run_first_and_feeds_it_downstream(project):
     root, runs, _ = project
@@ -230,4 +326,4 @@ def test_the_workspace_is_byte_identical_afterwards(project):
 
     # the report page lists the run's reproductions (its list sits beside the page)
     assert (IDENTICAL, out["new_run_id"]) in [
-        (verdict, run) for _, verdict, run, _ in reproductions_of(root, runs["clean"], "1")]
+        (r.verdict, r.run) for r in reproductions_of(root, runs["clean"], "1")]

@@ -23,7 +23,10 @@ class Reproduce(Command):
         "finds its inputs by content hash, builds its environment from the recorded freeze, "
         "executes the notebook with the recorded parameters, logs a run tagged "
         "mlops.reproduces, and compares every declared output and metric. A stage name means "
-        "its last logged run. Exit 0: identical; 1: same metrics but different bytes, or "
+        "its last logged run; a run id the local records lack is read from the tracking "
+        "store (a run made on another machine), and so are inputs the workspace no longer "
+        "holds. Without a reachable store, metrics are compared with the local record. "
+        "Exit 0: identical; 1: same metrics but different bytes, or "
         "different; 3: could not reproduce (the reason is said). The workspace is not touched. "
         "--chain reproduces the runs that made its inputs first, in graph order, and feeds "
         "their new outputs to it (the exit code is the worst of the chain)."
@@ -46,7 +49,8 @@ class Reproduce(Command):
         if len(args) != 1:
             late = [a for a in args[1:] if a.startswith("-")]
             console.error("name one run: doit reproduce [OPTIONS] RUN_ID (a folder name under "
-                          ".mlops/runs/<stage>/) or STAGE (its last run)" + (
+                          ".mlops/runs/<stage>/, or a run of the tracking store) or STAGE "
+                          "(its last run)" + (
                               f"; options go before it: doit reproduce {' '.join(late)} "
                               f"{args[0]}" if late else ""))
             return 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +43,17 @@ class CannotReproduce(MlopsError):
 
 @dataclass(frozen=True)
 class Recorded:
-    """A recorded run as the local records hold it."""
+    """A recorded run as the local records hold it, or as the tracking store does (made on
+    another machine, or its local record gone)."""
 
     done: record.ExecuteRecord
-    copy: Path  # its local copy, .mlops/runs/<stage>/<run_id>/
+    copy: Path  # its local copy, .mlops/runs/<stage>/<run_id>/, or its files fetched
+    store_run: str = ""  # the store's run it was fetched from ("": a local record)
+
+    @property
+    def logged_as(self) -> str:
+        """The run id the user named and the store holds its metrics under."""
+        return self.store_run or self.done.run_id
 
 
 @dataclass
@@ -60,6 +68,9 @@ class Outcome:
     metrics: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     new_run_id: str = ""
     folder: str = ""  # kept with --keep
+    record_from: str = ""  # where the run's record was read: local records or the store
+    metrics_from: str = ""  # where the recorded metrics were read
+    notes: list[str] = field(default_factory=list)  # what the reproduction did without
 
     @property
     def exit_code(self) -> int:
@@ -69,6 +80,8 @@ class Outcome:
         return {
             "run_id": self.run_id, "stage": self.stage, "verdict": self.verdict,
             "reason": self.reason, "new_run_id": self.new_run_id, "folder": self.folder or None,
+            "record_from": self.record_from or None, "metrics_from": self.metrics_from or None,
+            "notes": self.notes,
             "files": {rel: {"recorded": old, "new": new, "identical": old == new}
                       for rel, (old, new) in self.files.items()},
             "metrics": {name: {"recorded": was, "new": now, "identical": was == now}
@@ -78,12 +91,17 @@ class Outcome:
     def lines(self) -> list[str]:
         """The outcome in words. Pure."""
         out = [f"reproduce {self.run_id}" + (f" (stage '{self.stage}')" if self.stage else "")]
+        if self.record_from:
+            out.append(f"  record from {self.record_from}")
         for rel, (old, new) in self.files.items():
             state = "identical" if old == new else "DIFFERENT"
             out.append(f"  {rel}: {state} (recorded {_short(old)}, new {_short(new)})")
         for name, (was, now) in self.metrics.items():
             state = "identical" if was == now else "DIFFERENT"
             out.append(f"  metric {name}: {state} (recorded {was}, new {now})")
+        if self.metrics_from:
+            out.append(f"  recorded metrics from {self.metrics_from}")
+        out += [f"  note: {note}" for note in self.notes]
         if self.new_run_id:
             out.append(f"  new run: {self.new_run_id} (tag {tag.REPRODUCES}={self.run_id})")
         if self.folder:
@@ -136,6 +154,56 @@ def _stage_log(root: Path, name: str) -> record.LogRecord | None:
     except (MlopsError, KeyError, StopIteration):
         return None
     return record.read_or_none(record.LogRecord, root / layout.log_record(stage), root)
+
+
+def store_problem(config: Config) -> str | None:
+    """Why the configured tracking store cannot be reached now, redacted (None: it can)."""
+    uri = config.resolved_tracking_uri()
+    why = tracking.unreachable(uri, config.experiment_name())
+    return None if why is None else f"the tracking store at {redact(uri)} cannot be " \
+        f"reached ({redact(why)})"
+
+
+def locate(config: Config, ref: str, folder: Path) -> tuple[Recorded, str]:
+    """The run `ref` names, from the local records, else from the configured tracking store
+    (its record fetched into `folder`); and where it was found, in words."""
+    try:
+        run = find_run(config.root, ref)
+        return run, f"the local records ({run.copy.relative_to(config.root).as_posix()})"
+    except CannotReproduce as local_miss:
+        problem = store_problem(config)
+        if problem:
+            raise CannotReproduce(
+                f"{local_miss}; {problem}, so a run made elsewhere cannot be fetched: start "
+                "the server or check the network (or point MLFLOW_TRACKING_URI or "
+                "tracking_uri in [tool.mlops_tasks] at the store that holds the run), then "
+                "try again") from None
+        try:
+            run = from_store(config.resolved_tracking_uri(), ref, folder)
+        except MlopsError as err:
+            raise CannotReproduce(f"{local_miss}; nor is it a stage run of the tracking "
+                                  f"store ({err})") from None
+    return run, f"the tracking store at {redact(config.resolved_tracking_uri())}"
+
+
+def from_store(uri: str, run_id: str, folder: Path) -> Recorded:
+    """Run `run_id` as its artifacts in the store hold it: audit.json, the freeze, the diff
+    and the untracked files it kept, fetched into `folder` where a local copy has them."""
+    audit = tracking.download(uri, run_id, layout.AUDIT, folder)
+    done = record.read(record.ExecuteRecord, audit)
+    if done is None:
+        raise CannotReproduce(f"run {run_id} has no {layout.AUDIT}")
+    got = tracking.download(uri, run_id, f"env/{layout.FREEZE}", folder)
+    got.replace(folder / layout.FREEZE)
+    data = json.loads(audit.read_text(encoding="utf-8"))
+    if (data.get("git") or {}).get("diff_file"):
+        tracking.download(uri, run_id, "git.diff", folder)
+    for rel in done.git.untracked:  # those it did not keep are named by check_untracked
+        try:
+            tracking.download(uri, run_id, f"untracked/{rel}", folder)
+        except MlopsError:
+            continue
+    return Recorded(done, folder, run_id)
 
 
 def all_runs(root: Path) -> list[Recorded]:
@@ -217,13 +285,15 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path,
+def fetch_inputs(config: Config, run: Recorded, tree: Path, work: Path,
                  provided: Mapping[str, Path] | None = None) -> list[str]:
     """Each recorded input, by its hash: from an upstream run reproduced first (`provided`:
     recorded hash -> the file that reproduction wrote, --chain), from the workspace, else
-    from the recorded outputs of a run that produced it. A missing one is named with where
-    it was looked for. Returns the inputs whose reproduced upstream wrote other content."""
-    other = []
+    from the recorded outputs of a run that produced it (a local record's, then any run of
+    the stage that writes it in the tracking store, stage-cache entries included). A
+    missing one is named with every place looked at. Returns the inputs whose reproduced
+    upstream wrote other content."""
+    root, uri, other = config.root, config.resolved_tracking_uri(), []
     for rel, sha in run.done.inputs.items():
         if sha is None:  # absent when the run started: absent now
             continue
@@ -237,9 +307,10 @@ def fetch_inputs(root: Path, run: Recorded, tree: Path, uri: str, work: Path,
             continue
         looked = [f"the workspace's {rel} (" + ("missing" if content_hash(root / rel) is None
                                                else "other content") + ")"]
-        if not _from_producers(root, rel, sha, tree, uri, work, looked):
+        if not (_from_producers(root, rel, sha, tree, uri, work, looked)
+                or _from_store_runs(config, run, rel, sha, tree, work, looked)):
             raise CannotReproduce(
-                f"input {rel} of run {run.done.run_id} (sha256 {sha[:12]}) was not found; "
+                f"input {rel} of run {run.logged_as} (sha256 {sha[:12]}) was not found; "
                 f"looked in {'; '.join(looked)}. Put that content back at {rel}, or rerun the "
                 "stage that made it from its recorded commit")
     return other
@@ -265,6 +336,74 @@ def _from_producers(root: Path, rel: str, sha: str, tree: Path, uri: str, work: 
         _place(got, tree / rel)
         return True
     return False
+
+
+STORE_CANDIDATES = 200  # runs of a producing stage looked at in the store, oldest first
+
+
+def _from_store_runs(config: Config, run: Recorded, rel: str, sha: str, tree: Path,
+                     work: Path, looked: list[str]) -> bool:
+    """The input from a run in the store of a stage that writes it at the recorded commit,
+    whose recorded (or signed) output hash is `sha`: made on another machine, or its local
+    record gone."""
+    uri, problem = config.resolved_tracking_uri(), store_problem(config)
+    if problem:
+        looked.append(problem)
+        return False
+    writers = [s.name for s in load_project(tree).stages if rel in s.written]
+    if not writers:
+        looked.append(f"the tracking store (no stage of commit {run.done.git.sha[:10]} "
+                      f"writes {rel})")
+        return False
+    for name in writers:
+        try:
+            found = tracking.find_tagged_runs(uri, run.done.experiment_id, {tag.STAGE: name},
+                                              STORE_CANDIDATES)
+        except MlopsError as err:
+            looked.append(str(err))
+            continue
+        for candidate in found:
+            if candidate["tags"].get(tag.REPRODUCES) or not _store_output_is(
+                    uri, candidate, rel, sha, work):
+                continue
+            got = _download_output(uri, candidate["run_id"], rel, sha, work, looked)
+            if got is not None:
+                _place(got, tree / rel)
+                return True
+        looked.append(f"the {len(found)} finished run(s) of stage '{name}' in the tracking "
+                      f"store at {redact(uri)}, stage-cache entries included (none recorded "
+                      "that hash)")
+    return False
+
+
+def _store_output_is(uri: str, found: Mapping[str, Any], rel: str, sha: str, work: Path
+                     ) -> bool:
+    """The run recorded `sha` for output `rel`: in its signed entry, else its audit.json."""
+    from mlops_tasks.run.stage_cache import signed_outputs
+
+    signed = signed_outputs(found["tags"])
+    if signed is not None:
+        return signed.get(rel) == sha
+    try:
+        audit = tracking.download(uri, found["run_id"], layout.AUDIT,
+                                  work / "records" / found["run_id"])
+        outputs = json.loads(audit.read_text(encoding="utf-8")).get("outputs") or {}
+    except (MlopsError, OSError, ValueError, AttributeError):
+        return False
+    return bool(outputs.get(rel) == sha)
+
+
+def _download_output(uri: str, run_id: str, rel: str, sha: str, work: Path,
+                     looked: list[str]) -> Path | None:
+    try:
+        got = tracking.download(uri, run_id, f"outputs/{rel}", work / "inputs" / run_id)
+    except MlopsError as err:
+        looked.append(f"output {rel} of run {run_id} ({err})")
+        return None
+    if content_hash(got) != sha:
+        looked.append(f"output {rel} of run {run_id} (other content)")
+        return None
+    return got
 
 
 # -- the environment --------------------------------------------------------------------------
@@ -379,36 +518,43 @@ def injected(done: record.ExecuteRecord, run_id: str, uri: str) -> dict[str, Any
 
 def execute(config: Config, run: Recorded, tree: Path, work: Path, venv_py: Path,
             version: str) -> str:
-    """The recorded notebook on the rebuilt env, in its own new MLflow run; its id."""
+    """The recorded notebook on the rebuilt env, in its own new MLflow run; its id ("" when
+    the store cannot be reached: the notebook runs unrecorded)."""
     from mlops_tasks.run.kernel_launch import stop
+    from mlops_tasks.run.lifecycle import local_run_id
     from mlops_tasks.run.papermill_adapter import run_notebook
 
     done, uri = run.done, config.resolved_tracking_uri()
     stage = tree_stage(tree, done.stage)
     km, kernel = start_kernel(config, stage, tree, work, venv_py, version)
+    run_id = ""
     try:
-        run_id = tracking.start_run(uri, done.experiment_id, f"{stage.name}@{done.git.sha[:7]}"
-                                    " (reproduce)", {tag.REPRODUCES: done.run_id,
-                                                    tag.STAGE: stage.name,
-                                                    tag.GIT_SHA: done.git.sha})
-        if kernel.hooked:
+        if not store_problem(config):
+            run_id = tracking.start_run(uri, done.experiment_id,
+                                        f"{stage.name}@{done.git.sha[:7]} (reproduce)",
+                                        {tag.REPRODUCES: run.logged_as, tag.STAGE: stage.name,
+                                         tag.GIT_SHA: done.git.sha})
+        if kernel.hooked and run_id:
             kernel_tracking.write_context(tree / KERNEL_CONTEXT,
                                           kernel.context(done.experiment_id, run_id))
     except BaseException:
         stop(km, now=True)
         raise
-    console.step(f"executing {done.notebook} in run {run_id}", "reproduce", stage.name)
+    console.step(f"executing {done.notebook} in run {run_id or 'none (no store)'}",
+                 "reproduce", stage.name)
     for rel in stage.written:  # as the output transaction leaves them: parents exist
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
     executed = work / f"{stage.name}.ipynb"
     try:
         run_notebook(stage=stage.name, notebook=tree / done.notebook, output=executed,
                      failed=work / f"{stage.name}.failed.ipynb", km=km,
-                     parameters=injected(done, run_id, redact(kernel.kernel_uri)), cwd=tree,
+                     parameters=injected(done, run_id or local_run_id(),
+                                         redact(kernel.kernel_uri)), cwd=tree,
                      timeout=stage.timeout, allow_early_exit=stage.allow_early_exit,
                      spec_path=stage.spec_path, log=work / "kernel.log", workdir=stage.workdir)
     except MlopsError as err:
-        tracking.close_run(uri, run_id, {tag.FAILED: "true"}, "FAILED")
+        if run_id:
+            tracking.close_run(uri, run_id, {tag.FAILED: "true"}, "FAILED")
         raise CannotReproduce(f"the notebook failed: {err}") from None
     return run_id
 
@@ -422,15 +568,69 @@ def compare(config: Config, run: Recorded, tree: Path, work: Path, outcome: Outc
     stage = tree_stage(tree, done.stage)
     outcome.files = {rel: (sha, content_hash(tree / rel)) for rel, sha in done.outputs.items()}
     new = read_metrics(tree, stage, strict=False)
-    new_all = {**tracking.run_metrics(uri, outcome.new_run_id), **new}
-    old_all = tracking.run_metrics(uri, done.run_id)
+    old_all, outcome.metrics_from = recorded_metrics(config, run, stage)
+    if old_all is None:
+        outcome.notes.append("metrics not compared: " + outcome.metrics_from)
+        outcome.metrics_from, old_all, new_all = "", {}, {}
+    elif outcome.new_run_id:
+        new_all = {**tracking.run_metrics(uri, outcome.new_run_id), **new}
+    else:
+        new_all = new
     outcome.metrics = {name: (old_all.get(name), new_all.get(name))
                        for name in sorted(old_all.keys() | new_all.keys())}
     outcome.verdict, outcome.reason = decide(outcome.files, outcome.metrics)
+    if not outcome.new_run_id:
+        outcome.notes.append(f"no new run recorded: {store_problem(config)}")
+        return
     executed = work / f"{stage.name}.ipynb"
     tracking.log_run(uri, outcome.new_run_id, params=done.stage_parameters, metrics=new,
                      tags={tag.REPRODUCE_VERDICT: outcome.verdict},
                      artifacts=[(executed, "notebook")] if executed.is_file() else [])
+
+
+def recorded_metrics(config: Config, run: Recorded, stage: Stage
+                     ) -> tuple[dict[str, float] | None, str]:
+    """The run's recorded metrics and where they were read: the tracking store; when it
+    cannot be reached (or lacks the run), the local record of the run's logging, else its
+    metrics files in the workspace whose content is the recorded one. (None, why) when no
+    place holds them."""
+    uri = config.resolved_tracking_uri()
+    why = store_problem(config)
+    if why is None:
+        try:
+            return (tracking.run_metrics(uri, run.logged_as),
+                    f"the tracking store at {redact(uri)} (run {run.logged_as})")
+        except MlopsError as err:
+            why = str(err)
+    found = local_metrics(config.root, run, stage)
+    if found is not None:
+        return found[0], f"{found[1]}, as {why}"
+    return None, f"{why}, and no local record holds the metrics of run {run.logged_as}"
+
+
+def local_metrics(root: Path, run: Recorded, stage: Stage
+                  ) -> tuple[dict[str, float], str] | None:
+    """The run's metrics as this workspace recorded them: the stage's log record when it is
+    of this run, else the metrics files whose content is the recorded one; and where."""
+    logged = record.read_or_none(record.LogRecord, root / layout.log_record(stage), root)
+    ids = {run.done.run_id, run.logged_as}
+    if logged is not None and (logged.run_id in ids or logged.recreated_from in ids):
+        return dict(logged.metrics), f"the local record {layout.log_record(stage)}"
+    values: dict[str, float] = {}
+    files = [rel for rel in stage.metrics if run.done.outputs.get(rel)
+             and content_hash(root / rel) == run.done.outputs.get(rel)]
+    for rel in files:
+        try:
+            data = json.loads((root / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        values.update({str(k): float(v) for k, v in data.items()
+                       if isinstance(v, int | float) and not isinstance(v, bool)})
+    if not files or len(files) < len([rel for rel in stage.metrics if run.done.outputs.get(rel)]):
+        return None
+    return values, "the workspace's " + ", ".join(files) + " (the recorded content)"
 
 
 def _prepare_folder(root: Path, work: Path, chosen: bool) -> None:
@@ -447,22 +647,24 @@ def reproduce(config: Config, ref: str, into: Path | None = None, keep: bool = F
     """Rebuild run `ref` in an isolated folder and compare; the outcome says why not when
     it cannot be done. The folder is removed unless `keep`."""
     outcome = Outcome(ref)
-    try:
-        run = find_run(config.root, ref)
-    except MlopsError as err:
-        outcome.verdict, outcome.reason = FAILED, str(err)
-        return outcome
-    return reproduce_run(config, run, into, keep)
+    with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as fetched:
+        try:
+            run, found = locate(config, ref, Path(fetched))
+        except MlopsError as err:
+            outcome.verdict, outcome.reason = FAILED, str(err)
+            return outcome
+        return reproduce_run(config, run, into, keep, found=found)
 
 
 def reproduce_run(config: Config, run: Recorded, into: Path | None = None, keep: bool = False,
                   provided: Mapping[str, Path] | None = None,
-                  produced: dict[str, Path] | None = None) -> Outcome:
+                  produced: dict[str, Path] | None = None, found: str = "") -> Outcome:
     """One run rebuilt and compared. `provided`: inputs by recorded hash from upstream runs
     reproduced first; `produced`, when given, receives this run's new outputs by their
-    recorded hashes (the folder is then left for the caller to remove)."""
+    recorded hashes (the folder is then left for the caller to remove); `found`: where its
+    record was read, in words."""
     root = config.root
-    outcome = Outcome(run.done.run_id, run.done.stage)
+    outcome = Outcome(run.logged_as, run.done.stage, record_from=found)
     made: Path | None = None  # the folder this made, removed unless kept
     work = (into or work_folder(root, run.done.run_id)).absolute()
     try:
@@ -471,8 +673,8 @@ def reproduce_run(config: Config, run: Recorded, into: Path | None = None, keep:
         made = work
         tree = work / "tree"
         check_out(root, run, tree)
+        other = fetch_inputs(config, run, tree, work, provided)  # before the venv: cheap
         venv_py, version = build_env(config, run, work)
-        other = fetch_inputs(root, run, tree, config.resolved_tracking_uri(), work, provided)
         outcome.new_run_id = execute(config, run, tree, work, venv_py, version)
         compare(config, run, tree, work, outcome)
         if other and outcome.verdict == IDENTICAL:  # cannot be: the inputs differed
@@ -530,10 +732,15 @@ def upstream_runs(root: Path, run: Recorded) -> list[Recorded]:
 def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcome]:
     """--chain: the runs upstream of `ref` first, in graph order, each feeding what it wrote
     to the runs below it, then `ref` itself. One outcome per run, `ref`'s last."""
-    try:
-        run = find_run(config.root, ref)
-    except MlopsError as err:
-        return [Outcome(ref, verdict=FAILED, reason=str(err))]
+    with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as fetched:
+        try:
+            run, found = locate(config, ref, Path(fetched))
+        except MlopsError as err:
+            return [Outcome(ref, verdict=FAILED, reason=str(err))]
+        return _chain(config, run, found, keep)
+
+
+def _chain(config: Config, run: Recorded, found: str, keep: bool) -> list[Outcome]:
     produced: dict[str, Path] = {}
     outcomes, folders = [], []
     try:
@@ -544,11 +751,11 @@ def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcom
             outcomes.append(outcome)
             folders.append(work_folder(config.root, up.done.run_id))
             if outcome.verdict == FAILED:
-                last = Outcome(run.done.run_id, run.done.stage, reason=(
+                last = Outcome(run.logged_as, run.done.stage, reason=(
                     f"upstream run {up.done.run_id} ({up.done.stage}) could not be "
                     f"reproduced: {outcome.reason}"))
                 return [*outcomes, last]
-        outcomes.append(reproduce_run(config, run, keep=keep, provided=produced))
+        outcomes.append(reproduce_run(config, run, keep=keep, provided=produced, found=found))
     finally:
         for folder in folders if not keep else ():
             discard(config.root, folder)
