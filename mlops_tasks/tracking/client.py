@@ -17,6 +17,7 @@ from filelock import FileLock
 
 from mlops_tasks.base.errors import TrackingError
 from mlops_tasks.base.redact import redact
+from mlops_tasks.tracking import sqlite_store
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -275,12 +276,22 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, mutex_fil
 
 def _find_or_create(uri: str, name: str, artifact_root: Path | None) -> tuple[str, str]:
     """The experiment's id and artifact location (created when there is none)."""
+    db = sqlite_store.usable(uri)
+    if db is not None:
+        found_here = sqlite_store.experiment(db, name)
+        if found_here is not None:
+            sqlite_store.index_tags(db)
+            return found_here
     client = _client(uri)
     found = _patiently(client.get_experiment_by_name, name)
     if found is None:
         location = artifact_root.as_uri() if artifact_root else None
         exp_id = str(_patiently(client.create_experiment, name, artifact_location=location))
         found = _patiently(client.get_experiment, exp_id)
+    sqlite_store.forget(uri)  # made or migrated by MLflow just now
+    db = sqlite_store.usable(uri)
+    if db is not None:
+        sqlite_store.index_tags(db)
     return str(found.experiment_id), str(found.artifact_location)
 
 
@@ -326,7 +337,10 @@ def _follow_the_project(location: str, artifact_root: Path, own_store: Path | No
 
 
 def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    db = sqlite_store.usable(uri)
     try:
+        if db is not None:
+            return sqlite_store.create_run(db, experiment_id, run_name, tags)
         run = _patiently(_client(uri).create_run, experiment_id, run_name=run_name,
                          tags=dict(tags))
     except Exception as err:
@@ -348,6 +362,12 @@ def log_run(
     """Add params, metrics, tags and artifacts to a run, then `final_tags` (written after
     every artifact: a run that has them is complete), then close it with status. Returns
     the run's metrics: those given and those its notebook logged itself."""
+    db = sqlite_store.usable(uri)
+    if db is not None:
+        done = _log_run_here(db, run_id, params=params, metrics=metrics, tags=tags,
+                             artifacts=artifacts, status=status, final_tags=final_tags)
+        if done is not None:
+            return done
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
@@ -382,10 +402,36 @@ def log_run(
     return {**{k: float(v) for k, v in before.metrics.items()}, **metrics}
 
 
+def _log_run_here(db: Path, run_id: str, *, params: Mapping[str, Any],
+                  metrics: Mapping[str, float], tags: Mapping[str, str],
+                  artifacts: Iterable[tuple[Path, str | None]], status: str,
+                  final_tags: Mapping[str, str] | None) -> dict[str, float] | None:
+    """log_run on the embedded store with sqlite3 and file copies; None when the run keeps
+    its artifacts elsewhere than in local files (MLflow logs it then)."""
+    try:
+        before = sqlite_store.run(db, run_id)
+        if sqlite_store.local_path(before.artifact_uri) is None:
+            return None
+        texts = {k: _param_text(v) for k, v in params.items() if k not in before.params}
+        sqlite_store.log_batch(db, run_id, metrics, texts, {k: str(v) for k, v in tags.items()})
+        sqlite_store.log_artifacts(before.artifact_uri, artifacts)
+        if final_tags:
+            sqlite_store.set_tags(db, run_id, final_tags)
+        sqlite_store.terminate(db, run_id, status)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot log run {run_id} to {db}: "
+                                   f"{type(err).__name__}: {err}")) from None
+    return {**before.metrics, **{k: float(v) for k, v in metrics.items()}}
+
+
 def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
     """One artifact (a file or a folder) of a run, into `dest`; the local path."""
     dest.mkdir(parents=True, exist_ok=True)
+    db = sqlite_store.usable(uri)
     try:
+        if db is not None and sqlite_store.local_path(
+                sqlite_store.run(db, run_id).artifact_uri) is not None:
+            return sqlite_store.download(db, run_id, artifact, dest)
         return Path(_client(uri).download_artifacts(run_id, artifact, str(dest)))
     except Exception as err:
         raise TrackingError(redact(f"cannot download {artifact} of run {run_id} from {uri}: "
@@ -425,7 +471,13 @@ def serve_store(uri: str, artifact_root: Path) -> str:
     A stage's own mlflow client of another version would open (and try to migrate) the
     tool's database itself; over the REST API it never touches the schema. Artifacts are
     not proxied: the kernel writes them where the run's artifact URI says, on this machine.
+
+    The address is known at once (the socket is bound and listening here); MLflow's server
+    app is imported and starts answering in the background, so the notebook's cells start
+    meanwhile, and only a notebook's first MLflow call waits for it (in the socket's queue).
     """
+    import socket
+
     with _lock:
         if uri in _served:
             return _served[uri]
@@ -437,6 +489,20 @@ def serve_store(uri: str, artifact_root: Path) -> str:
                            ("_MLFLOW_SERVER_ARTIFACT_ROOT", artifact_root.as_uri())):
             os.environ[key] = value
             ORCHESTRATOR_ONLY_ENV.add(key)
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(128)
+        threading.Thread(target=_serve, args=(listening,), name="mlflow-store",
+                         daemon=True).start()
+        _served[uri] = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        return _served[uri]
+
+
+def _serve(listening: Any) -> None:
+    """MLflow's server app on an already listening socket, until the process ends. If it
+    cannot start, the socket is closed: the kernel's calls are refused at once instead of
+    waiting for an answer that never comes."""
+    try:
         from mlflow.server import app
         from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -444,10 +510,15 @@ def serve_store(uri: str, artifact_root: Path) -> str:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
-        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-        threading.Thread(target=server.serve_forever, name="mlflow-store", daemon=True).start()
-        _served[uri] = f"http://127.0.0.1:{server.server_port}"
-        return _served[uri]
+        port = listening.getsockname()[1]
+        server = make_server("127.0.0.1", port, app, threaded=True, request_handler=Quiet,
+                             fd=listening.fileno())
+    except Exception as err:
+        logging.getLogger(__name__).warning("the MLflow store could not be served to "
+                                            "kernels: %s: %s", type(err).__name__, err)
+        listening.close()
+        return
+    server.serve_forever()
 
 
 def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limit: int
@@ -455,7 +526,10 @@ def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limi
     """Up to `limit` FINISHED runs of the experiment carrying every tag of `tags` (one search,
     on tags), oldest first: each run's id, start time (ms) and tags."""
     where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    db = sqlite_store.usable(uri)
     try:
+        if db is not None:
+            return sqlite_store.tagged_runs(db, experiment_id, tags, limit)
         runs = _client(uri).search_runs(
             [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time ASC"], max_results=limit)
@@ -468,7 +542,10 @@ def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limi
 
 def run_metrics(uri: str, run_id: str) -> dict[str, float]:
     """A run's metrics (each one's latest value), those its notebook logged included."""
+    db = sqlite_store.usable(uri)
     try:
+        if db is not None:
+            return sqlite_store.run(db, run_id).metrics
         metrics = _client(uri).get_run(run_id).data.metrics
     except Exception as err:
         raise TrackingError(redact(f"cannot read the metrics of run {run_id} at {uri}: "
@@ -515,7 +592,7 @@ def preload(uri: str) -> None:
     so that the first call that needs them (creating the stage's run) finds them ready
     instead of paying for them on the critical path (started while a venv is made ready
     and a kernel boots). Errors are left for that first call to raise."""
-    if uri in _preloading or uri in _clients:
+    if uri in _preloading or uri in _clients or sqlite_store.usable(uri) is not None:
         return
     with _lock:
         _orchestrator_env(uri)
