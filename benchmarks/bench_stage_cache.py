@@ -34,7 +34,16 @@ and `mlops.cache_complete=true` is made with MlflowClient (MLflow writes the sch
 row), and the others are copies of it written into the store's sqlite file with sqlite3
 (each with its own id, name, start time, stage and key; FINISHED, active, the same
 experiment): through MlflowClient 10,000 runs take many minutes. Stores: the server's
-(searched over http) and a local sqlite one. Then
+(searched over http), a local sqlite one, and (unless --no-postgres) a second `mlflow
+server --workers 1` on PostgreSQL as teams run it: a throw-away cluster made with Debian's
+initdb and pg_ctl (/usr/lib/postgresql/*/bin) in a temporary folder, on a free port of
+127.0.0.1, trust authentication, run as the current user or, when that is root (PostgreSQL
+refuses it), as the unprivileged `postgres` account through runuser; the server runs from
+a venv of the benchmark's own (--system-site-packages, plus psycopg2-binary from the
+package index: the project's dependencies are untouched). Its runs are copied in SQL by
+the database itself (generate_series, one transaction, then ANALYZE). A machine without
+the PostgreSQL programs, the account or the package skips that store with the reason in
+the report. Then
 `mlops_tasks.tracking.client.find_tagged_runs` (what `execute:S` calls once per stale
 stage) is timed in this process for a key the middle run has (a hit) and for a key none
 has (a miss), --lookups times each, the cases taking turns; on the local store also
@@ -46,18 +55,20 @@ Every subprocess runs without the machine's pip, uv, MLflow, Jupyter and mlops-t
 settings (PIP_*, UV_*, MLFLOW_*, JUPYTER_*, MLOPS_* dropped, PIP_CONFIG_FILE=os.devnull,
 UV_NO_CONFIG=1; UV_CACHE_DIR set to the benchmark's cache). Each process the script starts
 leads a process group; the server's group is stopped with SIGTERM (SIGKILL after 30 s), and
-the script reports any process of its own still running at the end (server, doit, kernels).
+the script reports any process of its own still running at the end (server, doit, kernels);
+the PostgreSQL cluster is stopped with `pg_ctl stop -m fast` and its folder removed.
 POSIX only (process groups); the check of what is left reads /proc (Linux).
 
 Usage: python benchmarks/bench_stage_cache.py [--runs N] [--pipelines example,diamond]
-                                              [--lookups N] [--store-runs N,M] [--keep]
-                                              [--json PATH]
+                                              [--lookups N] [--store-runs N,M]
+                                              [--no-postgres] [--keep] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import math
 import os
@@ -81,6 +92,7 @@ import yaml
 from _common import (
     BenchError,
     Load,
+    Ran,
     StageFiles,
     download_wheels,
     find_uv,
@@ -89,11 +101,13 @@ from _common import (
     markdown_table,
     measured_mlops_tasks,
     notebook_json,
+    package_version,
     ratio,
     rmtree,
     rotated,
     run,
     uv_version,
+    venv_python,
     write_json,
     write_mlops_project,
 )
@@ -156,13 +170,15 @@ def answers(url: str) -> bool:
     return False
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, float]:
-    """`mlflow server` as the tests start it; the process, its URL and seconds to /health."""
+def start_server(folder: Path, backend: str | None = None, python: str = sys.executable
+                 ) -> tuple[subprocess.Popen[bytes], str, float]:
+    """`mlflow server` as the tests start it (a sqlite store in folder unless `backend` is
+    another store URI); the process, its URL and seconds to /health."""
     folder.mkdir()
     url = f"http://127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-            url.rsplit(":", 1)[1], "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{(folder / 'server.db').as_posix()}",
+    argv = [python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+            url.rsplit(":", 1)[1], "--workers", "1", "--backend-store-uri",
+            backend or f"sqlite:///{(folder / 'server.db').as_posix()}",
             "--artifacts-destination", str(folder / "artifacts")]
     log_file = folder / "server.log"
     with log_file.open("wb") as out:
@@ -177,6 +193,197 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, float]:
             raise BenchError(f"mlflow server did not answer at {url}:\n{tail}")
         time.sleep(0.2)
     return proc, url, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class Skipped(BenchError):
+    """A store this machine cannot set up: said in the report, not an error."""
+
+
+PG_ROLE, PG_DB, PG_ACCOUNT = "mlflow", "mlflow", "postgres"
+PSYCOPG = "psycopg2-binary"
+
+
+@dataclass
+class Cluster:
+    """A throw-away PostgreSQL cluster on 127.0.0.1, owned by the user running this script
+    (by the `postgres` account when that is root: PostgreSQL refuses to run as root)."""
+    folder: Path
+    bin: Path
+    port: int
+    prefix: list[str]  # runs a command as the cluster's owner
+    version: str = ""
+
+    def uri(self, database: str = PG_DB) -> str:
+        return f"postgresql://{PG_ROLE}@127.0.0.1:{self.port}/{database}"
+
+    def store_uri(self) -> str:
+        """For MLflow: the driver named, as SQLAlchemy's default for postgresql:// may be
+        psycopg 3."""
+        return self.uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+
+    def ctl(self, *args: str) -> Ran:
+        return run([*self.prefix, self.bin / "pg_ctl", "-D", self.folder / "data", *args],
+                   bench_env(), timeout=180)
+
+    def psql(self, *args: str | Path, database: str = PG_DB) -> str:
+        """psql on the database, stopping at the first error; what it printed (unaligned,
+        rows only)."""
+        psql = shutil.which("psql") or str(self.bin / "psql")
+        return run([psql, self.uri(database), "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1",
+                    *args], bench_env(), timeout=900).stdout.strip()
+
+    def script(self, text: str) -> str:
+        """SQL text run in one transaction."""
+        path = self.folder / "script.sql"
+        path.write_text(text, encoding="utf-8")
+        return self.psql("-1", "-f", path)
+
+
+def postgres_bin() -> Path:
+    """The newest Debian PostgreSQL's programs folder, or the one of `initdb` on PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    initdb = found[-1] if found else Path(shutil.which("initdb") or "/nonexistent")
+    if not (initdb.is_file() and (initdb.parent / "pg_ctl").is_file()):
+        raise Skipped("no PostgreSQL server programs (initdb, pg_ctl) in /usr/lib/postgresql/"
+                      "*/bin or on PATH: install them (Debian: apt-get install postgresql)")
+    return initdb.parent
+
+
+def cluster_owner(tmp: Path) -> tuple[Path, list[str]]:
+    """The cluster's folder and the prefix that runs a command as its owner: this user in
+    tmp, or, as root, the unprivileged `postgres` account in a folder of its own in the
+    system's temporary folder (root's tmp is closed to it)."""
+    if os.geteuid() != 0:
+        (tmp / "postgres").mkdir()
+        return tmp / "postgres", []
+    import pwd
+
+    try:
+        account = pwd.getpwnam(PG_ACCOUNT)
+    except KeyError:
+        raise Skipped(f"running as root and there is no '{PG_ACCOUNT}' account to run the "
+                      "cluster as (PostgreSQL refuses to run as root): run this script as "
+                      "another user, or create the account (Debian's postgresql package "
+                      "does)") from None
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise Skipped(f"running as root without `runuser` to start the cluster as "
+                      f"'{PG_ACCOUNT}': run this script as another user")
+    folder = Path(tempfile.mkdtemp(prefix="bench-stage-cache-pg-"))
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    return folder, [runuser, "-u", PG_ACCOUNT, "--"]
+
+
+def start_cluster(tmp: Path, clusters: list[Cluster]) -> Cluster:
+    """initdb (trust authentication: it listens on 127.0.0.1 and a socket in its folder
+    only), started on a free port, with the database created; appended to `clusters` as
+    soon as it runs, for the caller to stop. Raise Skipped when this machine cannot."""
+    bin_dir = postgres_bin()
+    folder, prefix = cluster_owner(tmp)
+    cluster = Cluster(folder, bin_dir, free_port(), prefix)
+    run([*prefix, bin_dir / "initdb", "-D", folder / "data", "-U", PG_ROLE, "-A", "trust",
+         "-E", "UTF8", "--locale=C"], bench_env(), cwd=folder, timeout=300)
+    clusters.append(cluster)
+    cluster.ctl("-l", str(folder / "server.log"), "-w", "-t", "120", "-o",
+                f"-h 127.0.0.1 -p {cluster.port} -k {folder}", "start")
+    cluster.version = cluster.psql("-c", "SHOW server_version", database="postgres")
+    cluster.psql("-c", f"CREATE DATABASE {PG_DB}", database="postgres")
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """pg_ctl stop (fast: ends the sessions), then its folder removed; a failure is said
+    (the check of what is left running reports a cluster that did not stop)."""
+    try:
+        cluster.ctl("-w", "-t", "60", "-m", "fast", "stop")
+    except BenchError as err:
+        log(f"the PostgreSQL cluster in {cluster.folder} did not stop: {err}")
+    finally:
+        rmtree(cluster.folder)
+
+
+def psycopg_python(tmp: Path) -> tuple[str, str]:
+    """A venv of this benchmark's own (this Python's packages, mlflow included, seen
+    through --system-site-packages) with psycopg2-binary from the package index, for the
+    server on PostgreSQL: the project's dependencies stay as they are. Its python and
+    psycopg2's version."""
+    venv = tmp / "pg-venv"
+    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv],
+        bench_env(), timeout=300)
+    python = str(venv_python(venv))
+    try:
+        run([find_uv(), "pip", "install", "--python", python, "--quiet", PSYCOPG],
+            bench_env(UV_CACHE_DIR=str(tmp / "uv-cache")), timeout=600)
+    except BenchError as err:
+        raise Skipped(f"{PSYCOPG} could not be installed from the package index into "
+                      f"{venv}: {str(err).splitlines()[-1]}") from None
+    return python, package_version(python, "psycopg2-binary")
+
+
+def grow_postgres(cluster: Cluster, template_id: str, have: int, want: int,
+                  stage_names: list[str]) -> tuple[str, float]:
+    """Runs have..want-1 written in SQL by the database itself (generate_series, one
+    transaction), each a copy of the template run as grow_store makes them; the key of the
+    middle run of the 0..want-1 ones, and the seconds it took."""
+    start = time.perf_counter()
+    cols = cluster.psql("-c", "SELECT column_name FROM information_schema.columns WHERE "
+                        "table_name = 'runs' ORDER BY ordinal_position").split()
+    own = {"run_uuid": "s.uid", "name": "'run-' || s.g",
+           "start_time": "r.start_time + s.g", "end_time": "r.end_time + s.g",
+           "artifact_uri": "replace(r.artifact_uri, r.run_uuid, s.uid)"}
+    stages = "ARRAY[" + ", ".join(f"'{n}'" for n in stage_names) + "]"
+    key = cluster.script(f"""
+CREATE TEMP TABLE seed ON COMMIT DROP AS
+  SELECT g, md5(random()::text || g::text) AS uid,
+         md5(random()::text) || md5(random()::text) AS cache_key
+  FROM generate_series({have}, {want - 1}) AS g;
+INSERT INTO runs ({', '.join(f'"{c}"' for c in cols)})
+  SELECT {', '.join(own.get(c, f'r."{c}"') for c in cols)}
+  FROM seed s CROSS JOIN runs r WHERE r.run_uuid = '{template_id}';
+INSERT INTO tags (key, value, run_uuid)
+  SELECT t.key, CASE t.key WHEN '{STAGE_TAG}' THEN ({stages})[s.g % {len(stage_names)} + 1]
+                           WHEN '{KEY_TAG}' THEN s.cache_key
+                           WHEN 'mlflow.runName' THEN 'run-' || s.g
+                           ELSE t.value END, s.uid
+  FROM seed s CROSS JOIN tags t WHERE t.run_uuid = '{template_id}';
+ANALYZE runs;
+ANALYZE tags;
+SELECT t.value FROM tags t JOIN runs r USING (run_uuid)
+  WHERE t.key = '{KEY_TAG}' AND r.name = 'run-{want // 2}';
+""")
+    count = cluster.psql("-c", "SELECT count(*) FROM runs WHERE experiment_id = (SELECT "
+                         f"experiment_id FROM runs WHERE run_uuid = '{template_id}')")
+    if int(count) != want or len(key) != 64:
+        raise BenchError(f"the PostgreSQL store holds {count} runs after growing to {want} "
+                         f"(middle key {key!r})")
+    return key, time.perf_counter() - start
+
+
+
+def postgres_store(tmp: Path, meta: dict[str, Any], clusters: list[Cluster],
+                   servers: list[subprocess.Popen[bytes]]) -> tuple[str, Cluster] | None:
+    """A throw-away cluster and an `mlflow server --workers 1` on it (from this benchmark's
+    venv with psycopg2); its URL and the cluster, or None when this machine cannot (the
+    reason in meta["postgresql"]). The caller stops what `clusters` and `servers` hold."""
+    try:
+        log("PostgreSQL: a venv with psycopg2-binary, a throw-away cluster, a server ...")
+        python, meta["psycopg2"] = psycopg_python(tmp)
+        cluster = start_cluster(tmp, clusters)
+        server, url, seconds = start_server(tmp / "pg-server", cluster.store_uri(), python)
+        servers.append(server)
+    except Skipped as why:
+        meta["postgresql"] = f"skipped: {why}"
+        log(f"  {meta['postgresql']}")
+        return None
+    meta["postgresql"] = (f"PostgreSQL {cluster.version} (Debian's, a throw-away cluster"
+                          f"{' run as ' + PG_ACCOUNT if cluster.prefix else ''}), psycopg2 "
+                          f"{meta['psycopg2']}, the server answered after {seconds:.1f} s")
+    log(f"  {meta['postgresql']}")
+    return url, cluster
 
 
 # --------------------------------------------------------------------------- part 1: agents
@@ -516,9 +723,10 @@ def time_lookups(uri: str, experiment_id: str, key: str, lookups: int
 
 
 def lookup_part(tmp: Path, url: str, sizes: list[int], lookups: int, stage_names: list[str],
-                load: Load) -> dict[str, dict[int, dict[str, Any]]]:
-    """Per store (the server's, through http; a local sqlite one), the lookups in one
-    experiment grown to each size in turn."""
+                load: Load, postgres: tuple[str, Cluster] | None = None
+                ) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per store (the server's, through http; a local sqlite one; with `postgres`, a server
+    on PostgreSQL through http), the lookups in one experiment grown to each size in turn."""
     from mlflow.tracking import MlflowClient
 
     local = tmp / "local-store"
@@ -526,14 +734,19 @@ def lookup_part(tmp: Path, url: str, sizes: list[int], lookups: int, stage_names
     sqlite_db = local / "mlflow.db"
     sqlite_uri = f"sqlite:///{sqlite_db.as_posix()}"
     MlflowClient(sqlite_uri).search_experiments()  # creates and migrates the store
-    stores = (("http", url, tmp / "server" / "server.db"), ("sqlite", sqlite_uri, sqlite_db))
+    stores: list[tuple[str, str, Callable[..., tuple[str, float]]]] = [
+        ("http", url, functools.partial(grow_store, tmp / "server" / "server.db")),
+        ("sqlite", sqlite_uri, functools.partial(grow_store, sqlite_db))]
+    if postgres is not None:
+        stores.append(("postgresql", postgres[0], functools.partial(grow_postgres,
+                                                                    postgres[1])))
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    for name, uri, db in stores:
+    for name, uri, grow in stores:
         experiment_id, template = template_run(uri, max(sizes), stage_names[0])
         have, results[name] = 1, {}
         for n in sorted(sizes):
             log(f"lookups: {name} store, growing the experiment to {n} runs ...")
-            key, fill_s = grow_store(db, template, have, n, stage_names)
+            key, fill_s = grow(template, have, n, stage_names)
             have = max(have, n)
             log(f"  written in {fill_s:.1f} s; timing {lookups} of each case ...")
             got = time_lookups(uri, experiment_id, key, lookups)
@@ -622,7 +835,8 @@ def run_notes(pipe: str, agents: list[dict[str, Any]], n_stages: int) -> list[st
 
 def lookup_table(lookups: dict[str, dict[int, dict[str, Any]]]) -> str:
     sizes = sorted(lookups["http"])
-    labels = {"http": "`mlflow server --workers 1` (http)", "sqlite": "local sqlite"}
+    labels = {"http": "`mlflow server --workers 1` (http)", "sqlite": "local sqlite",
+              "postgresql": "`mlflow server --workers 1` on PostgreSQL (http)"}
     cases = [("hit", "hit"), ("miss", "miss"), ("quick_miss", "miss, sqlite3 quick answer")]
     rows = []
     for store, by_size in lookups.items():
@@ -666,7 +880,11 @@ def report(meta: dict[str, Any], parts: dict[str, tuple[list[dict[str, Any]], di
                   + ", ".join(f"{st} {n:,}: {d['load']}" for st, by in lookups.items()
                               for n, d in by.items()),
                   f"(first call, which makes the client: {some['first_call_ms']:.0f} ms)", "",
-                  lookup_table(lookups)]
+                  lookup_table(lookups), "",
+                  "runs written in: " + ", ".join(f"{st} {n:,}: {d['fill_s']:.1f} s"
+                                                  for st, by in lookups.items()
+                                                  for n, d in by.items()),
+                  f"PostgreSQL: {meta.get('postgresql', 'not asked for (--no-postgres)')}"]
     kill = "needed" if meta["sigkill"] else "not needed"
     lines += ["", f"server: answered /health after {meta['server_start_s']:.1f} s; stopped in "
               f"{meta['server_stop_s']:.1f} s, SIGKILL {kill}"]
@@ -698,6 +916,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed lookups per case and store in part 2 (default 20)")
     parser.add_argument("--store-runs", type=sizes_arg, default=[1000, 10000],
                         help="sizes of the experiment searched in part 2 (default 1000,10000)")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="part 2 without the server on a throw-away PostgreSQL cluster")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
     args = parser.parse_args(argv)
@@ -717,6 +937,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-stage-cache-"))
     log(f"working in {tmp}")
     server: subprocess.Popen[bytes] | None = None
+    clusters: list[Cluster] = []
+    servers: list[subprocess.Popen[bytes]] = []
     parts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
     try:
         meta["mlops-tasks"] = measured_mlops_tasks()
@@ -726,8 +948,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {url} answered after {meta['server_start_s']:.1f} s")
         for pipe in pipelines(names, tmp):
             parts[pipe.name] = two_agents(tmp, url, args.runs, tmp / "uv-cache", load, pipe)
+        postgres = None if args.no_postgres else postgres_store(tmp, meta, clusters, servers)
         lookups = lookup_part(tmp, url, args.store_runs, args.lookups,
-                              sorted(DIAMOND), load)
+                              sorted(DIAMOND), load, postgres)
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
         return 1
@@ -736,7 +959,11 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             meta["sigkill"] = stop_group(server)
             meta["server_stop_s"] = time.perf_counter() - start
-        left = left_running(tmp)
+        for other in servers:
+            stop_group(other)
+        for cluster in clusters:
+            stop_cluster(cluster)
+        left = left_running(tmp) + [p for c in clusters for p in left_running(c.folder)]
         if args.keep:
             print(f"kept {tmp}")
         else:
