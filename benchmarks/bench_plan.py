@@ -14,8 +14,11 @@ free; that agent's thread runs `python -m doit run a b c` for each call of the c
 its clone (subprocess, `MLFLOW_TRACKING_URI` the server), marking the call's stages done as
 its command ends. Against it: the same pipeline in a third clone, one `python -m doit` with the
 stage cache off (`MLOPS_STAGE_CACHE=off`) and its own local store, as a single agent would
-run it without the plan. Each side is timed wall clock, from the first command's start to
-the last one's end.
+run it without the plan. With --served, a third side: one `python -m doit` in a fourth
+clone against the plan's server, the stage cache on, in an experiment of its own (nothing to
+restore): what one agent pays for the tracking server, apart from what the plan pays for
+its processes. Each side is timed wall clock, from the first command's start to the last
+one's end.
 
 Two pipelines: this repository's example (4 stages in one chain; Pythons 3.10, 3.11, 3.12
 from the package index) and the synthetic diamond of bench_stage_cache.py (a source, two
@@ -32,8 +35,8 @@ Every subprocess runs without the machine's pip, uv, MLflow, Jupyter and mlops-t
 settings (see bench_stage_cache.py); each leads a process group, and the script reports any
 process of its own still running at the end. POSIX only.
 
-Usage: python benchmarks/bench_plan.py [--runs N] [--pipelines example,diamond] [--keep]
-                                       [--json PATH]
+Usage: python benchmarks/bench_plan.py [--runs N] [--pipelines example,diamond] [--served]
+                                       [--keep] [--json PATH]
 """
 
 from __future__ import annotations
@@ -156,12 +159,15 @@ def step_record(agent: str, stage: str, began: float, ended: float, got: AgentRu
 def one_round(tmp: Path, pipe: Pipeline, i: int, url: str, uv_cache: Path,
               order: list[str]) -> dict[str, Any]:
     """Repetition i on one pipeline: the plan on two new agents, one agent with the cache
-    off, in `order`."""
+    off, and (side "served") one agent against the plan's server, in `order`."""
     experiment = f"bench-plan-{pipe.name}-{i + 1}"
     here = tmp / f"{pipe.name}-{i + 1}"
     agents = {f"agent-{k}": pipe.make(here / f"agent-{k}" / pipe.name, experiment)
               for k in (1, 2)}
     single_root = pipe.make(here / "single" / pipe.name, experiment)
+    # its own experiment: nothing of the plan's to restore
+    served_root = (pipe.make(here / "served" / pipe.name, f"{experiment}-served")
+                   if "served" in order else single_root)
     chains = plan_chains(agents["agent-1"])
     out: dict[str, Any] = {"experiment": experiment, "order": order,
                            "chains": [[list(u), [n for c in calls for n in c], calls]
@@ -174,10 +180,12 @@ def one_round(tmp: Path, pipe: Pipeline, i: int, url: str, uv_cache: Path,
             out["plan"] = {"seconds": round(seconds, 3), "load": load_now(),
                            "steps": sorted(plan.steps, key=lambda s: s["start_s"])}
         else:
-            got = run_counted(single_root, bench_env(UV_CACHE_DIR=str(uv_cache),
-                                                     MLOPS_STAGE_CACHE="off"))
+            env = (bench_env(UV_CACHE_DIR=str(uv_cache), MLFLOW_TRACKING_URI=url)
+                   if side == "served" else
+                   bench_env(UV_CACHE_DIR=str(uv_cache), MLOPS_STAGE_CACHE="off"))
+            got = run_counted(served_root if side == "served" else single_root, env)
             seconds = got.seconds
-            out["single"] = {"seconds": round(seconds, 3), "load": got.load,
+            out[side] = {"seconds": round(seconds, 3), "load": got.load,
                              "executed": sorted(got.executed), "restored": sorted(got.restored),
                              "venvs_built": got.building}
         log(f"  {seconds:.1f} s; load {load_now()}")
@@ -215,10 +223,21 @@ def summary_table(results: dict[str, list[dict[str, Any]]]) -> str:
                      span(plan), f"{ratio(med(single), med(plan), 2)}x", executed, restored,
                      built, "; ".join(f"{r['single']['load']} / {r['plan']['load']}"
                                       for r in rounds)])
-    return markdown_table(
+    table = markdown_table(
         ["pipeline", "one agent, `doit`, cache off (s)", "the plan on two agents (s)",
          "one agent / plan", "stages the plan executed", "stages the plan restored",
          "venvs built: one agent / plan", "load after one agent / after the plan"], rows)
+    served = []
+    for pipe, rounds in results.items():
+        if "served" in rounds[0]:
+            one = [r["served"]["seconds"] for r in rounds]
+            plan = [r["plan"]["seconds"] for r in rounds]
+            served.append([pipe, span(one), span(plan), f"{ratio(med(one), med(plan), 2)}x",
+                           "; ".join(str(r["served"]["load"]) for r in rounds)])
+    return table + ("\n\n" + markdown_table(
+        ["pipeline", "one agent, `doit` on the plan's server, cache on (s)",
+         "the plan on two agents (s)", "served one agent / plan", "load after it"], served)
+        if served else "")
 
 
 def timelines(results: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -255,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="repetitions (default 1)")
     parser.add_argument("--pipelines", default="example,diamond",
                         help="of example,diamond (default both)")
+    parser.add_argument("--served", action="store_true",
+                        help="a third side: one agent `doit` against the plan's server, the "
+                        "stage cache on, an experiment of its own")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
     args = parser.parse_args(argv)
@@ -274,13 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         meta["uv"] = uv_version(find_uv())
         server, url, _ = start_server(tmp / "server")
         uv_cache = tmp / "uv-cache"
+        sides = ["single", "plan", *(["served"] * args.served)]
         for pipe in pipelines(names, tmp):
             warm_up(tmp, pipe, uv_cache)
             load.sample()
             results[pipe.name] = []
             for i in range(args.runs):
                 results[pipe.name].append(one_round(tmp, pipe, i, url, uv_cache,
-                                                    rotated(["single", "plan"], i)))
+                                                    rotated(sides, i)))
                 load.sample()
     except BenchError as err:
         sys.stderr.write(f"\nERROR: {err}\n")
