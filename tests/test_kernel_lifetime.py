@@ -1,5 +1,6 @@
-"""A stage's kernel stops when its stage ends: one kernel per running stage, the notebook's
-atexit handlers run, and nothing is left when doit returns."""
+"""A stage's kernel stops when its stage ends: one kernel per running stage (and the next
+stage's booting ahead), the notebook's atexit handlers run, and nothing is left when doit
+returns."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def run_sampled(root: Path, *args: str) -> tuple[int, str]:
 def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
     root = project(tmp_path / "p", wheelhouse)
     peak, output = run_sampled(root)
-    assert peak == 1
+    assert peak == 1  # s0, s2, s1, s3: none reads what the stage before it wrote
     assert kernels(root) == 0
     assert sorted(p.name for p in (root / "out").glob("atexit-*")) == [
         f"atexit-s{i}.txt" for i in range(4)]
@@ -90,9 +91,15 @@ def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
     assert not list((root / ".mlops" / "sockets").iterdir())  # removed with their kernel
     # kernels without mlflow get no context file to read
     assert not list((root / ".mlops" / "executed").glob("*.kernel-context.json"))
+    for name in ("s0", "s1"):  # s0 then s1, which reads it: s1's kernel boots ahead
+        (root / "out" / f"{name}.txt").unlink()
+    peak, output = run_sampled(root, "run", "s1")
+    assert peak == 2  # the running stage's, and the next one's booting ahead
+    assert "execute:s1: its kernel booted while the stage before it ran" in output
+    assert kernels(root) == 0
     for name in ("s0", "s2"):  # the heads of both chains run again, side by side
         (root / "out" / f"{name}.txt").unlink()
     peak, output = run_sampled(root, "-n", "2")
-    assert 1 <= peak <= 2
+    assert 1 <= peak <= 4  # per running stage: its kernel and at most one booted ahead
     assert kernels(root) == 0
     assert "Parent appears to have exited" not in output

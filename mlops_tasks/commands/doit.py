@@ -155,10 +155,18 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
         keep_state_of_failed_overrides(self.dep_manager)
         if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
             self.sel_tasks = stage_order(self.task_list)
+        if runs_tasks:
+            from mlops_tasks.run import kernels
+
+            kernels.plan(*kernels.stage_plan(self.sel_tasks or [],
+                                             kernels.task_deps(self.task_list)))
         try:
             return base._execute(self, *args, **kwargs)
         finally:
             if runs_tasks:
+                from mlops_tasks.run import kernels
+
+                kernels.drop_all()
                 rewrite_report(self)
 
     def execute(self: Any, params: Any, args: Any) -> Any:

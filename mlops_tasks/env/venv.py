@@ -301,6 +301,20 @@ def build_locked(config: Config, stage: Stage) -> str:
     return why
 
 
+def ready_if_built(config: Config, stage: Stage) -> bool:
+    """ready() for a stage whose venv is built and valid (its kernelspec written when stale);
+    False, and nothing done, when the venv needs a build."""
+    from mlops_tasks.env.kernelspecs import kernelspec_current, write_kernelspec
+
+    env_dir = config.root / stage.env_dir
+    if env_problem(env_dir, plan_for(config, stage), config.root / layout.freeze_file(stage)):
+        return False
+    version = str((read_marker(env_dir) or {}).get("python_version", ""))
+    if not kernelspec_current(config.root, stage, version):
+        write_kernelspec(config.root, stage, version)
+    return True
+
+
 def ready(config: Config, stage: Stage) -> None:
     """What a stage needs before its notebook runs: its venv and its kernelspec, each made
     only when missing or stale. execute:S calls this after its cache lookup missed, so a

@@ -30,8 +30,8 @@ from mlops_tasks.project.fingerprint import (
     spec_hash,
 )
 from mlops_tasks.project.spec import Stage
+from mlops_tasks.run import kernels, record, stage_cache
 from mlops_tasks.run import provenance as audit
-from mlops_tasks.run import record, stage_cache
 from mlops_tasks.run.lifecycle import (
     close_unlogged_run,
     creation_tags,
@@ -110,40 +110,9 @@ def prepare(config: Config, stage: Stage, overrides: Mapping[str, Any], snap: Sn
                     restored_from)
 
 
-def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.KernelTracking]:
-    """The stage's kernel process, started before any MLflow work so that it boots while the
-    store is opened and the run created; and how it will reach the store."""
-    from mlops_tasks.run.kernel_launch import kernel_manager, launch
-
-    root = config.root
-    kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage),
-                                       config.resolved_tracking_uri())
-    context_file = root / layout.kernel_context(stage)
-    context_file.unlink(missing_ok=True)
-    env = {**stage.env, **kernel.launch_env(root, stage.name, layout.notebook_runs(stage),
-                                            layout.kernel_context(stage))}
-    env.update(kernel_shell(root, stage, env.get("PYTHONPATH", "")))
-    km = kernel_manager(stage.name, stage.kernel_name, root / layout.kernels_dir(), env,
-                        tuple(tracking.ORCHESTRATOR_ONLY_ENV), root / layout.kernel_sockets(),
-                        root, kernel.kernel_args(), root / stage.workdir)
-    log = root / layout.stage_log(stage)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    launch(km, root / stage.workdir, log)
-    return km, kernel
-
-
-def kernel_shell(root: Path, stage: Stage, pythonpath: str) -> dict[str, str]:
-    """PATH, VIRTUAL_ENV and PYTHONPATH of the stage's kernel: its venv's shell, with the
-    notebook's own folder importable whatever its working folder."""
-    from mlops_tasks.run.kernel_launch import shell_env
-
-    folder = os.path.abspath(root / (os.path.dirname(stage.notebook) or "."))
-    return shell_env(os.path.abspath(root / stage.env_dir), os.environ.get("PATH", ""),
-                     (folder,), pythonpath, os.name == "nt")
-
-
-def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
-    """The notebook on the stage's kernel, inside the output transaction."""
+def run(config: Config, prep: Prepared, outputs: OutputSet, km: Any) -> None:
+    """The notebook on the stage's kernel, inside the output transaction; once its first
+    cell starts, the next stage's kernel boots (kernels.boot_ahead)."""
     from mlops_tasks.run.kernel_launch import stop
     from mlops_tasks.run.papermill_adapter import run_notebook
 
@@ -161,7 +130,8 @@ def run(prep: Prepared, outputs: OutputSet, km: Any) -> None:
             failed=root / layout.failed_notebook(stage), km=km,
             parameters=prep.parameters, cwd=root, timeout=stage.timeout,
             allow_early_exit=stage.allow_early_exit, spec_path=stage.spec_path, log=log,
-            workdir=stage.workdir)
+            workdir=stage.workdir,
+            on_first_cell=lambda: kernels.boot_ahead(config, stage.name))
     if prep.kernel.hooked and kernel_tracking.context_unread(
             root / layout.kernel_context(stage)):
         console.warn("the kernel did not load mlops-tasks' hook (see "
@@ -370,6 +340,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any],
     if not overrides:  # the env is part of the key: a changed spec may have been run already
         hit = cache_hit(config, stage, snap)
         if hit:
+            kernels.drop(stage.name)
             return restore(config, stage, replace(snap, key=replace(snap.key, freeze=hit.freeze)),
                            hit)
     tracking.preload(config.resolved_tracking_uri())  # while the venv is made ready
@@ -378,6 +349,7 @@ def execute_stage(config: Config, stage: Stage, overrides: Mapping[str, Any],
     if env_only and same_freeze(config.root, stage, snap.key.freeze):
         console.say(f"{stage.env_dir} was rebuilt and resolves as before (its freeze is the "
                     "last run's): the notebook does not run", "execute", stage.name)
+        kernels.drop(stage.name)
         return None
     return execute_notebook(config, stage, overrides, snap)
 
@@ -406,7 +378,7 @@ def execute_notebook(config: Config, stage: Stage, overrides: Mapping[str, Any],
     """Run the notebook in its own MLflow run: the kernel boots while the run is created."""
     from mlops_tasks.run.kernel_launch import stop
 
-    km, kernel = launch_kernel(config, stage)
+    km, kernel = kernels.take(config, stage)
     try:
         prep = prepare(config, stage, overrides, snap, kernel)
     except BaseException:
@@ -416,7 +388,7 @@ def execute_notebook(config: Config, stage: Stage, overrides: Mapping[str, Any],
     started, t0 = record.timestamp(), time.perf_counter()
     stamp = site_packages_stamp(config.root / stage.env_dir)
     try:
-        run(prep, outputs, km)
+        run(config, prep, outputs, km)
     except BaseException as err:
         fail(prep, outputs, err, started)
         raise

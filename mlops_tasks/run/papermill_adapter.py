@@ -11,7 +11,7 @@ import re
 import textwrap
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +179,14 @@ def run_notebook(
     spec_path: str = "",
     log: Path | None = None,
     workdir: str = ".",
+    on_first_cell: Callable[[], None] | None = None,
 ) -> None:
     """Execute notebook into output on the stage's kernel (launched already, or started here
     when its launch failed, in its working folder `workdir`, project-relative). `cwd` stays
     the project root: papermill changes the whole process's folder to it, and other stages
     run in other threads. Raise StageFailed naming the stage, cell and cause. The kernel is
-    stopped as this returns."""
+    stopped as this returns. `on_first_cell` is called once, as the first cell starts (the
+    kernel is up by then)."""
     _setup_logging()
     kernel_name = km.kernel_name
     log_start = _size(log)
@@ -202,6 +204,7 @@ def run_notebook(
             cwd=str(cwd),
             execution_timeout=timeout,
             km=km,
+            on_cell_start=_once(on_first_cell),
         )
     except (PapermillExecutionError, DeadKernelError, CellTimeoutError, NoSuchKernel,
             FileNotFoundError, RuntimeError) as err:
@@ -224,6 +227,20 @@ def run_notebook(
                           "sys.exit() and the cells after it never ran. If stopping there is "
                           f"intended, set allow_early_exit: true in {spec_path}",
                           cell=stopped, notebook=str(failed))
+
+
+def _once(call: Callable[[], None] | None) -> Callable[..., None] | None:
+    """An nbclient cell hook that calls `call` at the first cell only."""
+    if call is None:
+        return None
+    called: list[bool] = []
+
+    def hook(**_: Any) -> None:
+        if not called:
+            called.append(True)
+            call()
+
+    return hook
 
 
 def import_hint(workdir: str, spec_path: str) -> str:
