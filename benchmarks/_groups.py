@@ -19,6 +19,8 @@ from _common import BenchError, clean_env, log, rmtree
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
           "-c", "commit.gpgsign=false"]
 DOIT_TIMEOUT, STOP_TIMEOUT = 1800.0, 30.0
+SAMPLE_INTERVAL = 0.05  # seconds between two samples of a tree's memory
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 STARTED: list[int] = []  # the process groups started by this benchmark
 
 
@@ -76,20 +78,85 @@ class Timed:
     seconds: float
     output: str
     lines: list[tuple[float, str]]  # each output line with the second it arrived
+    peak_rss: int | None = None  # bytes: the largest sum of the tree's RSS sampled (or None)
+    seen: tuple[str, ...] = ()  # the command lines of every process the samples saw in the tree
+
+
+def proc_stats() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, process group, resident set in bytes) of every live process."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if fields[0] != b"Z":
+                    table[int(entry.name)] = (int(fields[1]), int(fields[2]),
+                                              int(fields[21]) * PAGE)
+    return table
+
+
+def tree(leader: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
+    """The leader's process group and every descendant of the leader: a kernel starts a
+    session (so a group) of its own, but stays a child of the process that started it."""
+    members = {pid for pid, (_, group, _) in table.items() if group == leader}
+    members.add(leader)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    todo = list(members)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in members:
+                members.add(child)
+                todo.append(child)
+    return {pid for pid in members if pid in table}
+
+
+class MemorySampler(threading.Thread):
+    """Every `interval` seconds, the sum of the RSS of a process tree (see tree); keeps the
+    peak and the command line of every process seen in the tree (Linux: /proc)."""
+
+    def __init__(self, leader: int, interval: float = SAMPLE_INTERVAL) -> None:
+        super().__init__(daemon=True)
+        self.leader, self.interval = leader, interval
+        self.peak = 0
+        self.commands: dict[int, str] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            table = proc_stats()
+            pids = tree(self.leader, table)
+            self.peak = max(self.peak, sum(table[pid][2] for pid in pids))
+            for pid in pids - self.commands.keys():
+                with contextlib.suppress(OSError):
+                    self.commands[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes()
+                                          .replace(b"\0", b" ").decode(errors="replace").strip())
+            self.done.wait(self.interval)
+
+    def stop(self) -> tuple[int, tuple[str, ...]]:
+        self.done.set()
+        self.join(STOP_TIMEOUT)
+        return self.peak, tuple(self.commands.values())
 
 
 def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cwd: Path,
                  log_file: Path,
-                 timeout: float = DOIT_TIMEOUT) -> Timed:
+                 timeout: float = DOIT_TIMEOUT, sample_memory: bool = False) -> Timed:
     """Run argv as the leader of a new process group, output to log_file; its wall time (to
-    its exit) and output, each line with when it arrived. On failure, timeout or
-    interruption, the whole group is stopped."""
+    its exit) and output, each line with when it arrived; with sample_memory, also the peak
+    RSS of its process tree (MemorySampler). On failure, timeout or interruption, the whole
+    group is stopped."""
     lines: list[tuple[float, str]] = []
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     STARTED.append(proc.pid)
+    sampler = MemorySampler(proc.pid) if sample_memory else None
+    if sampler:
+        sampler.start()
 
     def read() -> None:
         assert proc.stdout is not None
@@ -110,6 +177,7 @@ def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cw
     finally:
         if proc.poll() is None:
             stop_group(proc)
+        peak, seen = sampler.stop() if sampler else (None, ())
         reader.join(STOP_TIMEOUT)
         if proc.stdout:
             proc.stdout.close()
@@ -118,7 +186,7 @@ def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cw
         tail = "\n".join(text.strip().splitlines()[-40:])
         raise BenchError(f"command failed ({code}): {' '.join(map(str, argv))} (in {cwd})\n"
                          f"{tail}")
-    return Timed(seconds, text, lines)
+    return Timed(seconds, text, lines, peak, seen)
 
 
 @contextlib.contextmanager
