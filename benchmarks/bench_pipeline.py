@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """The example pipeline run three ways on the same kernels: mlops-tasks, DVC 3 and papermill.
 
-The repository's example pipeline (env_specs/*.yaml, notebooks/*.ipynb: 4 stages,
+The mlops-tasks measured is this repository's committed HEAD (`git archive HEAD` extracted
+into the temporary folder and put on PYTHONPATH, ahead of an editable install), whatever
+the work tree holds. Its example pipeline (env_specs/*.yaml, notebooks/*.ipynb: 4 stages,
 data_prep -> feature_eng -> train -> eval, on Pythons 3.10, 3.11 and 3.12) is copied three
 times into one temporary folder (pyproject.toml, dodo.py, env_specs/, notebooks/; each a
 git repository on `main` with one commit and `.mlops/ .venvs/ data/ models/ reports/
@@ -36,7 +38,23 @@ in a rotated order each run:
    -m doit run execute:data_prep log:data_prep`; `dvc repro --no-run-cache -s -f data_prep`
    (output deleted too); papermill on data_prep alone;
 4. no-op: `python -m doit` and `dvc repro --no-run-cache` with everything up to date (floor:
-   n/a).
+   n/a);
+5. restore: data_prep's output deleted, then restored from the side's own cache:
+   `doit forget execute:data_prep log:data_prep` (untimed) and `python -m doit run
+   execute:data_prep log:data_prep` with MLOPS_STAGE_CACHE=read-write (its outputs come
+   from an earlier run in the copy's local MLflow store); `dvc repro -s data_prep` with its
+   run cache ("Stage 'data_prep' is cached - skipping run, checking out outputs"); the floor
+   executes data_prep alone with papermill, as in 3. Before the first timed run each side
+   runs this once untimed (so the cache has an entry for data_prep's current key: the
+   earlier runs had mlops-tasks' stage cache off). A run that did not restore (`execute:
+   data_prep: restored from run`, DVC's `is cached`), or in whose process tree a kernel
+   (`ipykernel_launcher`) was seen, is reported under the table.
+
+During the full run, the command's process tree (its process group and every descendant:
+jupyter_client starts each kernel in a session of its own) is sampled every 50 ms from
+/proc, and the largest sum of the RSS of its processes is each side's peak memory (median
+over the runs, in a second table; shared pages count once per process, so the sum is an
+upper bound). The restore scenario is sampled the same way, for the processes it started.
 
 Between scenarios each side is brought up to date untimed. Which stages each timed command
 ran is read from its output (`execute:S: done in`, DVC's `Running stage 'S'`) and
@@ -62,6 +80,7 @@ import re
 import shutil
 import statistics
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +92,13 @@ from _common import (
     log,
     machine,
     markdown_table,
-    measured_mlops_tasks,
     ratio,
     rmtree,
     rotated,
     run,
     summary,
 )
-from _groups import GIT_ID, bench_env, run_in_group, temp_folder
+from _groups import GIT_ID, SAMPLE_INTERVAL, Timed, bench_env, run_in_group, temp_folder
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("pyproject.toml", "dodo.py", "env_specs", "notebooks")
@@ -92,7 +110,11 @@ SCENARIOS = {
     "edit": "edit of feature_eng's notebook (3 stages)",
     "one": "one stage, data_prep forced stale (1 stage)",
     "noop": "no-op, everything up to date",
+    "restore": "data_prep restored from the local store (mlops-tasks' stage cache, DVC's "
+               "run cache)",
 }
+MB = 1e6
+MEMORY_AIM = "one kernel plus doit, about 490 MB on the example"
 EDITED = "feature_eng"
 EDIT_LINE = 'for part in (train, test):\n    part["bench_edit"] = 1.0\n'
 DONE_RE = re.compile(r"^execute:(\S+): done in", re.M)
@@ -135,10 +157,28 @@ def kernel(spec: dict[str, Any]) -> str:
     return str(spec.get("kernel_name") or f"mlops-{spec['name']}")
 
 
-def copy_example(dest: Path) -> Path:
+def head_snapshot(dest: Path) -> str:
+    """This repository's committed HEAD extracted into dest (git archive): the mlops-tasks
+    measured (on PYTHONPATH, ahead of an editable install's finder) and the example copied,
+    whatever is being edited in the work tree. Return `HEAD <short sha>`."""
+    env = bench_env()
+    sha = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], env).stdout.strip()
+    dest.mkdir(parents=True)
+    archive = dest.parent / "head.tar"
+    run(["git", "-C", REPO, "archive", "--format=tar", "-o", archive, "HEAD"], env)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # pragma: no cover - old patch releases
+            tar.extractall(dest)
+    archive.unlink()
+    return f"HEAD {sha}"
+
+
+def copy_example(dest: Path, src: Path) -> Path:
     dest.mkdir(parents=True)
     for name in PROJECT_FILES:
-        source = REPO / name
+        source = src / name
         if source.is_dir():
             shutil.copytree(source, dest / name)
         else:
@@ -206,17 +246,20 @@ def doit_ran(output: str) -> list[str]:
 
 
 class Sides:
-    def __init__(self, tmp: Path, specs: list[dict[str, Any]]) -> None:
-        self.tmp, self.specs = tmp, specs
-        self.roots = {side: copy_example(tmp / side / "example") for side in SIDES}
+    def __init__(self, tmp: Path, specs: list[dict[str, Any]], src: Path) -> None:
+        self.tmp, self.specs, self.src = tmp, specs, src
+        self.roots = {side: copy_example(tmp / side / "example", src) for side in SIDES}
         self.jupyter = self.roots["mlops-tasks"] / ".mlops" / "jupyter"
         self.dvc: Path | None = None
         self.dvc_note = ""
         self.edited = {side: False for side in SIDES}
+        self.peak: int | None = None  # the peak RSS of the last command run with `sample`
 
-    def env(self, side: str) -> dict[str, str]:
+    def env(self, side: str, cache: bool = False) -> dict[str, str]:
+        """The side's environment; for mlops-tasks the stage cache off, unless `cache`."""
         if side == "mlops-tasks":
-            return bench_env(PYTHONUNBUFFERED="1", MLOPS_STAGE_CACHE="off")
+            return bench_env(PYTHONUNBUFFERED="1", PYTHONPATH=str(self.src),
+                             MLOPS_STAGE_CACHE="read-write" if cache else "off")
         # the train notebook's mlflow-skinny has no sqlite store: a file store, allowed
         store = (self.roots[side] / ".mlops" / "mlruns").as_uri()
         return bench_env(JUPYTER_PATH=str(self.jupyter), MLFLOW_TRACKING_URI=store,
@@ -225,10 +268,18 @@ class Sides:
     def sides(self) -> list[str]:
         return [s for s in SIDES if s != "dvc" or self.dvc is not None]
 
-    def command(self, side: str, argv: list[str], name: str) -> tuple[float, str]:
-        root = self.roots[side]
-        timed = run_in_group(argv, self.env(side), root, root.parent / f"{name}.log")
+    def command(self, side: str, argv: list[str], name: str, sample: bool = False
+                ) -> tuple[float, str]:
+        timed = self.timed(side, argv, name, sample=sample)
+        self.peak = timed.peak_rss
         return timed.seconds, timed.output
+
+    def timed(self, side: str, argv: list[str], name: str, cache: bool = False,
+              sample: bool = False) -> Timed:
+        """argv run in the side's copy; `sample`: the peak RSS of its process tree too."""
+        root = self.roots[side]
+        return run_in_group(argv, self.env(side, cache), root, root.parent / f"{name}.log",
+                            sample_memory=sample)
 
     # ---- setup
 
@@ -264,23 +315,26 @@ class Sides:
 
     # ---- the commands of each side
 
-    def full(self, side: str, name: str, stages: list[dict[str, Any]] | None = None
-             ) -> tuple[float, list[str]]:
-        """Bring the side up to date (`doit`, `dvc repro`) or, for the floor, run stages."""
+    def full(self, side: str, name: str, stages: list[dict[str, Any]] | None = None,
+             sample: bool = False) -> tuple[float, list[str]]:
+        """Bring the side up to date (`doit`, `dvc repro`) or, for the floor, run stages;
+        `sample`: the peak RSS of the command's process tree in self.peak."""
         if side == "mlops-tasks":
-            seconds, out = self.command(side, [sys.executable, "-m", "doit"], name)
+            seconds, out = self.command(side, [sys.executable, "-m", "doit"], name, sample)
             return seconds, doit_ran(out)
         if side == "dvc":
             assert self.dvc is not None
-            seconds, out = self.command(side, [str(self.dvc), "repro", "--no-run-cache"], name)
+            seconds, out = self.command(side, [str(self.dvc), "repro", "--no-run-cache"], name,
+                                        sample)
             return seconds, dvc_ran(out)
-        return self.floor(stages if stages is not None else self.specs, name)
+        return self.floor(stages if stages is not None else self.specs, name, sample)
 
-    def floor(self, stages: list[dict[str, Any]], name: str) -> tuple[float, list[str]]:
+    def floor(self, stages: list[dict[str, Any]], name: str, sample: bool = False
+              ) -> tuple[float, list[str]]:
         plan = [{"notebook": s["notebook"], "out": f"executed/{s['name']}.ipynb",
                  "parameters": s.get("parameters") or {}, "kernel": kernel(s)} for s in stages]
         seconds, _ = self.command("floor", [sys.executable, "-c", FLOOR_CODE,
-                                            json.dumps(plan)], name)
+                                            json.dumps(plan)], name, sample)
         return seconds, [s["name"] for s in stages]
 
     def reset(self, side: str) -> None:
@@ -314,6 +368,30 @@ class Sides:
             return seconds, dvc_ran(out)
         return self.floor([spec], name)
 
+    def restore(self, side: str, name: str) -> tuple[float, list[str], int]:
+        """data_prep's output deleted, then data_prep brought up to date with the side's
+        cache on: mlops-tasks `doit run` with the stage cache read-write (after an untimed
+        `doit forget`), `dvc repro -s` with its run cache; the floor executes it. Also how
+        many kernel processes were seen in the command's process tree."""
+        spec = self.specs[0]
+        root = self.roots[side]
+        for rel in [*(spec.get("outputs") or []), *(spec.get("metrics") or [])]:
+            (root / rel).unlink(missing_ok=True)
+        if side == "mlops-tasks":
+            tasks = [f"execute:{spec['name']}", f"log:{spec['name']}"]
+            run([sys.executable, "-m", "doit", "forget", *tasks], self.env(side), cwd=root)
+            argv = [sys.executable, "-m", "doit", "run", *tasks]
+        elif side == "dvc":
+            argv = [str(self.dvc), "repro", "-s", spec["name"]]
+        else:
+            plan = [{"notebook": spec["notebook"], "out": f"executed/{spec['name']}.ipynb",
+                     "parameters": spec.get("parameters") or {}, "kernel": kernel(spec)}]
+            argv = [sys.executable, "-c", FLOOR_CODE, json.dumps(plan)]
+        timed = self.timed(side, argv, name, cache=True, sample=True)
+        kernels = sum("ipykernel_launcher" in cmd for cmd in timed.seen)
+        ran = {"mlops-tasks": doit_ran, "dvc": dvc_ran}.get(side, lambda _: [spec["name"]])
+        return timed.seconds, ran(timed.output), kernels
+
     def edit(self, side: str, name: str) -> tuple[float, list[str]]:
         index = next(i for i, s in enumerate(self.specs) if s["name"] == EDITED)
         self.edited[side] = toggle_edit(self.roots[side], self.specs[index])
@@ -331,7 +409,45 @@ class Sides:
 # --------------------------------------------------------------------------- scenarios
 
 
-EXPECTED = {"full": 4, "edit": 3, "one": 1, "noop": 0}
+EXPECTED = {"full": 4, "edit": 3, "one": 1, "noop": 0, "restore": 1}
+# what the restore scenario must run on each side: data_prep restored, not executed
+RESTORE_EXPECTED = {"mlops-tasks": ["data_prep (restored)"], "dvc": ["data_prep (run cache)"],
+                    "floor": ["data_prep"]}
+
+
+def timed_run(sides: Sides, scenario: str, side: str, name: str, entry: dict[str, Any]
+              ) -> tuple[float, list[str]]:
+    """One timed command of a scenario; the full run's peak memory and the restore's kernel
+    count go into `entry` (the side's results) too."""
+    if scenario == "full":
+        sides.reset(side)
+        seconds, ran = sides.full(side, name, sample=True)
+        entry.setdefault("peak_mb", []).append(round((sides.peak or 0) / MB, 1))
+        return seconds, ran
+    if scenario == "edit":
+        return sides.edit(side, name)
+    if scenario == "one":
+        return sides.one(side, name)
+    if scenario == "restore":
+        seconds, ran, kernels = sides.restore(side, name)
+        entry.setdefault("kernels", []).append(kernels)
+        return seconds, ran
+    return sides.full(side, name)
+
+
+def catch_up(sides: Sides, scenario: str) -> dict[str, list[str]]:
+    """Untimed, before a scenario: edit and no-op start from an up-to-date side; restore from
+    a cache with an entry for data_prep's current key (data_prep run once with the cache on:
+    restored, or executed and offered)."""
+    done = {}
+    for side in sides.sides():
+        if side == "floor":
+            continue
+        if scenario in ("edit", "noop"):
+            done[side] = sides.full(side, f"{side}-{scenario}-catch-up")[1]
+        elif scenario == "restore":
+            done[side] = sides.restore(side, f"{side}-{scenario}-prime")[1]
+    return done
 
 
 def measure(sides: Sides, runs: int, load: Load) -> dict[str, dict[str, Any]]:
@@ -339,30 +455,20 @@ def measure(sides: Sides, runs: int, load: Load) -> dict[str, dict[str, Any]]:
         sc: {"order": [], **{side: {"seconds": [], "ran": []} for side in sides.sides()}}
         for sc in SCENARIOS}
     for scenario in SCENARIOS:
-        if scenario in ("edit", "noop"):  # they start from an up-to-date side
-            for side in sides.sides():
-                if side != "floor":
-                    _, ran = sides.full(side, f"{side}-{scenario}-catch-up")
-                    results[scenario].setdefault("catch_up", {})[side] = ran
+        results[scenario]["catch_up"] = catch_up(sides, scenario)
         for i in range(runs):
             order = [s for s in rotated(sides.sides(), i)
                      if not (scenario == "noop" and s == "floor")]
             results[scenario]["order"].append(order)
             log(f"{scenario} run {i + 1}/{runs}: {', '.join(order)} ...")
             for side in order:
-                name = f"{side}-{scenario}-{i + 1}"
-                if scenario == "full":
-                    sides.reset(side)
-                    seconds, ran = sides.full(side, name)
-                elif scenario == "edit":
-                    seconds, ran = sides.edit(side, name)
-                elif scenario == "one":
-                    seconds, ran = sides.one(side, name)
-                else:
-                    seconds, ran = sides.full(side, name)
-                results[scenario][side]["seconds"].append(seconds)
-                results[scenario][side]["ran"].append(ran)
-                log(f"  {side}: {seconds:.1f} s, ran {ran or 'nothing'}")
+                entry = results[scenario][side]
+                seconds, ran = timed_run(sides, scenario, side, f"{side}-{scenario}-{i + 1}",
+                                         entry)
+                entry["seconds"].append(seconds)
+                entry["ran"].append(ran)
+                log(f"  {side}: {seconds:.1f} s, ran {ran or 'nothing'}"
+                    + (f", peak {entry['peak_mb'][-1]:.0f} MB" if scenario == "full" else ""))
             load.sample()
         if scenario == "edit":
             results[scenario]["reverted"] = {side: sides.revert(side) for side in sides.sides()}
@@ -372,11 +478,36 @@ def measure(sides: Sides, runs: int, load: Load) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- report
 
 
-def cell(values: list[float]) -> str:
+def cell(values: list[float], fmt: str = "{:.1f}") -> str:
     if not values:
         return "n/a"
-    med = statistics.median(values)
-    return f"{med:.1f}" if len(values) == 1 else f"{med:.1f} ({min(values):.1f}–{max(values):.1f})"
+    med, lo, hi = (fmt.format(v) for v in (statistics.median(values), min(values), max(values)))
+    return med if len(values) == 1 else f"{med} ({lo}–{hi})"
+
+
+def restore_notes(side: str, i: int, stages: list[str], kernels: int) -> list[str]:
+    """What a run of the restore scenario did that it should not: data_prep executed, or a
+    kernel started, where it should have been restored (the floor executes it, on a kernel)."""
+    notes = []
+    if stages != RESTORE_EXPECTED[side]:
+        notes.append(f"restore, run {i}: {side} ran {stages or 'nothing'}, expected "
+                     f"{RESTORE_EXPECTED[side]}")
+    if kernels != (1 if side == "floor" else 0):
+        notes.append(f"restore, run {i}: {kernels} kernel process(es) in {side}'s process tree")
+    return notes
+
+
+def memory_table(full: dict[str, Any]) -> str:
+    """The second table: each side's peak memory over the full run."""
+    rows = [[side, cell(full[side].get("peak_mb", []), "{:.0f}")] for side in SIDES
+            if side in full]
+    return "\n".join([
+        f"peak memory of the full run: the largest sum of RSS over the command's process tree "
+        f"(its process group and every descendant: the kernels lead groups of their own), "
+        f"sampled every {SAMPLE_INTERVAL * 1000:.0f} ms from /proc; median of the runs, MB "
+        f"(10^6 bytes), min–max in brackets; aim: {MEMORY_AIM}",
+        "",
+        markdown_table(["side", "peak RSS of the process tree, MB"], rows)])
 
 
 def report(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
@@ -400,7 +531,9 @@ def report(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
                      vs(t["dvc"]), vs(t["floor"]), counts])
         for side, per_run in ran.items():
             for i, stages in enumerate(per_run, 1):
-                if len(stages) != EXPECTED[scenario]:
+                if scenario == "restore":
+                    notes += restore_notes(side, i, stages, r[side]["kernels"][i - 1])
+                elif len(stages) != EXPECTED[scenario]:
                     notes.append(f"{scenario}, run {i}: {side} ran {len(stages)} stages "
                                  f"({stages or 'none'}), expected {EXPECTED[scenario]}")
     lines = [
@@ -419,10 +552,15 @@ def report(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         "",
         f"warm-up `doit` (builds the venvs and kernels, untimed for the table): "
         f"{meta['warm_up_s']:.0f} s",
+        "",
+        memory_table(results["full"]),
+        "",
     ]
     if meta.get("dvc_note"):
         lines.append(meta["dvc_note"])
-    lines += notes or ["every timed command ran the stages its scenario expects"]
+    lines += notes or ["every timed command ran the stages its scenario expects (restore: "
+                       "data_prep restored by mlops-tasks and DVC, no kernel in their process "
+                       "trees)"]
     return "\n".join(lines)
 
 
@@ -446,8 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     load = Load()
     with temp_folder("bench-pipeline-", args.keep) as (tmp, left):
         try:
-            meta["mlops-tasks"] = measured_mlops_tasks()
-            sides = Sides(tmp, load_specs(REPO))
+            src = tmp / "mlops-tasks-src"
+            meta["mlops-tasks"] = head_snapshot(src)
+            sides = Sides(tmp, load_specs(src), src)
             log("warm-up: `doit` in the mlops-tasks copy (venvs, kernels, every stage) ...")
             meta["warm_up_s"] = sides.warm_up()
             log(f"  done in {meta['warm_up_s']:.0f} s")
@@ -465,8 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["load"] = load.describe()
     print("\n" + report(meta, results))
     print(f"processes this benchmark started that are still running: {left or 'none'}")
-    summaries = {sc: {side: summary(r[side]["seconds"]) for side in SIDES
-                      if side in r and r[side]["seconds"]} for sc, r in results.items()}
+    summaries: dict[str, Any] = {
+        sc: {side: summary(r[side]["seconds"]) for side in SIDES
+             if side in r and r[side]["seconds"]} for sc, r in results.items()}
+    summaries["full_peak_mb"] = {side: summary(results["full"][side]["peak_mb"])
+                                 for side in SIDES if results["full"].get(side, {}).get("peak_mb")}
     if args.json:
         args.json.write_text(json.dumps({**meta, **load.as_dict(), "medians": summaries,
                                          "results": results, "left_running": left},
