@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from mlops_tasks.base.errors import TrackingError
 from mlops_tasks.base.redact import redact
-from mlops_tasks.tracking import sqlite_store
+from mlops_tasks.tracking import rest_store, sqlite_store
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -282,6 +282,10 @@ def _find_or_create(uri: str, name: str, artifact_root: Path | None) -> tuple[st
         if found_here is not None:
             sqlite_store.index_tags(db)
             return found_here
+    if rest_store.usable(uri):
+        found_there = _patiently(rest_store.experiment, uri, name)
+        if found_there is not None:
+            return found_there
     client = _client(uri)
     found = _patiently(client.get_experiment_by_name, name)
     if found is None:
@@ -341,6 +345,9 @@ def start_run(uri: str, experiment_id: str, run_name: str, tags: Mapping[str, st
     try:
         if db is not None:
             return sqlite_store.create_run(db, experiment_id, run_name, tags)
+        if rest_store.usable(uri):
+            return str(_patiently(rest_store.create_run, uri, experiment_id, run_name, tags,
+                                  _now_ms()))
         run = _patiently(_client(uri).create_run, experiment_id, run_name=run_name,
                          tags=dict(tags))
     except Exception as err:
@@ -365,6 +372,11 @@ def log_run(
     db = sqlite_store.usable(uri)
     if db is not None:
         done = _log_run_here(db, run_id, params=params, metrics=metrics, tags=tags,
+                             artifacts=artifacts, status=status, final_tags=final_tags)
+        if done is not None:
+            return done
+    if rest_store.usable(uri):
+        done = _log_run_rest(uri, run_id, params=params, metrics=metrics, tags=tags,
                              artifacts=artifacts, status=status, final_tags=final_tags)
         if done is not None:
             return done
@@ -424,6 +436,32 @@ def _log_run_here(db: Path, run_id: str, *, params: Mapping[str, Any],
     return {**before.metrics, **{k: float(v) for k, v in metrics.items()}}
 
 
+def _log_run_rest(uri: str, run_id: str, *, params: Mapping[str, Any],
+                  metrics: Mapping[str, float], tags: Mapping[str, str],
+                  artifacts: Iterable[tuple[Path, str | None]], status: str,
+                  final_tags: Mapping[str, str] | None) -> dict[str, float] | None:
+    """log_run through the server's REST API; None when the run keeps its artifacts
+    elsewhere than on the server (MLflow logs it then)."""
+    deadline = time.monotonic() + retry_seconds()
+    try:
+        before = _patiently(rest_store.run, uri, run_id, deadline=deadline)
+        root = rest_store.artifact_path(before.artifact_uri)
+        if root is None:
+            return None
+        texts = {k: _param_text(v) for k, v in params.items() if k not in before.params}
+        _patiently(rest_store.log_batch, uri, run_id, metrics, texts,
+                   {k: str(v) for k, v in tags.items()}, _now_ms(), deadline=deadline)
+        for path, dest in artifacts:
+            _patiently(rest_store.upload, uri, root, path, dest, deadline=deadline)
+        for key, value in (final_tags or {}).items():
+            _patiently(rest_store.set_tag, uri, run_id, key, value, deadline=deadline)
+        _patiently(rest_store.terminate, uri, run_id, status, _now_ms(), deadline=deadline)
+    except Exception as err:
+        raise TrackingError(redact(f"cannot log run {run_id} to {uri}: "
+                                   f"{type(err).__name__}: {err}")) from None
+    return {**before.metrics, **{k: float(v) for k, v in metrics.items()}}
+
+
 def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
     """One artifact (a file or a folder) of a run, into `dest`; the local path."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -432,6 +470,10 @@ def download(uri: str, run_id: str, artifact: str, dest: Path) -> Path:
         if db is not None and sqlite_store.local_path(
                 sqlite_store.run(db, run_id).artifact_uri) is not None:
             return sqlite_store.download(db, run_id, artifact, dest)
+        if rest_store.usable(uri):
+            root = rest_store.artifact_path(_patiently(rest_store.run, uri, run_id).artifact_uri)
+            if root is not None:
+                return Path(_patiently(rest_store.download, uri, root, artifact, dest))
         return Path(_client(uri).download_artifacts(run_id, artifact, str(dest)))
     except Exception as err:
         raise TrackingError(redact(f"cannot download {artifact} of run {run_id} from {uri}: "
@@ -530,6 +572,8 @@ def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limi
     try:
         if db is not None:
             return sqlite_store.tagged_runs(db, experiment_id, tags, limit)
+        if rest_store.usable(uri):
+            return list(_patiently(rest_store.tagged_runs, uri, experiment_id, tags, limit))
         runs = _client(uri).search_runs(
             [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time ASC"], max_results=limit)
@@ -546,6 +590,8 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
     try:
         if db is not None:
             return sqlite_store.run(db, run_id).metrics
+        if rest_store.usable(uri):
+            return dict(_patiently(rest_store.run, uri, run_id).metrics)
         metrics = _client(uri).get_run(run_id).data.metrics
     except Exception as err:
         raise TrackingError(redact(f"cannot read the metrics of run {run_id} at {uri}: "
@@ -592,7 +638,8 @@ def preload(uri: str) -> None:
     so that the first call that needs them (creating the stage's run) finds them ready
     instead of paying for them on the critical path (started while a venv is made ready
     and a kernel boots). Errors are left for that first call to raise."""
-    if uri in _preloading or uri in _clients or sqlite_store.usable(uri) is not None:
+    if (uri in _preloading or uri in _clients or sqlite_store.usable(uri) is not None
+            or rest_store.usable(uri)):
         return
     with _lock:
         _orchestrator_env(uri)
