@@ -225,7 +225,10 @@ def test_the_jenkinsfile_plan_runs_each_stage_once_across_agents(tmp_path, wheel
     plan = load_project(fork_project(tmp_path / "plan", wheelhouse)).graph
     branches = chains(plan)  # what the generated plan runs: a chain per agent
     assert branches == [((), ["prep", "left"]), (("prep",), ["right"])]
-    assert "runChain(done, ['prep'], ['right'])" in jenkinsfile(plan, Orchestrator("self", "-e ."))
+    # each chain's doit runs, cut after a stage another chain waits for: prep | left, right
+    written = jenkinsfile(plan, Orchestrator("self", "-e ."))
+    assert "runChain(done, [], [['prep'], ['left']])" in written
+    assert "runChain(done, ['prep'], [['right']])" in written
     executions: dict[str, int] = {}
     agents = []
     for number, (_, chain) in enumerate(branches):  # in order: each waits for its upstream
