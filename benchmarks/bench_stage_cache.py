@@ -77,6 +77,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -964,6 +965,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("process groups are needed (POSIX)")
     for key in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_"))]:
         del os.environ[key]  # this process looks up runs itself: no machine configuration
+    # a SIGTERM ends the script through its `finally`: servers and the cluster stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     meta: dict[str, Any] = {**machine(args.runs), "mlflow": version("mlflow"),
                                "lookups": args.lookups}
