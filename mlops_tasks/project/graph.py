@@ -106,22 +106,32 @@ def build_graph(stages: Sequence[Stage]) -> Graph:
 
 
 def _topological(stages: Sequence[Stage], upstream: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """Kahn's algorithm, stable in spec order; a cycle is reported with its path."""
-    remaining = {s.name: set(upstream[s.name]) for s in stages}
+    """Kahn's algorithm, level by level, each level in spec order (linear in the edges); a
+    cycle is reported with its path."""
+    index = {s.name: i for i, s in enumerate(stages)}
+    waiting = {s.name: set(upstream[s.name]) for s in stages}
+    downstream: dict[str, list[str]] = {s.name: [] for s in stages}
+    for name, ups in waiting.items():
+        for up in ups:
+            downstream.setdefault(up, []).append(name)
     order: list[str] = []
-    while remaining:
-        ready = [s.name for s in stages if s.name in remaining and not remaining[s.name]]
-        if not ready:
-            cycle = _find_cycle(remaining)
-            first = next(s for s in stages if s.name == cycle[0])
-            raise SpecError(first.spec_path, "dependency cycle: " + " -> ".join(cycle) +
-                            "; break it by removing an input or a 'depends_on' entry",
-                            line=first.line_of("inputs") or first.line_of("depends_on"))
+    ready = [s.name for s in stages if not waiting[s.name]]
+    while ready:  # level by level, each level in spec order
+        order += ready
+        freed = []
         for name in ready:
-            order.append(name)
-            del remaining[name]
-        for deps in remaining.values():
-            deps.difference_update(ready)
+            for down in downstream[name]:
+                waiting[down].discard(name)
+                if not waiting[down]:
+                    freed.append(down)
+        ready = sorted(freed, key=index.__getitem__)
+    if len(order) < len(stages):
+        placed = set(order)
+        cycle = _find_cycle({n: deps for n, deps in waiting.items() if n not in placed})
+        first = next(s for s in stages if s.name == cycle[0])
+        raise SpecError(first.spec_path, "dependency cycle: " + " -> ".join(cycle) +
+                        "; break it by removing an input or a 'depends_on' entry",
+                        line=first.line_of("inputs") or first.line_of("depends_on"))
     return tuple(order)
 
 

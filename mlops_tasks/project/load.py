@@ -90,13 +90,18 @@ def outputs_in_input_folders(stages: list[Stage]) -> list[Stage]:
     its results into): those outputs are left out of the folder's content hash, so a run
     never makes its own stage, or another, stale through them. Another stage's outputs in
     there become inputs of their own, so a stage that reads them still follows them. Pure."""
-    written = [(s.name, p) for s in stages for p in s.written]
+    within: dict[str, list[tuple[str, str]]] = {}  # folder -> (owner, path) written inside
+    for s in stages:
+        for p in s.written:
+            parts = p.split("/")
+            for depth in range(1, len(parts)):
+                within.setdefault("/".join(parts[:depth]), []).append((s.name, p))
     out = []
     for stage in stages:
         inputs: list[str] = []
         extra: list[str] = []
         for rel in stage.inputs:
-            inside = [(owner, p) for owner, p in written if p.startswith(rel + "/")]
+            inside = within.get(rel.rstrip("/"), [])
             inputs.append(InputPath(rel, tuple(p[len(rel) + 1:] for _, p in inside))
                           if inside else rel)
             extra += [p for owner, p in inside if owner != stage.name]
