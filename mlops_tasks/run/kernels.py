@@ -13,13 +13,12 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops_tasks.project import layout
-from mlops_tasks.project.config import Config
-from mlops_tasks.project.spec import Stage
-from mlops_tasks.tracking import client as tracking
-from mlops_tasks.tracking import kernel_context as kernel_tracking
+if TYPE_CHECKING:  # every doit run plans its kernels: this module imports nothing heavy
+    from mlops_tasks.project.config import Config
+    from mlops_tasks.project.spec import Stage
+    from mlops_tasks.tracking import kernel_context as kernel_tracking
 
 _lock = threading.Lock()
 _order: tuple[str, ...] = ()  # the stages whose execute task this doit run may run, in order
@@ -98,7 +97,10 @@ def kernel_shell(root: Path, stage: Stage, pythonpath: str) -> dict[str, str]:
 def launch_kernel(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.KernelTracking]:
     """The stage's kernel process, started before any MLflow work so that it boots while the
     run is created; and how it will reach the store."""
+    from mlops_tasks.project import layout
     from mlops_tasks.run.kernel_launch import kernel_manager, launch
+    from mlops_tasks.tracking import client as tracking
+    from mlops_tasks.tracking import kernel_context as kernel_tracking
 
     root = config.root
     kernel = kernel_tracking.for_stage(root, root / layout.freeze_file(stage),

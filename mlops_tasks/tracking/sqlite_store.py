@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 # alembic revisions whose runs/tags/params/metrics/latest_metrics/experiments tables match
 # what this module writes (MLflow 3.17's head)
@@ -41,6 +40,8 @@ def db_path(uri: str) -> Path | None:
 
 def local_path(artifact_uri: str) -> Path | None:
     """The folder a `file:` artifact URI names; None for any other scheme. Pure."""
+    from urllib.request import url2pathname  # on use: it imports http.client
+
     parsed = urlparse(artifact_uri)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         return None
