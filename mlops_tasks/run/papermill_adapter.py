@@ -194,18 +194,10 @@ def run_notebook(
     _kernelspecs[os.path.abspath(output)] = kernelspec_of(km)
     try:
         nb = papermill.execute_notebook(
-            str(notebook),
-            REDACTED + os.path.abspath(output),
-            parameters=dict(parameters),
-            kernel_name=kernel_name,
-            language="python",
-            progress_bar=False,
-            log_output=True,
-            cwd=str(cwd),
-            execution_timeout=timeout,
-            km=km,
-            on_cell_start=_once(on_first_cell),
-        )
+            str(notebook), REDACTED + os.path.abspath(output), parameters=dict(parameters),
+            kernel_name=kernel_name, language="python", progress_bar=False, log_output=True,
+            cwd=str(cwd), execution_timeout=timeout, km=km,
+            on_cell_start=_once(on_first_cell))
     except (PapermillExecutionError, DeadKernelError, CellTimeoutError, NoSuchKernel,
             FileNotFoundError, RuntimeError) as err:
         failure = stage_failure(err, stage, output, failed, kernel_name, timeout)
