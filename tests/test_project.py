@@ -65,6 +65,24 @@ def test_config_errors(tmp_path):
         load_config(tmp_path)
 
 
+def test_boot_ahead_setting_and_its_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLOPS_BOOT_AHEAD", raising=False)
+    (tmp_path / "pyproject.toml").write_text("[tool.mlops_tasks]\n")
+    assert load_config(tmp_path).boot_ahead is True
+    (tmp_path / "pyproject.toml").write_text("[tool.mlops_tasks]\nboot_ahead = false\n")
+    assert load_config(tmp_path).boot_ahead is False
+    monkeypatch.setenv("MLOPS_BOOT_AHEAD", "1")
+    assert load_config(tmp_path).boot_ahead is True
+    monkeypatch.setenv("MLOPS_BOOT_AHEAD", "maybe")
+    with pytest.raises(ConfigError, match="MLOPS_BOOT_AHEAD must be 1 or 0"):
+        load_config(tmp_path)
+    monkeypatch.delenv("MLOPS_BOOT_AHEAD")
+    (tmp_path / "pyproject.toml").write_text("[tool.mlops_tasks]\nboot_ahead = 'no'\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml: \[tool.mlops_tasks\] boot_ahead "
+                       "must be true or false; got 'no'"):
+        load_config(tmp_path)
+
+
 def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
     config = load_config(tmp_path)

@@ -22,7 +22,7 @@ INSTALLERS = ("uv", "pip")
 INDEX_POLICIES = ("offline-first", "offline", "online")
 KEYS = ("tracking_uri", "experiment", "installer", "index_policy", "wheels_cache",
         "specs_dir", "artifact_max_mb", "workspace_busy", "stage_cache",
-        "cache_across_platforms", "orchestrator", "cache_trusted_producers")
+        "cache_across_platforms", "orchestrator", "cache_trusted_producers", "boot_ahead")
 BUSY = ("wait", "fail")
 STAGE_CACHE = ("read-write", "read", "off")
 
@@ -126,6 +126,7 @@ class Config:
     # signers whose stage-cache entries are restored (with MLOPS_CACHE_KEY); empty: any
     cache_trusted_producers: tuple[str, ...] = ()
     orchestrator: Orchestrator | None = None  # where CI installs mlops-tasks from
+    boot_ahead: bool = True  # the next stage's kernel boots while a stage runs (run/kernels.py)
     profile: str = ""  # MLOPS_PROFILE: a smoke run in a scratch tree (pipeline/profiles.py)
 
     def resolved_tracking_uri(self) -> str:
@@ -159,6 +160,18 @@ def trusted_producers(path: Path, value: object) -> tuple[str, ...]:
         raise ConfigError(f"{path}: [tool.mlops_tasks] cache_trusted_producers must be a list "
                           f'of signer names, e.g. ["ci-agent-1", "ci-agent-2"]; got {value!r}')
     return tuple(value)
+
+
+def boot_ahead(path: Path, value: object, env: str | None) -> bool:
+    """The `boot_ahead` setting, MLOPS_BOOT_AHEAD (1/0, true/false) overriding it."""
+    if env:
+        if env.strip().lower() not in ("1", "0", "true", "false"):
+            raise ConfigError(f"MLOPS_BOOT_AHEAD must be 1 or 0 (true or false); got {env!r}")
+        return env.strip().lower() in ("1", "true")
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: [tool.mlops_tasks] boot_ahead must be true or false; got "
+                          f"{value!r}")
+    return value
 
 
 def load_config(root: Path) -> Config:
@@ -196,6 +209,7 @@ def load_config(root: Path) -> Config:
     if not isinstance(across, bool):
         raise ConfigError(f"{path}: [tool.mlops_tasks] cache_across_platforms must be true or "
                           f"false; got {across!r}")
+    ahead = boot_ahead(path, table.get("boot_ahead", True), os.environ.get("MLOPS_BOOT_AHEAD"))
     orchestrator = table.get("orchestrator")
     return Config(
         root=root,
@@ -212,5 +226,5 @@ def load_config(root: Path) -> Config:
         cache_trusted_producers=trusted_producers(path, table.get("cache_trusted_producers", [])),
         orchestrator=None if orchestrator is None else parse_orchestrator(
             path, orchestrator, project_name),
-        profile=os.environ.get("MLOPS_PROFILE", ""),
+        profile=os.environ.get("MLOPS_PROFILE", ""), boot_ahead=ahead,
     )

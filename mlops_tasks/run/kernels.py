@@ -134,6 +134,8 @@ def take(config: Config, stage: Stage) -> tuple[Any, kernel_tracking.KernelTrack
 def boot_ahead(config: Config, current: str) -> None:
     """Boot the next stage's kernel in the background (see the module's doc); called as
     `current`'s first cell starts."""
+    if not config.boot_ahead:
+        return
     with _lock:
         name = next_stage(_order, _upstream, current)
         if name is None or name in _ahead:
