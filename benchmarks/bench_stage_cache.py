@@ -657,6 +657,12 @@ def template_run(uri: str, n_max: int, stage_name: str) -> tuple[str, str]:
 
     client = MlflowClient(uri)
     experiment_id = client.create_experiment(f"bench-lookup-{n_max}")
+    if uri.startswith("sqlite:"):  # as a doit's first contact with its local store does
+        from mlops_tasks.tracking import sqlite_store
+
+        db = sqlite_store.usable(uri)
+        if db is not None:
+            sqlite_store.index_tags(db)
     with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints the run's URL
         run_id = client.create_run(experiment_id, run_name="run-0", tags={
             STAGE_TAG: stage_name, KEY_TAG: secrets.token_hex(32),

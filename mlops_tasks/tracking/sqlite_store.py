@@ -235,14 +235,20 @@ def tagged_runs(path: Path, experiment_id: str, tags: Mapping[str, str], limit: 
                 ) -> list[dict[str, Any]]:
     """Up to `limit` active FINISHED runs of the experiment carrying every tag of `tags`,
     oldest first: each run's id, start time (ms) and tags."""
+    # driven from the first tag through the tags' (key, value) index: as fast with 10,000
+    # runs in the experiment as with 10
+    if not tags:
+        raise ValueError("tagged_runs looks runs up by at least one tag")
+    (first_key, first_value), *others = tags.items()
     where = " ".join("AND EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND "
-                     "t.key = ? AND t.value = ?)" for _ in tags)
-    args: list[Any] = [int(experiment_id)]
-    for key, value in tags.items():
+                     "t.key = ? AND t.value = ?)" for _ in others)
+    args: list[Any] = [first_key, first_value, int(experiment_id)]
+    for key, value in others:
         args += [key, value]
     with closing(_connect(path)) as db:
         rows = db.execute(
-            "SELECT r.run_uuid, r.start_time FROM runs r WHERE r.experiment_id = ? AND "
+            "SELECT r.run_uuid, r.start_time FROM tags t0 JOIN runs r ON r.run_uuid = "
+            "t0.run_uuid WHERE t0.key = ? AND t0.value = ? AND r.experiment_id = ? AND "
             f"r.status = 'FINISHED' AND r.lifecycle_stage = 'active' {where} "
             "ORDER BY r.start_time ASC, r.run_uuid ASC LIMIT ?", (*args, limit)).fetchall()
         found = []
