@@ -46,6 +46,13 @@ class StageKernelManager(AsyncKernelManager):
             self.kernel_pid = pid
             interrupt.track(pid, group=os.name != "nt")
 
+    async def _async_finish_shutdown(self, waittime: float | None = None,
+                                     pollinterval: float = 0.01, restart: bool = False
+                                     ) -> None:
+        # jupyter_client looks every 0.1 s whether the kernel has exited; a stage's next
+        # step waits for that, so look ten times as often
+        await super()._async_finish_shutdown(waittime, pollinterval, restart)
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         pid = getattr(self, "kernel_pid", None)
         if pid:

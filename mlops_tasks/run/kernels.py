@@ -153,7 +153,10 @@ def _boot(config: Config, name: str) -> None:
         stage = next((s for s in load_project(config.root).stages if s.name == name), None)
         if stage is None or not ready_if_built(config, stage):
             return  # its execute task builds what it needs, as ever
-        booted = launch_kernel(config, stage)
+        km, kernel = launch_kernel(config, stage)
+        # a kernel with mlflow reaches the local store through a server of this process:
+        # it starts loading now, not when that stage starts
+        booted = (km, kernel.with_store_served(config.root))
     except (MlopsError, OSError):
         return  # its execute task launches it, and says what is wrong
     with _lock:
