@@ -80,6 +80,7 @@ class Timed:
     lines: list[tuple[float, str]]  # each output line with the second it arrived
     peak_rss: int | None = None  # bytes: the largest sum of the tree's RSS sampled (or None)
     seen: tuple[str, ...] = ()  # the command lines of every process the samples saw in the tree
+    at_peak: tuple[tuple[str, int], ...] = ()  # (process label, RSS bytes) in the peak sample
 
 
 def proc_stats() -> dict[int, tuple[int, int, int]]:
@@ -113,6 +114,19 @@ def tree(leader: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
     return {pid for pid in members if pid in table}
 
 
+def label(command: str) -> str:
+    """A short name for a process of a benchmarked tree: a kernel by its venv's folder (its
+    interpreter lives in <venv>/bin or <venv>/Scripts), anything else by its program and
+    first arguments."""
+    words = command.split()
+    if not words:
+        return "?"
+    if "ipykernel_launcher" in command:
+        parts = Path(words[0]).parts
+        return f"kernel ({parts[-3]})" if len(parts) >= 3 else "kernel"
+    return " ".join([Path(words[0]).name, *words[1:3]])[:60]
+
+
 class MemorySampler(threading.Thread):
     """Every `interval` seconds, the sum of the RSS of a process tree (see tree); keeps the
     peak and the command line of every process seen in the tree (Linux: /proc)."""
@@ -122,23 +136,29 @@ class MemorySampler(threading.Thread):
         self.leader, self.interval = leader, interval
         self.peak = 0
         self.commands: dict[int, str] = {}
+        self.at_peak: tuple[tuple[str, int], ...] = ()
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             table = proc_stats()
             pids = tree(self.leader, table)
-            self.peak = max(self.peak, sum(table[pid][2] for pid in pids))
             for pid in pids - self.commands.keys():
                 with contextlib.suppress(OSError):
                     self.commands[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes()
                                           .replace(b"\0", b" ").decode(errors="replace").strip())
+            total = sum(table[pid][2] for pid in pids)
+            if total > self.peak:
+                self.peak = total
+                self.at_peak = tuple(sorted(
+                    ((label(self.commands.get(pid, "")), table[pid][2]) for pid in pids),
+                    key=lambda part: -part[1]))
             self.done.wait(self.interval)
 
-    def stop(self) -> tuple[int, tuple[str, ...]]:
+    def stop(self) -> tuple[int, tuple[str, ...], tuple[tuple[str, int], ...]]:
         self.done.set()
         self.join(STOP_TIMEOUT)
-        return self.peak, tuple(self.commands.values())
+        return self.peak, tuple(self.commands.values()), self.at_peak
 
 
 def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cwd: Path,
@@ -177,7 +197,7 @@ def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cw
     finally:
         if proc.poll() is None:
             stop_group(proc)
-        peak, seen = sampler.stop() if sampler else (None, ())
+        peak, seen, at_peak = sampler.stop() if sampler else (None, (), ())
         reader.join(STOP_TIMEOUT)
         if proc.stdout:
             proc.stdout.close()
@@ -186,7 +206,7 @@ def run_in_group(argv: Sequence[str | os.PathLike[str]], env: dict[str, str], cw
         tail = "\n".join(text.strip().splitlines()[-40:])
         raise BenchError(f"command failed ({code}): {' '.join(map(str, argv))} (in {cwd})\n"
                          f"{tail}")
-    return Timed(seconds, text, lines, peak, seen)
+    return Timed(seconds, text, lines, peak, seen, at_peak)
 
 
 @contextlib.contextmanager

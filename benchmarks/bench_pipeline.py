@@ -54,7 +54,10 @@ During the full run, the command's process tree (its process group and every des
 jupyter_client starts each kernel in a session of its own) is sampled every 50 ms from
 /proc, and the largest sum of the RSS of its processes is each side's peak memory (median
 over the runs, in a second table; shared pages count once per process, so the sum is an
-upper bound). The restore scenario is sampled the same way, for the processes it started.
+upper bound); under it, the processes of the peak sample of each side's median run. The
+restore scenario is sampled the same way, for the processes it started. --no-boot-ahead
+runs the mlops-tasks side with MLOPS_BOOT_AHEAD=0, to see what kernels booted ahead cost
+in memory and gain in time.
 
 Between scenarios each side is brought up to date untimed. Which stages each timed command
 ran is read from its output (`execute:S: done in`, DVC's `Running stage 'S'`) and
@@ -69,6 +72,7 @@ script reports any process of its own still running and removes the temporary fo
 POSIX only (process groups); the check of what is left reads /proc (Linux).
 
 Usage: python benchmarks/bench_pipeline.py [--runs N] [--keep] [--json PATH]
+                                           [--no-boot-ahead]
 """
 
 from __future__ import annotations
@@ -254,12 +258,15 @@ class Sides:
         self.dvc_note = ""
         self.edited = {side: False for side in SIDES}
         self.peak: int | None = None  # the peak RSS of the last command run with `sample`
+        self.at_peak: tuple[tuple[str, int], ...] = ()  # its processes at that peak
+        self.mlops_env: dict[str, str] = {}  # extra settings of the mlops-tasks side
 
     def env(self, side: str, cache: bool = False) -> dict[str, str]:
         """The side's environment; for mlops-tasks the stage cache off, unless `cache`."""
         if side == "mlops-tasks":
             return bench_env(PYTHONUNBUFFERED="1", PYTHONPATH=str(self.src),
-                             MLOPS_STAGE_CACHE="read-write" if cache else "off")
+                             MLOPS_STAGE_CACHE="read-write" if cache else "off",
+                             **self.mlops_env)
         # the train notebook's mlflow-skinny has no sqlite store: a file store, allowed
         store = (self.roots[side] / ".mlops" / "mlruns").as_uri()
         return bench_env(JUPYTER_PATH=str(self.jupyter), MLFLOW_TRACKING_URI=store,
@@ -271,7 +278,7 @@ class Sides:
     def command(self, side: str, argv: list[str], name: str, sample: bool = False
                 ) -> tuple[float, str]:
         timed = self.timed(side, argv, name, sample=sample)
-        self.peak = timed.peak_rss
+        self.peak, self.at_peak = timed.peak_rss, timed.at_peak
         return timed.seconds, timed.output
 
     def timed(self, side: str, argv: list[str], name: str, cache: bool = False,
@@ -423,6 +430,8 @@ def timed_run(sides: Sides, scenario: str, side: str, name: str, entry: dict[str
         sides.reset(side)
         seconds, ran = sides.full(side, name, sample=True)
         entry.setdefault("peak_mb", []).append(round((sides.peak or 0) / MB, 1))
+        entry.setdefault("at_peak_mb", []).append(
+            [[name, round(rss / MB, 1)] for name, rss in sides.at_peak])
         return seconds, ran
     if scenario == "edit":
         return sides.edit(side, name)
@@ -507,7 +516,23 @@ def memory_table(full: dict[str, Any]) -> str:
         f"sampled every {SAMPLE_INTERVAL * 1000:.0f} ms from /proc; median of the runs, MB "
         f"(10^6 bytes), min–max in brackets; aim: {MEMORY_AIM}",
         "",
-        markdown_table(["side", "peak RSS of the process tree, MB"], rows)])
+        markdown_table(["side", "peak RSS of the process tree, MB"], rows),
+        "",
+        "the processes at the peak of each side's median run (MB):",
+        *(f"- {side}: " + ", ".join(f"{name} {mb:.0f}" for name, mb in parts)
+          for side, parts in median_peaks(full))])
+
+
+def median_peaks(full: dict[str, Any]) -> list[tuple[str, list[list[Any]]]]:
+    """Per side, the processes of the run whose peak is the median one."""
+    out = []
+    for side in SIDES:
+        peaks, parts = full.get(side, {}).get("peak_mb", []), full.get(side, {}).get(
+            "at_peak_mb", [])
+        if peaks and len(parts) == len(peaks):
+            order = sorted(range(len(peaks)), key=peaks.__getitem__)
+            out.append((side, parts[order[len(order) // 2]]))
+    return out
 
 
 def report(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
@@ -538,7 +563,8 @@ def report(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
                                  f"({stages or 'none'}), expected {EXPECTED[scenario]}")
     lines = [
         f"Example pipeline, {meta['date']}: Python {meta['python']}, {meta['platform']}, "
-        f"{meta['cpus']} CPUs, mlops-tasks {meta['mlops-tasks']}, "
+        f"{meta['cpus']} CPUs, mlops-tasks {meta['mlops-tasks']}"
+        f"{'' if meta.get('boot_ahead', True) else ' (MLOPS_BOOT_AHEAD=0)'}, "
         f"{meta['dvc'] or 'DVC not installed'}, papermill {meta['papermill']}; "
         f"{meta['load']}",
         f"median of {meta['runs']} run(s) in seconds, min–max in brackets; wall clock of the "
@@ -573,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed runs per scenario and side (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
+    parser.add_argument("--no-boot-ahead", action="store_true",
+                        help="mlops-tasks with MLOPS_BOOT_AHEAD=0 (no kernel booted ahead)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -587,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
             src = tmp / "mlops-tasks-src"
             meta["mlops-tasks"] = head_snapshot(src)
             sides = Sides(tmp, load_specs(src), src)
+            if args.no_boot_ahead:
+                sides.mlops_env["MLOPS_BOOT_AHEAD"] = "0"
+            meta["boot_ahead"] = not args.no_boot_ahead
             log("warm-up: `doit` in the mlops-tasks copy (venvs, kernels, every stage) ...")
             meta["warm_up_s"] = sides.warm_up()
             log(f"  done in {meta['warm_up_s']:.0f} s")

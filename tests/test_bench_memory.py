@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from _groups import bench_env, run_in_group, tree  # noqa: E402
+from _groups import bench_env, label, run_in_group, tree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
 
@@ -29,3 +29,12 @@ def test_peak_counts_a_child_in_its_own_session(tmp_path: Path) -> None:
                          tmp_path / "out.log", sample_memory=True)
     assert timed.peak_rss is not None and timed.peak_rss > 200_000_000
     assert any("bytearray" in cmd for cmd in timed.seen)
+    biggest, rss = timed.at_peak[0]  # the peak sample's processes, largest first
+    assert rss > 200_000_000 and biggest.startswith(Path(sys.executable).name)
+    assert sum(part[1] for part in timed.at_peak) == timed.peak_rss
+
+
+def test_a_kernel_is_named_by_its_venv() -> None:
+    kernel = "/p/.venvs/train/bin/python -m ipykernel_launcher -f /tmp/kernel-1.json"
+    assert label(kernel) == "kernel (train)"
+    assert label("/usr/bin/python3 -m doit run train") == "python3 -m doit"
