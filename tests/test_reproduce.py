@@ -327,3 +327,28 @@ def test_the_workspace_is_byte_identical_afterwards(project):
     # the report page lists the run's reproductions (its list sits beside the page)
     assert (IDENTICAL, out["new_run_id"]) in [
         (r.verdict, r.run) for r in reproductions_of(root, runs["clean"], "1")]
+
+
+@pytest.mark.integration
+def test_chain_finds_an_upstream_run_the_local_records_lack_in_the_store(project, tmp_path):
+    """A run made elsewhere: its upstream run's record is only in the store, found there by
+    the stage that writes the input at the recorded commit and the recorded content."""
+    from mlops_tasks.project.config import load_config
+    from mlops_tasks.run.reproduce import find_run, upstream_runs
+
+    root, runs, _ = project
+    config = load_config(root)
+    twice = find_run(root, runs["twice"])
+    local = upstream_runs(config, twice, tmp_path / "a")
+    assert [(r.done.stage, r.done.run_id, r.store_run) for r in local] == [
+        ("rand", runs["rand"], "")]
+    copy = root / ".mlops" / "runs" / "rand" / runs["rand"]
+    shutil.move(copy, tmp_path / "record")
+    try:
+        fetched = upstream_runs(config, twice, tmp_path / "b")
+    finally:
+        shutil.move(tmp_path / "record", copy)
+    assert [(r.done.stage, r.done.run_id, r.store_run) for r in fetched] == [
+        ("rand", runs["rand"], runs["rand"])]
+    assert fetched[0].copy.is_relative_to(tmp_path / "b")  # fetched, not the workspace's
+    assert fetched[0].done.outputs == local[0].done.outputs

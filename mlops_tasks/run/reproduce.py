@@ -26,7 +26,8 @@ from mlops_tasks.project import layout
 from mlops_tasks.project.config import Config
 from mlops_tasks.project.fingerprint import content_hash
 from mlops_tasks.project.load import load_project
-from mlops_tasks.project.spec import Stage
+from mlops_tasks.project.matrix import expand
+from mlops_tasks.project.spec import Stage, parse_stage
 from mlops_tasks.run import record
 from mlops_tasks.tracking import client as tracking
 from mlops_tasks.tracking import kernel_context as kernel_tracking
@@ -707,18 +708,24 @@ def discard(root: Path, work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def upstream_runs(root: Path, run: Recorded) -> list[Recorded]:
+def upstream_runs(config: Config, run: Recorded, folder: Path) -> list[Recorded]:
     """The runs that produced `run`'s inputs, found by content among the local records (the
-    oldest run with that output wins), each once, upstream first: graph order."""
-    runs = sorted(all_runs(root), key=lambda r: r.done.start)
+    oldest run with that output wins), else among the finished runs of the tracking store
+    (made on another machine, or their local records gone: fetched into `folder`), each
+    once, upstream first: graph order."""
+    runs = sorted(all_runs(config.root), key=lambda r: r.done.start)
+    store = _UpstreamStore(config, folder)
     ordered: list[Recorded] = []
     seen = {run.done.run_id}
 
     def visit(current: Recorded) -> None:
         for rel, sha in current.done.inputs.items():
-            producer = next((r for r in runs if sha and r.done.outputs.get(rel) == sha), None)
-            producer = producer or next((r for r in runs if sha and sha in
-                                         r.done.outputs.values()), None)
+            if not sha:
+                continue
+            producer = next((r for r in runs if r.done.outputs.get(rel) == sha), None)
+            producer = producer or next((r for r in runs if sha in r.done.outputs.values()),
+                                        None)
+            producer = producer or store.producer(current, rel, sha)
             if producer is None or producer.done.run_id in seen:
                 continue
             seen.add(producer.done.run_id)
@@ -729,6 +736,75 @@ def upstream_runs(root: Path, run: Recorded) -> list[Recorded]:
     return ordered
 
 
+class _UpstreamStore:
+    """Upstream runs the local records lack, looked up in the tracking store: among the
+    runs of the stages that write the input at the recorded commit, the oldest that executed
+    (not restored, not a reproduction) and recorded that content."""
+
+    def __init__(self, config: Config, folder: Path) -> None:
+        self.config, self.folder = config, folder
+        self.problem: str | None = ""  # "": not asked yet; None: reachable
+
+    def reachable(self) -> bool:
+        if self.problem == "":
+            self.problem = store_problem(self.config)
+            if self.problem:
+                console.notice(f"{self.problem}: upstream runs are looked for among the local "
+                               "records only")
+        return self.problem is None
+
+    def producer(self, current: Recorded, rel: str, sha: str) -> Recorded | None:
+        writers = writers_at(self.config, current.done.git.sha, rel)
+        if not writers or not self.reachable():
+            return None
+        uri = self.config.resolved_tracking_uri()
+        for name in writers:
+            try:
+                found = tracking.find_tagged_runs(uri, current.done.experiment_id,
+                                                  {tag.STAGE: name}, STORE_CANDIDATES)
+            except MlopsError as err:
+                console.notice(f"upstream runs of stage '{name}' in the tracking store: {err}")
+                continue
+            for candidate in found:
+                tags = candidate["tags"]
+                if tags.get(tag.REPRODUCES) or tags.get(tag.RESTORED_FROM) or \
+                        not _store_output_is(uri, candidate, rel, sha, self.folder):
+                    continue
+                try:
+                    return from_store(uri, candidate["run_id"],
+                                      self.folder / "upstream" / candidate["run_id"])
+                except MlopsError as err:
+                    console.notice(f"run {candidate['run_id']} wrote {rel} but its record "
+                                   f"cannot be read from the tracking store: {err}")
+        return None
+
+
+def writers_at(config: Config, sha: str, rel: str) -> list[str]:
+    """The stages whose specs at commit `sha` declare `rel` as an output or metrics file
+    (read with git, nothing checked out); the workspace's specs when that commit's cannot be
+    read."""
+    specs = config.specs_dir
+    try:
+        names = command.run(["git", "-C", str(config.root), "ls-tree", "-r", "--name-only",
+                             sha, "--", specs], echo=False).splitlines()
+        texts = {name: command.run(["git", "-C", str(config.root), "show", f"{sha}:{name}"],
+                                   echo=False)
+                 for name in names if name.endswith((".yaml", ".yml"))}
+    except CommandFailed:
+        try:
+            return [s.name for s in load_project(config.root).stages if rel in s.written]
+        except MlopsError:
+            return []
+    writers = []
+    for name, text in texts.items():
+        try:
+            stages = expand(parse_stage(text, name))
+        except MlopsError:
+            continue
+        writers += [s.name for s in stages if rel in s.written]
+    return writers
+
+
 def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcome]:
     """--chain: the runs upstream of `ref` first, in graph order, each feeding what it wrote
     to the runs below it, then `ref` itself. One outcome per run, `ref`'s last."""
@@ -737,17 +813,21 @@ def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcom
             run, found = locate(config, ref, Path(fetched))
         except MlopsError as err:
             return [Outcome(ref, verdict=FAILED, reason=str(err))]
-        return _chain(config, run, found, keep)
+        return _chain(config, run, found, keep, Path(fetched))
 
 
-def _chain(config: Config, run: Recorded, found: str, keep: bool) -> list[Outcome]:
+def _chain(config: Config, run: Recorded, found: str, keep: bool, fetched: Path
+           ) -> list[Outcome]:
     produced: dict[str, Path] = {}
     outcomes, folders = [], []
     try:
-        for up in upstream_runs(config.root, run):
-            console.step(f"reproducing upstream run {up.done.run_id} first", "reproduce",
+        for up in upstream_runs(config, run, fetched):
+            console.step(f"reproducing upstream run {up.logged_as} first", "reproduce",
                          up.done.stage)
-            outcome = reproduce_run(config, up, keep=keep, produced=produced)
+            outcome = reproduce_run(config, up, keep=keep, produced=produced, found=(
+                f"the tracking store at {redact(config.resolved_tracking_uri())}"
+                if up.store_run else
+                f"the local records ({up.copy.relative_to(config.root).as_posix()})"))
             outcomes.append(outcome)
             folders.append(work_folder(config.root, up.done.run_id))
             if outcome.verdict == FAILED:
