@@ -16,8 +16,12 @@ import pytest
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not Path("/proc").is_dir(), reason="samples /proc")]
 
-CELL = ("import atexit, time\nfrom pathlib import Path\n"
+CELL = ("import atexit, sys, time, types\nfrom pathlib import Path\n"
         "atexit.register(lambda: Path('out/atexit-{name}.txt').write_text('ran'))\n"
+        # files left open, in the notebook's namespace and in a module's: written at exit
+        "f = open('out/open-{name}.txt', 'w'); f.write('kept')\n"
+        "holder = types.ModuleType('holder'); sys.modules['holder'] = holder\n"
+        "holder.f = open('out/held-{name}.txt', 'w'); holder.f.write('kept'); del holder\n"
         "time.sleep(0.5)\nPath('out/{name}.txt').write_text('x')")
 
 
@@ -86,6 +90,9 @@ def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
     assert kernels(root) == 0
     assert sorted(p.name for p in (root / "out").glob("atexit-*")) == [
         f"atexit-s{i}.txt" for i in range(4)]
+    for i in range(4):  # the quick exit flushed what the notebook left open
+        assert (root / "out" / f"open-s{i}.txt").read_text() == "kept"
+        assert (root / "out" / f"held-s{i}.txt").read_text() == "kept"
     assert "Parent appears to have exited" not in output
     assert "Kernel is running over TCP" not in output  # local sockets on POSIX
     assert not list((root / ".mlops" / "sockets").iterdir())  # removed with their kernel
@@ -103,3 +110,4 @@ def test_one_kernel_per_running_stage(tmp_path, wheelhouse):
     assert 1 <= peak <= 4  # per running stage: its kernel and at most one booted ahead
     assert kernels(root) == 0
     assert "Parent appears to have exited" not in output
+

@@ -5,8 +5,10 @@ embedded default, with the stage's own mlflow client of another version."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,10 +78,24 @@ def test_what_a_kernel_starts_with_and_learns_before_its_first_cell(tmp_path):
     assert env["MLFLOW_TRACKING_URI"] == server.uri
     assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     assert server.context("3", "r1") == {"MLFLOW_EXPERIMENT_ID": "3", "MLOPS_STAGE_RUN_ID": "r1"}
-    plain = KernelTracking(local.uri, hooked=False)
+    plain = KernelTracking(local.uri, hooked=False)  # no mlflow: the hook for its exit only
+    hook_dir = str(tmp_path / ".mlops" / "kernel-hook")
     assert plain.launch_env(tmp_path, "prep", *files) == {
-        "MLOPS_STAGE": "prep", "MLFLOW_TRACKING_URI": local.uri}
-    assert plain.kernel_args() == () and plain.with_store_served(tmp_path) is plain
+        "MLOPS_STAGE": "prep", "MLFLOW_TRACKING_URI": local.uri,
+        "MLOPS_KERNEL_HOOK_DIR": hook_dir, "PYTHONPATH": hook_dir}
+    assert plain.kernel_args() == local.kernel_args() == (
+        "--IPKernelApp.extra_extensions=mlops_kernel_hook",)
+    assert plain.with_store_served(tmp_path) is plain
+
+
+def test_the_hook_folder_leaves_the_notebooks_path_and_its_subprocesses(monkeypatch):
+    monkeypatch.setattr(sys, "path", ["/nb", "/hook", "/lib"])
+    environ = {"MLOPS_KERNEL_HOOK_DIR": "/hook", "PYTHONPATH": os.pathsep.join(["/nb", "/hook"])}
+    kernel_hook.forget_hook_dir(environ)
+    assert environ == {"PYTHONPATH": "/nb"} and sys.path == ["/nb", "/lib"]
+    environ = {"MLOPS_KERNEL_HOOK_DIR": "/hook", "PYTHONPATH": "/hook"}
+    kernel_hook.forget_hook_dir(environ)
+    assert environ == {}
 
 
 def test_the_hook_applies_the_context_once_before_the_first_cell(tmp_path, monkeypatch):

@@ -92,7 +92,7 @@ def restore_dir(stage: Stage) -> str:
 
 
 def kernel_hook_dir() -> str:
-    """The folder stage kernels that use mlflow put on their path for the hook, alone."""
+    """The folder every stage kernel puts on its path for the hook, alone."""
     return f"{STATE}/kernel-hook"
 
 

@@ -1,6 +1,7 @@
 """What a stage's kernel gets for its own MLflow calls: a tracking URI its client of any
 version can use, the hook that routes its runs (tracking/kernel_hook.py), and the list of runs it
-created. Stages whose venv has no mlflow get the plain variables and pay nothing more."""
+created. Stages whose venv has no mlflow get the plain variables, and the hook only for its
+quick exit."""
 
 from __future__ import annotations
 
@@ -54,16 +55,15 @@ class KernelTracking:
     def launch_env(self, root: Path, stage: str, runs_file: str, context_file: str
                    ) -> dict[str, str]:
         """The kernel process's variables, known before the stage's run exists."""
-        env = {"MLOPS_STAGE": stage}
+        hook_dir = str(root / layout.kernel_hook_dir())  # every kernel loads the hook
+        env = {"MLOPS_STAGE": stage, "MLOPS_KERNEL_HOOK_DIR": hook_dir, "PYTHONPATH": hook_dir}
         if not self.served:
             env["MLFLOW_TRACKING_URI"] = self.uri
             if redact(self.uri) != self.uri:  # its credentials stay out of cell outputs
                 env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         if self.hooked:
-            hook_dir = str(root / layout.kernel_hook_dir())
             env.update({"MLOPS_KERNEL_CONTEXT": str(root / context_file),
-                        "MLOPS_NOTEBOOK_RUNS": str(root / runs_file),
-                        "MLOPS_KERNEL_HOOK_DIR": hook_dir, "PYTHONPATH": hook_dir})
+                        "MLOPS_NOTEBOOK_RUNS": str(root / runs_file)})
         return env
 
     def context(self, experiment_id: str, run_id: str) -> dict[str, str]:
@@ -75,7 +75,9 @@ class KernelTracking:
         return found
 
     def kernel_args(self) -> tuple[str, ...]:
-        return (f"--IPKernelApp.extra_extensions={HOOK_MODULE}",) if self.hooked else ()
+        """Every stage kernel loads the hook: its runs' routing when `hooked`, and its quick
+        exit (kernel_hook.exit_quickly) either way."""
+        return (f"--IPKernelApp.extra_extensions={HOOK_MODULE}",)
 
     def with_store_served(self, root: Path) -> KernelTracking:
         """For a store the kernel's client would open itself (the embedded sqlite default, a
@@ -88,15 +90,14 @@ class KernelTracking:
 
 
 def for_stage(root: Path, freeze_file: Path, uri: str) -> KernelTracking:
-    """A stage with mlflow in its venv gets the hook (cheap: a file read and a copy)."""
+    """Every stage kernel gets the hook (cheap: a file read and a copy); its routing of MLflow
+    runs works where the venv has mlflow."""
     try:
         freeze = freeze_file.read_text(encoding="utf-8")
     except OSError:
         freeze = ""
-    if not uses_mlflow(freeze):
-        return KernelTracking(uri, hooked=False)
     install_hook(root)
-    return KernelTracking(uri, hooked=True)
+    return KernelTracking(uri, hooked=uses_mlflow(freeze))
 
 
 def write_context(path: Path, values: Mapping[str, str]) -> None:

@@ -19,17 +19,26 @@ file named by MLOPS_NOTEBOOK_RUNS, which the stage run lists.
 
 The kernel starts before the stage's run exists (it boots while doit creates the run): the
 run's id and the store's address reach it in the file named by MLOPS_KERNEL_CONTEXT, read
-before the first cell runs."""
+before the first cell runs.
+
+Every stage kernel loads it, with or without mlflow, for one more job: its exit (see
+`exit_quickly`). A kernel without mlflow gets only that."""
 
 from __future__ import annotations  # the annotations below stay text on Python 3.8
 
+import atexit
+import contextlib
 import functools
+import gc
 import importlib.abc
 import importlib.util
 import inspect
+import io
 import json
+import logging
 import os
 import sys
+import weakref
 from typing import Any
 
 STAGE_TAG = "mlops.stage"
@@ -172,8 +181,11 @@ def forget_hook_dir(environ: Any = os.environ) -> None:
     """The notebook and its own subprocesses do not see the folder the hook came from."""
     hook_dir = environ.pop("MLOPS_KERNEL_HOOK_DIR", None)
     if hook_dir:
-        if environ.get("PYTHONPATH") == hook_dir:
-            environ.pop("PYTHONPATH")
+        rest = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != hook_dir]
+        if rest:
+            environ["PYTHONPATH"] = os.pathsep.join(rest)
+        else:
+            environ.pop("PYTHONPATH", None)
         if hook_dir in sys.path:
             sys.path.remove(hook_dir)
 
@@ -220,10 +232,58 @@ class _BeforeFirstCell:
             apply_context(path, self.environ)
 
 
+def _clear_namespace() -> None:
+    """IPython's own exit work: the notebook's variables dropped (their files closed)."""
+    ipython = sys.modules.get("IPython")  # nothing can be imported this late
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        shell.atexit_operations()
+
+
+def _flush_files() -> None:
+    """Every file object still open anywhere (a module's global, a cycle) written out."""
+    for obj in gc.get_objects():
+        if isinstance(obj, io.IOBase):
+            try:
+                if not obj.closed and obj.writable():
+                    obj.flush()
+            except Exception:  # noqa: BLE001 - a broken file must not keep the others unwritten
+                pass
+
+
+def _stop_pool_children() -> None:
+    if "multiprocessing.util" in sys.modules:
+        sys.modules["multiprocessing.util"]._exit_function()
+
+
+def exit_quickly() -> None:
+    """The kernel's last exit handler: registered as the kernel starts, so it runs after
+    every handler the notebook and its libraries registered. It does what the rest of the
+    interpreter's exit would still do that a notebook can depend on (its variables dropped,
+    every open file flushed, logging's handlers closed, weakref finalizers and a
+    multiprocessing pool's children stopped), then ends the process without tearing down
+    each module one by one: most of a stop (0.85 s of it for a kernel that imported pandas,
+    scikit-learn and matplotlib, 0.3 s left), paid by every stage before the next starts."""
+    for step in (_clear_namespace, _flush_files, logging.shutdown,
+                 weakref.finalize._exitfunc,  # type: ignore[attr-defined]
+                 _stop_pool_children):
+        try:
+            step()
+        except BaseException as err:  # noqa: BLE001 - the next steps still run
+            sys.stderr.write(f"mlops-tasks: at kernel exit, {step.__name__}: {err!r}\n")
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):  # a closed stream has nothing to write
+            stream.flush()  # type: ignore[union-attr]
+    os._exit(0)
+
+
 def load_ipython_extension(ipython: Any) -> None:
+    atexit.register(exit_quickly)
     context = os.environ.pop("MLOPS_KERNEL_CONTEXT", None)
     if context:  # the kernel started before the stage's run existed
         forget_hook_dir()
         ipython.events.register("pre_run_cell", _BeforeFirstCell(context))
     elif os.environ.get("MLOPS_STAGE_RUN_ID"):
         install()
+    else:  # no mlflow in the venv: the quick exit only
+        forget_hook_dir()
