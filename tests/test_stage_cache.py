@@ -74,7 +74,7 @@ def test_a_server_that_does_not_answer_means_executing(tmp_path, capsys, monkeyp
     uri = f"http://127.0.0.1:{closed_port()}"
     t0 = time.monotonic()
     found = lookup(Config(root=tmp_path), STAGE, uri, "1", StageKey("k", "f", "c", "p", "i"))
-    assert found is None and time.monotonic() - t0 < 60
+    assert found is None and time.monotonic() - t0 < 20  # gives up within seconds
     out = capsys.readouterr().out
     assert out.count("the stage cache cannot be searched") == 1 and "executing" in out
 

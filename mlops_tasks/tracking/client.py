@@ -566,14 +566,18 @@ def _serve(listening: Any) -> None:
 def find_tagged_runs(uri: str, experiment_id: str, tags: Mapping[str, str], limit: int
                      ) -> list[dict[str, Any]]:
     """Up to `limit` FINISHED runs of the experiment carrying every tag of `tags` (one search,
-    on tags), oldest first: each run's id, start time (ms) and tags."""
+    on tags), oldest first: each run's id, start time (ms) and tags. A search that cannot be
+    made gives up within PROBE_SECONDS, as MLflow's client does: a stage-cache lookup that
+    fails means executing, at once, not after a minute of retries."""
     where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     db = sqlite_store.usable(uri)
     try:
         if db is not None:
             return sqlite_store.tagged_runs(db, experiment_id, tags, limit)
         if rest_store.usable(uri):
-            return list(_patiently(rest_store.tagged_runs, uri, experiment_id, tags, limit))
+            soon = time.monotonic() + min(PROBE_SECONDS, retry_seconds())
+            return list(_patiently(rest_store.tagged_runs, uri, experiment_id, tags, limit,
+                                   deadline=soon))
         runs = _client(uri).search_runs(
             [experiment_id], filter_string=f"{where} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time ASC"], max_results=limit)
