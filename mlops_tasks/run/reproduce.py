@@ -5,6 +5,7 @@ isolated folder, and the new run goes to the tracking store tagged `mlops.reprod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -170,7 +171,7 @@ def locate(config: Config, ref: str, folder: Path) -> tuple[Recorded, str]:
     (its record fetched into `folder`); and where it was found, in words."""
     try:
         run = find_run(config.root, ref)
-        return run, f"the local records ({run.copy.relative_to(config.root).as_posix()})"
+        return run, found_in(config, run)
     except CannotReproduce as local_miss:
         problem = store_problem(config)
         if problem:
@@ -184,7 +185,14 @@ def locate(config: Config, ref: str, folder: Path) -> tuple[Recorded, str]:
         except MlopsError as err:
             raise CannotReproduce(f"{local_miss}; nor is it a stage run of the tracking "
                                   f"store ({err})") from None
-    return run, f"the tracking store at {redact(config.resolved_tracking_uri())}"
+    return run, found_in(config, run)
+
+
+def found_in(config: Config, run: Recorded) -> str:
+    """Where a run's record was read, in words."""
+    if run.store_run:
+        return f"the tracking store at {redact(config.resolved_tracking_uri())}"
+    return f"the local records ({run.copy.relative_to(config.root).as_posix()})"
 
 
 def from_store(uri: str, run_id: str, folder: Path) -> Recorded:
@@ -744,6 +752,7 @@ class _UpstreamStore:
     def __init__(self, config: Config, folder: Path) -> None:
         self.config, self.folder = config, folder
         self.problem: str | None = ""  # "": not asked yet; None: reachable
+        self.written: dict[str, dict[str, list[str]]] = {}  # commit -> path -> its writers
 
     def reachable(self) -> bool:
         if self.problem == "":
@@ -754,7 +763,10 @@ class _UpstreamStore:
         return self.problem is None
 
     def producer(self, current: Recorded, rel: str, sha: str) -> Recorded | None:
-        writers = writers_at(self.config, current.done.git.sha, rel)
+        sha_commit = current.done.git.sha
+        if sha_commit not in self.written:
+            self.written[sha_commit] = written_at(self.config, sha_commit)
+        writers = self.written[sha_commit].get(rel, [])
         if not writers or not self.reachable():
             return None
         uri = self.config.resolved_tracking_uri()
@@ -779,30 +791,30 @@ class _UpstreamStore:
         return None
 
 
-def writers_at(config: Config, sha: str, rel: str) -> list[str]:
-    """The stages whose specs at commit `sha` declare `rel` as an output or metrics file
-    (read with git, nothing checked out); the workspace's specs when that commit's cannot be
-    read."""
-    specs = config.specs_dir
+def written_at(config: Config, sha: str) -> dict[str, list[str]]:
+    """Each output or metrics file the specs at commit `sha` declare, with the stages that
+    write it (read with git, nothing checked out); the workspace's specs when that commit's
+    cannot be read."""
     try:
         names = command.run(["git", "-C", str(config.root), "ls-tree", "-r", "--name-only",
-                             sha, "--", specs], echo=False).splitlines()
-        texts = {name: command.run(["git", "-C", str(config.root), "show", f"{sha}:{name}"],
+                             sha, "--", config.specs_dir], echo=False).splitlines()
+        stages = []
+        for name in names:
+            if name.endswith((".yaml", ".yml")):
+                text = command.run(["git", "-C", str(config.root), "show", f"{sha}:{name}"],
                                    echo=False)
-                 for name in names if name.endswith((".yaml", ".yml"))}
+                with contextlib.suppress(MlopsError):  # a spec that no longer parses
+                    stages += expand(parse_stage(text, name))
     except CommandFailed:
         try:
-            return [s.name for s in load_project(config.root).stages if rel in s.written]
+            stages = list(load_project(config.root).stages)
         except MlopsError:
-            return []
-    writers = []
-    for name, text in texts.items():
-        try:
-            stages = expand(parse_stage(text, name))
-        except MlopsError:
-            continue
-        writers += [s.name for s in stages if rel in s.written]
-    return writers
+            return {}
+    written: dict[str, list[str]] = {}
+    for stage in stages:
+        for rel in stage.written:
+            written.setdefault(rel, []).append(stage.name)
+    return written
 
 
 def reproduce_chain(config: Config, ref: str, keep: bool = False) -> list[Outcome]:
@@ -824,10 +836,8 @@ def _chain(config: Config, run: Recorded, found: str, keep: bool, fetched: Path
         for up in upstream_runs(config, run, fetched):
             console.step(f"reproducing upstream run {up.logged_as} first", "reproduce",
                          up.done.stage)
-            outcome = reproduce_run(config, up, keep=keep, produced=produced, found=(
-                f"the tracking store at {redact(config.resolved_tracking_uri())}"
-                if up.store_run else
-                f"the local records ({up.copy.relative_to(config.root).as_posix()})"))
+            outcome = reproduce_run(config, up, keep=keep, produced=produced,
+                                    found=found_in(config, up))
             outcomes.append(outcome)
             folders.append(work_folder(config.root, up.done.run_id))
             if outcome.verdict == FAILED:

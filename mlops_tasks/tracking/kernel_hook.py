@@ -244,11 +244,9 @@ def _flush_files() -> None:
     """Every file object still open anywhere (a module's global, a cycle) written out."""
     for obj in gc.get_objects():
         if isinstance(obj, io.IOBase):
-            try:
+            with contextlib.suppress(Exception):  # a broken file leaves the others written
                 if not obj.closed and obj.writable():
                     obj.flush()
-            except Exception:  # noqa: BLE001 - a broken file must not keep the others unwritten
-                pass
 
 
 def _stop_pool_children() -> None:
