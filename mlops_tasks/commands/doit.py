@@ -31,7 +31,7 @@ from doit.exceptions import InvalidDodoFile
 from mlops_tasks.base import console, interrupt
 from mlops_tasks.base.doit_names import TASK_PREFIXES
 from mlops_tasks.base.errors import MlopsError
-from mlops_tasks.pipeline import workspace
+from mlops_tasks.pipeline import noop, workspace
 from mlops_tasks.pipeline.profiles import activate
 from mlops_tasks.project import layout
 from mlops_tasks.project.config import load_config
@@ -136,10 +136,54 @@ def quiet_when_reader_leaves(base: Any) -> Any:
     return type(base.__name__, (base,), {"execute": execute, "__doc__": base.__doc__})
 
 
-def guarded(base: Any, runs_tasks: bool = False) -> Any:
+class _Replayed(Exception):
+    """The no-op shortcut holds: doit's tasks are not loaded."""
+
+    def __init__(self, replay: noop.Replay):
+        super().__init__("no-op")
+        self.replay = replay
+
+
+def no_op_key(command: Any, params: Any, args: list[str]) -> str | None:
+    """The stamp key of this `doit run` command line (pipeline/noop.py), or None."""
+    from mlops_tasks.pipeline.reporter import PipelineReporter
+
+    if not noop.enabled() or not is_pipeline(command):
+        return None
+    return noop.command_key(args, params, PipelineReporter)
+
+
+def shortcut(key: str) -> noop.Replay | None:
+    """With the workspace held, the stamp of a no-op whose files are all as stamped."""
+    root = Path.cwd()
+    if not noop.stamp_file(root, key).is_file() or any(root.glob(layout.running_records())):
+        return None
+    prepare_workspace(root, runs_tasks=True)
+    return noop.current(root, key)
+
+
+def replay(replayed: noop.Replay, params: Any) -> int:
+    """Say what the no-op that was stamped said: its warnings, then each task up to date."""
+    from types import SimpleNamespace
+
+    from mlops_tasks.pipeline.reporter import PipelineReporter
+
+    console.safe_streams()
+    for warning in replayed.warnings:
+        console.write(f"{warning}\n", sys.stderr)
+    reporter = PipelineReporter(params["outfile"],
+                                {"failure_verbosity": params.get("failure_verbosity", 0)})
+    for name in replayed.uptodate:
+        reporter.skip_uptodate(SimpleNamespace(name=name, actions=True, title=lambda n=name: n))
+    reporter.complete_run()
+    return 0
+
+
+def guarded(base: Any, runs_tasks: bool = False, stamps: bool = False) -> Any:
     """`base` with the workspace prepared once the dodo is loaded (doit has changed into the
     project folder by then) and before any task runs. doit reads `_execute`'s signature to
-    pass its options, so the wrapper keeps it."""
+    pass its options, so the wrapper keeps it. With `stamps` (`doit run`), a no-op is
+    stamped and the same command finds its stamp current without loading the tasks."""
 
     @functools.wraps(base._execute)
     def _execute(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -160,8 +204,12 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
 
             kernels.plan(*kernels.stage_plan(self.sel_tasks or [],
                                              kernels.task_deps(self.task_list)))
+        taken = stamp_taken(self)
         try:
-            return base._execute(self, *args, **kwargs)
+            code = base._execute(self, *args, **kwargs)
+            if taken is not None:
+                stamp_no_op(self.noop_key, taken, code)
+            return code
         finally:
             if runs_tasks:
                 from mlops_tasks.run import kernels
@@ -178,13 +226,58 @@ def guarded(base: Any, runs_tasks: bool = False) -> Any:
             except MlopsError as err:
                 console.error(str(err))
                 return 3
-        code = base.execute(self, params, args)
+        if stamps and not profile:
+            self.loader.load_tasks = tasks_unless_stamped(self, params)
+        try:
+            code = base.execute(self, params, args)
+        except _Replayed as hit:
+            self.dep_manager.close()
+            code = replay(hit.replay, params)
         if runs_tasks and isinstance(code, int):
             interrupt.exit_now(code)
         return code
 
     return type(base.__name__, (base,), {"_execute": _execute, "execute": execute,
                                          "__doc__": base.__doc__})
+
+
+def tasks_unless_stamped(command: Any, params: Any) -> Any:
+    """doit's loader step that makes the tasks, after the dodo is imported and its config
+    merged: skipped (`_Replayed`) when this command's no-op stamp is current."""
+    load_tasks = command.loader.load_tasks
+    command.noop_key = None
+
+    def load(cmd: Any, pos_args: list[str]) -> Any:
+        command.noop_key = key = no_op_key(command, params, list(pos_args or []))
+        replayed = shortcut(key) if key else None
+        if replayed is not None:
+            raise _Replayed(replayed)
+        return load_tasks(cmd=cmd, pos_args=pos_args)
+
+    return load
+
+
+def stamp_taken(command: Any) -> noop.Taken | None:
+    """Before doit checks any task: the stats a no-op stamp would keep."""
+    from mlops_tasks.pipeline.entry import loaded
+
+    project = loaded()
+    params = getattr(command, "mlops_params", None)
+    if not getattr(command, "noop_key", None) or project is None or params is None:
+        return None
+    return noop.take(Path.cwd(), project.stages, project.config.specs_dir,
+                     str(params["dep_file"]), [str(w) for w in project.warnings])
+
+
+def stamp_no_op(key: str, taken: noop.Taken, code: Any) -> None:
+    """After the run: stamp it when it found every task up to date; else drop the stamp."""
+    from mlops_tasks.pipeline.reporter import PipelineReporter
+
+    reporter = PipelineReporter.last
+    if code == 0 and reporter is not None and not reporter.did_work:
+        noop.save(Path.cwd(), key, taken, reporter.uptodate)
+    else:
+        noop.forget(Path.cwd(), key)
 
 
 def rewrite_report(command: Any) -> None:
@@ -478,7 +571,7 @@ class Info(DoitInfo):
         return 0 if state == "up-to-date" else 1
 
 
-Run = guarded(DoitRun, runs_tasks=True)
+Run = guarded(DoitRun, runs_tasks=True, stamps=True)
 Clean = quiet_when_reader_leaves(guarded(DoitClean))
 Forget = quiet_when_reader_leaves(guarded(_Forget))
 Ignore = quiet_when_reader_leaves(guarded(DoitIgnore))

@@ -17,9 +17,9 @@ from mlops_tasks.base.errors import MlopsError
 from mlops_tasks.pipeline.reporter import PipelineReporter
 from mlops_tasks.pipeline.tasks import all_tasks
 from mlops_tasks.project.layout import dep_db
-from mlops_tasks.project.load import load_project, print_warnings
+from mlops_tasks.project.load import Project, load_project, print_warnings
 
-__all__ = ["DOIT_CONFIG", "task_mlops"]
+__all__ = ["DOIT_CONFIG", "loaded", "task_mlops"]
 
 # Defaults for projects whose pyproject.toml has no [tool.doit] table.
 DOIT_CONFIG = {
@@ -32,6 +32,14 @@ DOIT_CONFIG = {
 }
 
 
+_loaded: list[Project] = []
+
+
+def loaded() -> Project | None:
+    """The project the tasks of this process were made from (a no-op stamps its files)."""
+    return _loaded[0] if _loaded else None
+
+
 def task_mlops() -> Iterator[dict[str, Any]]:
     """Stage tasks generated from env_specs/."""
     console.safe_streams()
@@ -41,4 +49,5 @@ def task_mlops() -> Iterator[dict[str, Any]]:
     except MlopsError as err:
         raise InvalidDodoFile(str(err)) from None
     print_warnings(project)
+    _loaded[:] = [project]
     yield from all_tasks(project.config, list(project.stages), project.graph)

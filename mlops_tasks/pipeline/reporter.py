@@ -28,7 +28,11 @@ def _stage(task: Any) -> str:
 
 
 class PipelineReporter(ConsoleReporter):
+    """Also notes whether the run did anything but find tasks up to date, and which (a no-op
+    is stamped for the next one: pipeline/noop.py); `last` is the run's reporter."""
+
     desc = "console output, and .mlops/reports/junit.xml"
+    last: PipelineReporter | None = None
 
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
@@ -36,8 +40,13 @@ class PipelineReporter(ConsoleReporter):
         self.started: dict[str, float] = {}
         self.cases: list[Case] = []
         self.timestamp = record.timestamp()
+        self.uptodate: list[str] = []
+        self.did_work = False
+        PipelineReporter.last = self
 
     def execute_task(self, task: Any) -> None:
+        if task.actions:
+            self.did_work = True
         if console.live():  # one line per task when it ends; meanwhile a live line
             if task.actions and not task.name.startswith("_"):
                 console.progress(task.name, "running")
@@ -55,6 +64,7 @@ class PipelineReporter(ConsoleReporter):
             console.write(f"{mark} {task.name:<28} {text}\n")
 
     def skip_uptodate(self, task: Any) -> None:
+        self.uptodate.append(task.name)
         if console.live():
             self._line(task, "-", "up to date")
         else:
@@ -70,7 +80,12 @@ class PipelineReporter(ConsoleReporter):
         elif task.actions:
             self._line(task, "\u2713", "done")
 
+    def skip_ignore(self, task: Any) -> None:
+        self.did_work = True  # not a plain no-op: `doit ignore` has a say
+        super().skip_ignore(task)
+
     def add_failure(self, task: Any, fail: Any) -> None:
+        self.did_work = True
         if task.name in self.started:
             self._line(task, "\u2717", f"{time.monotonic() - self.started[task.name]:6.1f} s"
                        "  failed")

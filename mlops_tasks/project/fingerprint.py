@@ -70,7 +70,7 @@ def content_hash(path: Path, skip: Iterable[str] = ()) -> str | None:
     return None
 
 
-def content_stat(path: Path) -> list[int] | None:
+def content_stat(path: Path | str) -> list[int] | None:
     """Cheap "unchanged" evidence: size and mtime of a file; for a folder, its file count,
     total size and latest mtime. None when there is nothing at path."""
     try:
@@ -80,7 +80,7 @@ def content_stat(path: Path) -> list[int] | None:
     if S_ISREG(st.st_mode):
         return [st.st_size, st.st_mtime_ns]
     if S_ISDIR(st.st_mode):
-        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+        stats = [p.stat() for p in Path(path).rglob("*") if p.is_file()]
         return [len(stats), sum(s.st_size for s in stats),
                 max((s.st_mtime_ns for s in stats), default=0)]
     return None
