@@ -264,3 +264,27 @@ def test_the_stamp_keeps_every_path_a_full_noop_looks_at(project: Path) -> None:
     assert seen.touched, "the watch saw nothing"
     missed = [p for p in sorted(seen.touched) if not covered(p)]
     assert missed == [], missed
+
+
+def test_a_dodo_with_tasks_of_its_own_is_never_stamped(project: Path) -> None:
+    """A task of the user's reads files the stamp does not keep: its project always takes
+    the full path."""
+    dodo = project / "dodo.py"
+    text = dodo.read_text()
+    (project / "hello.txt").write_text("hi")
+    dodo.write_text(text + "\n\ndef task_hello():\n    return {'actions': ['echo hi'], "
+                    "'file_dep': ['hello.txt']}\n")
+    try:
+        age(project)
+        for _ in range(2):
+            proc, seen = watched_doit(project, "run", "hello", "use")
+            assert not shortcut(seen)
+        assert "-- hello" in proc.stdout
+        age(project)
+        (project / "hello.txt").write_text("hello")  # what only the user's task reads
+        proc, seen = watched_doit(project, "run", "hello", "use")
+        assert ran(proc.stdout) == {"hello"}
+        assert not list((project / ".mlops" / "noop").glob("*.json")) or all(
+            f.stat().st_mtime < time.time() - 60 for f in (project / ".mlops" / "noop").iterdir())
+    finally:
+        dodo.write_text(text)

@@ -148,9 +148,19 @@ def no_op_key(command: Any, params: Any, args: list[str]) -> str | None:
     """The stamp key of this `doit run` command line (pipeline/noop.py), or None."""
     from mlops_tasks.pipeline.reporter import PipelineReporter
 
-    if not noop.enabled() or not is_pipeline(command):
+    if not noop.enabled() or not only_stage_tasks(command):
         return None
     return noop.command_key(args, params, PipelineReporter)
+
+
+def only_stage_tasks(command: Any) -> bool:
+    """The dodo makes the stage tasks and nothing else: a task of the user's own (another
+    `task_*` function, an object with `create_doit_tasks`) reads files no stamp keeps."""
+    if not is_pipeline(command):
+        return False
+    namespace = command.loader.namespace
+    return not any((name.startswith("task_") and name != "task_mlops")
+                   or hasattr(value, "create_doit_tasks") for name, value in namespace.items())
 
 
 def shortcut(key: str) -> noop.Replay | None:
