@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import sys
+import time
 from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,7 @@ def tasks_unless_stamped(command: Any, params: Any) -> Any:
         replayed = shortcut(key) if key else None
         if replayed is not None:
             raise _Replayed(replayed)
+        command.noop_since = time.time_ns()  # a file changed after this may not be loaded
         return load_tasks(cmd=cmd, pos_args=pos_args)
 
     return load
@@ -276,7 +278,9 @@ def stamp_taken(command: Any) -> noop.Taken | None:
     if not getattr(command, "noop_key", None) or project is None or params is None:
         return None
     return noop.take(Path.cwd(), project.stages, project.config.specs_dir,
-                     str(params["dep_file"]), [str(w) for w in project.warnings])
+                     str(params["dep_file"]), [str(w) for w in project.warnings],
+                     since_ns=getattr(command, "noop_since", None),
+                     dodo=os.path.basename(str(params["dodoFile"])))
 
 
 def stamp_no_op(key: str, taken: noop.Taken, code: Any) -> None:

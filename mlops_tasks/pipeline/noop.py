@@ -30,7 +30,6 @@ from mlops_tasks.base.gitindex import find_repo
 from mlops_tasks.env.interpreters import Resolver
 from mlops_tasks.project import layout
 from mlops_tasks.project.environments import FOLDER as ENVIRONMENTS
-from mlops_tasks.project.fingerprint import content_stat
 from mlops_tasks.project.spec import Stage
 
 FORMAT = 1
@@ -50,14 +49,15 @@ def command_key(args: Sequence[str], params: Mapping[str, Any], reporter: type,
     forced run, a doit variable (`profile=smoke`), a profile, another reporter or output
     file than the project's. Pure."""
     if (params.get("always") or params.get("single") or params.get("pdb")
-            or any("=" in a or a.startswith("-") for a in args)
+            or params.get("cwdPath") or any("=" in a or a.startswith("-") for a in args)
             or environ.get("MLOPS_PROFILE") or params.get("reporter") is not reporter
             or params.get("outfile") is not sys.stdout):
         return None
     shown = {k: params.get(k) for k in ("verbosity", "continue", "num_process", "par_type",
                                          "dep_file", "backend", "check_file_uptodate",
                                          "codec_cls", "failure_verbosity",
-                                         "auto_delayed_regex")}
+                                         "auto_delayed_regex", "default_tasks", "dodoFile",
+                                         "seek_file")}
     text = json.dumps([FORMAT, list(args), shown, sys.executable, sys.version,
                        environ.get("MLOPS_VERBOSE", "")], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -69,8 +69,7 @@ def stamp_file(root: Path, key: str) -> Path:
 
 def stage_paths(stage: Stage) -> tuple[list[str], list[str]]:
     """What the checks of one stage's tasks read or look for (project-relative): paths
-    whose own stat counts, and inputs and outputs, whose content summary counts (a
-    folder's files, as the checks take it). Pure."""
+    whose own stat counts, and inputs and outputs, whose every file counts. Pure."""
     own = [stage.spec_path, stage.notebook, layout.pins_file(stage),
            layout.execute_record(stage), layout.log_record(stage),
            layout.executed_notebook(stage), layout.previous_outputs(stage),
@@ -81,14 +80,16 @@ def stage_paths(stage: Stage) -> tuple[list[str], list[str]]:
     return own, list(dict.fromkeys(map(str, [*stage.inputs, *stage.written, *stage.metrics])))
 
 
-def watched_paths(stages: Iterable[Stage], specs_dir: str, dep_file: str
-                  ) -> tuple[list[str], list[str]]:
+def watched_paths(stages: Iterable[Stage], specs_dir: str, dep_file: str,
+                  dodo: str = "dodo.py") -> tuple[list[str], list[str]]:
     """Every path whose stat a stamp keeps: the project's and doit's config, its specs and
     the folder that lists them (a spec added, removed or renamed counts), its shared
-    environments, doit's DB (its file, which a write changes once closed; its -wal is open
-    for the whole run, a no-op's included), and each stage's. Pure."""
-    own = ["pyproject.toml", "doit.cfg", "dodo.py", specs_dir, dep_file]
-    contents = [f"{specs_dir}/{ENVIRONMENTS}"]
+    environments (the folder's entries and their files), doit's DB (its file, which a
+    write changes once closed; its -wal is open for the whole run, a no-op's included),
+    and each stage's. Pure."""
+    environments = f"{specs_dir}/{ENVIRONMENTS}"
+    own = ["pyproject.toml", "doit.cfg", dodo, specs_dir, environments, dep_file]
+    contents = [environments]
     for stage in stages:
         mine, theirs = stage_paths(stage)
         own += mine
@@ -106,15 +107,49 @@ def own_stat(path: Path | str) -> Stat:
     return [st.st_mtime_ns] if S_ISDIR(st.st_mode) else [st.st_size, st.st_mtime_ns]
 
 
+def tree_stat(path: Path | str) -> Stat:
+    """A file's size and mtime; for a folder, its file count, total size, a digest of each
+    file's name, size and mtime (a file renamed or moved inside counts) and the latest
+    mtime. None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not S_ISDIR(st.st_mode):
+        return [st.st_size, st.st_mtime_ns]
+    files = []
+    for folder, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(folder, name)
+            try:
+                fst = os.stat(full)
+            except OSError:
+                continue
+            files.append((os.path.relpath(full, path), fst.st_size, fst.st_mtime_ns))
+    files.sort()
+    digest = hashlib.sha256(json.dumps(files).encode()).digest()
+    return [len(files), sum(f[1] for f in files), int.from_bytes(digest[:7], "big"),
+            max((f[2] for f in files), default=0)]
+
+
 def newest(stat: Stat) -> int:
     """The latest mtime a stat holds: its last item, in each kind of stat taken here."""
     return stat[-1] if stat else 0
 
 
-def git_paths(root: Path) -> list[Path]:
-    """The git index, which says which outputs are tracked files (project/load.py)."""
+def git_paths(root: Path) -> tuple[list[Path], list[Path]]:
+    """The git index, which says which outputs are tracked files (project/load.py); and the
+    `.git` each folder from the project up to its repository could hold, by presence only
+    (a repository made later changes which files are tracked; git's own writes change the
+    folder's mtime all the time)."""
     found = find_repo(root)
-    return [found[1] / "index"] if found else []
+    top = found[0] if found else None
+    present = []
+    for folder in (root, *root.parents):
+        present.append(folder / ".git")
+        if folder == top:
+            break
+    return ([found[1] / "index"] if found else []), present
 
 
 def code_stamp() -> list[Any]:
@@ -153,9 +188,12 @@ class Taken:
     at_ns: int
     own: dict[str, Stat]
     contents: dict[str, Stat]
+    present: dict[str, bool]
     requests: list[list[str | None]]
     interpreters: list[list[str]] | None
     warnings: list[str]
+    code: list[Any]
+    dep_file: str
 
 
 def _key(root: Path, path: Path) -> str:
@@ -163,14 +201,18 @@ def _key(root: Path, path: Path) -> str:
 
 
 def take(root: Path, stages: Sequence[Stage], specs_dir: str, dep_file: str,
-         warnings: Iterable[str]) -> Taken:
-    at = time.time_ns()
-    own, contents = watched_paths(stages, specs_dir, dep_file)
-    own_paths = [*(root / p for p in own), *git_paths(root)]
+         warnings: Iterable[str], since_ns: int | None = None, dodo: str = "dodo.py"
+         ) -> Taken:
+    """`since_ns`: when the project began to load (a file changed after that may not be
+    what the tasks were made from: too fresh to trust)."""
+    at = time.time_ns() if since_ns is None else since_ns
+    own, contents = watched_paths(stages, specs_dir, dep_file, dodo)
+    index, present = git_paths(root)
     requests = interpreter_requests(stages)
-    return Taken(at, {_key(root, p): own_stat(p) for p in own_paths},
-                 {p: content_stat(root / p) for p in contents},
-                 requests, resolved(root, requests), list(warnings))
+    return Taken(at, {_key(root, p): own_stat(p) for p in [*(root / p for p in own), *index]},
+                 {p: tree_stat(root / p) for p in contents},
+                 {_key(root, p): os.path.lexists(p) for p in present},
+                 requests, resolved(root, requests), list(warnings), code_stamp(), dep_file)
 
 
 def racy(taken: Taken) -> bool:
@@ -183,7 +225,8 @@ def save(root: Path, key: str, taken: Taken, uptodate: Sequence[str]) -> bool:
     """Stamp a no-op: False (nothing written) when a file is too fresh to trust."""
     if taken.interpreters is None or racy(taken):
         return False
-    data = {"format": FORMAT, "root": str(root), "code": code_stamp(), "own": taken.own,
+    data = {"format": FORMAT, "root": str(root.resolve()), "code": taken.code,
+            "dep_file": taken.dep_file, "own": taken.own, "present": taken.present,
             "contents": taken.contents, "requests": taken.requests,
             "interpreters": taken.interpreters, "warnings": taken.warnings,
             "uptodate": list(uptodate)}
@@ -211,16 +254,24 @@ def current(root: Path, key: str) -> Replay | None:
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
-    if data.get("root") != str(root):
+    if data.get("root") != str(root.resolve()):
         return None  # a moved project keeps its files' stats; its kernelspecs are stale
     if any(root.glob(layout.running_records())):
         return None  # a killed doit's runs are closed on the full path
+    try:  # a change another process made to doit's DB, still in its log, not in its file
+        if os.path.getsize(root / f"{data.get('dep_file')}-wal") > 0:
+            return None
+    except OSError:
+        pass
     top = str(root)  # strings, not Paths: thousands of stats are most of a no-op's time
     for rel, stat in (data.get("own") or {}).items():
         if own_stat(os.path.join(top, rel)) != stat:
             return None
     for rel, stat in (data.get("contents") or {}).items():
-        if content_stat(os.path.join(top, rel)) != stat:
+        if tree_stat(os.path.join(top, rel)) != stat:
+            return None
+    for rel, there in (data.get("present") or {}).items():
+        if os.path.lexists(os.path.join(top, rel)) != there:
             return None
     if data.get("code") != code_stamp():
         return None

@@ -61,16 +61,31 @@ def test_a_stage_is_watched_by_what_its_checks_read() -> None:
     all_own, all_contents = noop.watched_paths([s, s], "env_specs", ".mlops/doit.db")
     assert len(all_own) == len(set(all_own)) and "env_specs" in all_own
     assert {"pyproject.toml", "doit.cfg", "dodo.py", ".mlops/doit.db"} <= set(all_own)
-    assert "env_specs/environments" in all_contents
+    assert "env_specs/environments" in all_contents  # its files
+    assert "env_specs/environments" in all_own  # and its entries: a rename counts
 
 
 def test_a_stamp_of_fresh_files_is_not_trusted() -> None:
     now = time.time_ns()
     old = now - 10 * 10**9
-    taken = noop.Taken(now, {"a": [3, old], "d": [old]}, {"f": [2, 7, old]}, [], [], [])
+    taken = noop.Taken(now, {"a": [3, old], "d": [old]}, {"f": [2, 7, 99, old]},
+                       {".git": True}, [], [], [], [], "db")
     assert not noop.racy(taken)
-    taken.contents["f"] = [2, 7, now - 10**9]  # a file in a folder written a second ago
+    taken.contents["f"] = [2, 7, 99, now - 10**9]  # a file in a folder written a second ago
     assert noop.racy(taken)
+
+
+def test_a_folder_is_stamped_by_each_file_in_it(tmp_path: Path) -> None:
+    """A rename or a move inside keeps the count, the sizes and the mtimes (what the checks'
+    own summary holds); the stamp still sees it."""
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("a")
+    before = noop.tree_stat(tmp_path / "d")
+    (tmp_path / "d" / "a.txt").rename(tmp_path / "d" / "sub" / "a.txt")
+    assert noop.tree_stat(tmp_path / "d") != before
+    assert noop.tree_stat(tmp_path / "d" / "sub" / "a.txt") == noop.tree_stat(
+        str(tmp_path / "d" / "sub" / "a.txt"))
+    assert noop.tree_stat(tmp_path / "nothing") is None
 
 
 def test_a_stamp_must_match_its_project(tmp_path: Path) -> None:
@@ -80,8 +95,13 @@ def test_a_stamp_must_match_its_project(tmp_path: Path) -> None:
     old = time.time() - 60
     for path in (root / "pyproject.toml", root / "env_specs"):
         os.utime(path, (old, old))
-    taken = noop.take(root, [], "env_specs", ".mlops/doit.db", ["a warning"])
+    started = time.time_ns()
+    taken = noop.take(root, [], "env_specs", ".mlops/doit.db", ["a warning"],
+                      since_ns=started)
     assert noop.save(root, "k", taken, ["execute:s", "log:s"])
+    # a file changed after the project began to load: the run may not have seen it
+    assert not noop.save(root, "late", noop.take(root, [], "env_specs", ".mlops/doit.db", [],
+                                                  since_ns=old * 10**9), [])
     assert noop.current(root, "k") == noop.Replay(["execute:s", "log:s"], ["a warning"])
     assert noop.current(root, "other") is None
     (root / "doit.cfg").write_text("[GLOBAL]\n")  # doit's own config appears
@@ -98,6 +118,15 @@ def test_a_stamp_must_match_its_project(tmp_path: Path) -> None:
     running.write_text("{}")
     assert noop.current(root, "k") is None  # closed on the full path
     running.unlink()
+    wal = root / ".mlops" / "doit.db-wal"
+    wal.write_bytes(b"a change another process made, not yet in doit.db")
+    assert noop.current(root, "k") is None
+    wal.write_bytes(b"")
+    assert noop.current(root, "k") is not None
+    (root / ".git").mkdir()  # the project became a repository: other files are tracked
+    assert noop.current(root, "k") is None
+    (root / ".git").rmdir()
+    assert noop.current(root, "k") is not None
     moved = tmp_path / "q"
     root.rename(moved)
     assert noop.current(moved, "k") is None  # same stats, other folder
