@@ -288,3 +288,15 @@ def test_a_dodo_with_tasks_of_its_own_is_never_stamped(project: Path) -> None:
             f.stat().st_mtime < time.time() - 60 for f in (project / ".mlops" / "noop").iterdir())
     finally:
         dodo.write_text(text)
+
+
+def test_a_stamp_that_cannot_be_written_fails_nothing(project: Path) -> None:
+    age(project)
+    folder = project / ".mlops" / "noop"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.write_text("a file where the stamps go")
+    try:
+        proc, seen = watched_doit(project)  # exits 0, or watched_doit says so
+        assert ran(proc.stdout) == set() and not shortcut(seen)
+    finally:
+        folder.unlink()

@@ -277,10 +277,12 @@ def stamp_taken(command: Any) -> noop.Taken | None:
     params = getattr(command, "mlops_params", None)
     if not getattr(command, "noop_key", None) or project is None or params is None:
         return None
-    return noop.take(Path.cwd(), project.stages, project.config.specs_dir,
-                     str(params["dep_file"]), [str(w) for w in project.warnings],
-                     since_ns=getattr(command, "noop_since", None),
-                     dodo=os.path.basename(str(params["dodoFile"])))
+    with contextlib.suppress(OSError):  # a stamp is a shortcut, never a reason to fail
+            return noop.take(Path.cwd(), project.stages, project.config.specs_dir,
+                         str(params["dep_file"]), [str(w) for w in project.warnings],
+                         since_ns=getattr(command, "noop_since", None),
+                         dodo=os.path.basename(str(params["dodoFile"])))
+    return None
 
 
 def stamp_no_op(key: str, taken: noop.Taken, code: Any) -> None:
@@ -288,10 +290,11 @@ def stamp_no_op(key: str, taken: noop.Taken, code: Any) -> None:
     from mlops_tasks.pipeline.reporter import PipelineReporter
 
     reporter = PipelineReporter.last
-    if code == 0 and reporter is not None and not reporter.did_work:
-        noop.save(Path.cwd(), key, taken, reporter.uptodate)
-    else:
-        noop.forget(Path.cwd(), key)
+    with contextlib.suppress(OSError, MlopsError):  # unwritable: the next no-op is full
+        if code == 0 and reporter is not None and not reporter.did_work:
+            noop.save(Path.cwd(), key, taken, reporter.uptodate)
+        else:
+            noop.forget(Path.cwd(), key)
 
 
 def rewrite_report(command: Any) -> None:
