@@ -211,10 +211,13 @@ def guarded(base: Any, runs_tasks: bool = False, stamps: bool = False) -> Any:
         if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
             self.sel_tasks = stage_order(self.task_list)
         if runs_tasks:
+            from mlops_tasks.pipeline.entry import loaded
             from mlops_tasks.run import kernels
 
+            project = loaded()
             kernels.plan(*kernels.stage_plan(self.sel_tasks or [],
-                                             kernels.task_deps(self.task_list)))
+                                             kernels.task_deps(self.task_list)),
+                         project.stages if project is not None else ())
         taken = stamp_taken(self)
         try:
             code = base._execute(self, *args, **kwargs)

@@ -4,6 +4,7 @@ with a shutdown request as the stage ends. No papermill import here: it costs a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,20 @@ class StageKernelManager(AsyncKernelManager):
         if pid:
             interrupt.untrack(pid)
         await super()._async_cleanup_resources(restart=restart)
+
+    def client(self, **kwargs: Any) -> Any:
+        """A client of this kernel, kept so that `stop` closes it: nbclient, given a kernel
+        it does not own, never stops its client's channels, and each would keep a zmq
+        context, its two threads and a heartbeat thread for the rest of the doit run (a
+        thousand stages: thousands of threads and file descriptors)."""
+        kc = super().client(**kwargs)
+        self.__dict__.setdefault("stage_clients", []).append(kc)
+        return kc
+
+    def close_clients(self) -> None:
+        for kc in self.__dict__.pop("stage_clients", []):
+            with contextlib.suppress(Exception):  # a channel already stopped
+                kc.stop_channels()
 
 
 def venv_bin(venv: str, windows: bool) -> str:
@@ -136,6 +151,7 @@ def stop(km: StageKernelManager, now: bool = False) -> None:
         if "No kernel" not in str(err):
             raise
     finally:
+        km.close_clients()
         if km.output is not None:
             km.output.close()
             km.output = None

@@ -24,6 +24,7 @@ _lock = threading.Lock()
 _order: tuple[str, ...] = ()  # the stages whose execute task this doit run may run, in order
 _upstream: dict[str, frozenset[str]] = {}  # each of those stages' direct upstream stages
 _ahead: dict[str, tuple[Any, kernel_tracking.KernelTracking]] = {}
+_stages: dict[str, Stage] = {}  # the project's stages, as this doit run loaded them
 
 
 def task_deps(tasks: Iterable[Any]) -> dict[str, list[str]]:
@@ -77,11 +78,15 @@ def next_stage(order: Iterable[str], upstream: Mapping[str, frozenset[str]], cur
     return None
 
 
-def plan(order: Iterable[str], upstream: Mapping[str, frozenset[str]]) -> None:
-    """What this doit run will execute (set once its tasks are selected)."""
-    global _order, _upstream
+def plan(order: Iterable[str], upstream: Mapping[str, frozenset[str]],
+         stages: Iterable[Stage] = ()) -> None:
+    """What this doit run will execute (set once its tasks are selected), and the stages as
+    loaded for its tasks (a kernel booted ahead needs its stage: a thousand stages are not
+    loaded again for each)."""
+    global _order, _upstream, _stages
     with _lock:
         _order, _upstream = tuple(order), dict(upstream)
+        _stages = {s.name: s for s in stages}
 
 
 def kernel_shell(root: Path, stage: Stage, pythonpath: str) -> dict[str, str]:
@@ -150,7 +155,8 @@ def _boot(config: Config, name: str) -> None:
     from mlops_tasks.project.load import load_project
 
     try:
-        stage = next((s for s in load_project(config.root).stages if s.name == name), None)
+        stage = _stages.get(name) or next(
+            (s for s in load_project(config.root).stages if s.name == name), None)
         if stage is None or not ready_if_built(config, stage):
             return  # its execute task builds what it needs, as ever
         km, kernel = launch_kernel(config, stage)

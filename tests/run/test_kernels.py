@@ -48,3 +48,29 @@ def test_task_deps_add_the_producers_of_file_deps_as_doit_does():
 
     assert task_deps(tasks) == {"execute:a": [], "log:a": ["execute:a"],
                                 "execute:b": ["log:a"]}
+
+
+def test_a_kernel_booted_ahead_takes_its_stage_from_the_run(monkeypatch, tmp_path):
+    """The stages the run loaded are handed to the plan: booting a kernel ahead does not load
+    the project again (a thousand stages loaded once per stage would be quadratic)."""
+    from mlops_tasks.env import venv
+    from mlops_tasks.project import load
+    from mlops_tasks.project.config import load_config
+    from mlops_tasks.project.spec import parse_stage
+    from mlops_tasks.run import kernels
+
+    (tmp_path / "pyproject.toml").write_text("[tool.mlops_tasks]\n")
+    stage = parse_stage("name: b\nnotebook: b.ipynb\n", "env_specs/b.yaml", exists=lambda p: True)
+    asked: list[str] = []
+
+    def not_again(root):
+        raise AssertionError("the project was loaded again")
+
+    monkeypatch.setattr(load, "load_project", not_again)
+    monkeypatch.setattr(venv, "ready_if_built", lambda config, s: asked.append(s.name) or False)
+    kernels.plan(["a", "b"], {"b": frozenset({"a"})}, [stage])
+    try:
+        kernels._boot(load_config(tmp_path), "b")
+    finally:
+        kernels.plan([], {})
+    assert asked == ["b"]
