@@ -211,13 +211,7 @@ def guarded(base: Any, runs_tasks: bool = False, stamps: bool = False) -> Any:
         if runs_tasks and self.sel_default_tasks and not self.sel_tasks:
             self.sel_tasks = stage_order(self.task_list)
         if runs_tasks:
-            from mlops_tasks.pipeline.entry import loaded
-            from mlops_tasks.run import kernels
-
-            project = loaded()
-            kernels.plan(*kernels.stage_plan(self.sel_tasks or [],
-                                             kernels.task_deps(self.task_list)),
-                         project.stages if project is not None else ())
+            plan_kernels(self)
         taken = stamp_taken(self)
         try:
             code = base._execute(self, *args, **kwargs)
@@ -253,6 +247,18 @@ def guarded(base: Any, runs_tasks: bool = False, stamps: bool = False) -> Any:
 
     return type(base.__name__, (base,), {"_execute": _execute, "execute": execute,
                                          "__doc__": base.__doc__})
+
+
+def plan_kernels(command: Any) -> None:
+    """Which stages this run executes, in order, and the stages as its tasks were made from
+    (run/kernels.py boots the next one's kernel ahead)."""
+    from mlops_tasks.pipeline.entry import loaded
+    from mlops_tasks.run import kernels
+
+    project = loaded()
+    kernels.plan(*kernels.stage_plan(command.sel_tasks or [],
+                                     kernels.task_deps(command.task_list)),
+                 project.stages if project is not None else ())
 
 
 def tasks_unless_stamped(command: Any, params: Any) -> Any:
